@@ -1,0 +1,62 @@
+//! What clients, witnesses and auditors run to check the log's answers.
+//! Depends only on tree, note, event and receipt: no storage, no HTTP
+//! server, so a service can embed it.
+
+use crate::event;
+use crate::note::{self, Checkpoint};
+use crate::receipt::{ConsistencyProof, Receipt};
+use crate::tree;
+
+/// Why a receipt or proof does not check out.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] note::NoteError),
+    #[error("event is not canonical JSON: {0}")]
+    Event(String),
+    #[error("commitment is not SHA-256(salt || JCS(event))")]
+    Commitment,
+    #[error("leaf hash is not SHA-256(0x00 || commitment)")]
+    LeafHash,
+    #[error("inclusion proof does not reach the checkpoint: {0}")]
+    Inclusion(tree::Error),
+    #[error("consistency proof does not hold: {0}")]
+    Consistency(tree::Error),
+    #[error("proof is for sizes {got:?}, expected {want:?}")]
+    Sizes { got: (u64, u64), want: (u64, u64) },
+}
+
+/// Checks a receipt offline against the log's verifier key: the event's
+/// canonical form, the commitment, the leaf hash, the checkpoint signature
+/// and the inclusion proof. Returns the checkpoint the receipt reaches.
+pub fn verify_receipt(r: &Receipt, vkey: &str) -> Result<Checkpoint, VerifyError> {
+    let value: serde_json::Value =
+        serde_json::from_str(r.event.get()).map_err(|e| VerifyError::Event(e.to_string()))?;
+    let jcs = event::canonical(&value).map_err(|e| VerifyError::Event(e.to_string()))?;
+    if event::commitment(&r.salt, &jcs) != r.commitment {
+        return Err(VerifyError::Commitment);
+    }
+    if tree::leaf_hash(&r.commitment.0) != r.leaf_hash {
+        return Err(VerifyError::LeafHash);
+    }
+    let c = note::verify_checkpoint(r.checkpoint.as_bytes(), vkey)?;
+    tree::check_inclusion(&r.inclusion_proof, c.size, c.root, r.index, r.leaf_hash)
+        .map_err(VerifyError::Inclusion)?;
+    Ok(c)
+}
+
+/// Checks that `proof` shows checkpoint `old` is a prefix of `new`.
+pub fn verify_consistency(
+    proof: &ConsistencyProof,
+    old: &Checkpoint,
+    new: &Checkpoint,
+) -> Result<(), VerifyError> {
+    if (proof.from, proof.to) != (old.size, new.size) {
+        return Err(VerifyError::Sizes {
+            got: (proof.from, proof.to),
+            want: (old.size, new.size),
+        });
+    }
+    tree::check_consistency(&proof.hashes, old.size, old.root, new.size, new.root)
+        .map_err(VerifyError::Consistency)
+}

@@ -1,0 +1,20 @@
+//! sealog: a transparency-log server for tamper-evident audit logs.
+//!
+//! Data flows one way: `http` (request) → `event` (validate, canonicalize,
+//! commit) → `sequencer` (batch, durable `store` transaction, checkpoint
+//! signature from `note`) → `receipt`s. `tree`, `note`, `tiles`,
+//! `receipt` and `client` are the verification side and depend on
+//! nothing server-side.
+
+pub mod auth;
+pub mod client;
+pub mod datadir;
+pub mod event;
+pub mod http;
+pub mod note;
+pub mod receipt;
+pub mod sequencer;
+pub mod server;
+pub mod store;
+pub mod tiles;
+pub mod tree;

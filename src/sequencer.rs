@@ -1,0 +1,329 @@
+//! The sequencer: the log's one writer.
+//!
+//! Lifecycle of an append: a request's events are queued; the sequencer
+//! thread gathers the queue into a batch (group commit), writes the batch in
+//! one redb transaction that is durable when `commit` returns (sequence and
+//! integrate), then signs a checkpoint over the new (size, root) (publish),
+//! then wakes every waiting request. Each request builds its own receipts
+//! from a snapshot, off the sequencer thread.
+//!
+//! What must stay true:
+//! - a checkpoint is signed only over a (size, root) already durable, so a
+//!   crash can never make the log sign two different roots for one size;
+//! - one thread writes, so sizes only grow and each is signed with one root;
+//! - a request is never split across batches: its events are contiguous and
+//!   appended all or none.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+
+use crate::event::Committed;
+use crate::note::LogSigner;
+use crate::receipt::Receipt;
+use crate::store::{Store, StoreError, TreeState};
+use crate::tree::{self, Hash, HashReader};
+
+/// Batching and queueing limits.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Events at most in one batch (a single larger request is not split).
+    pub max_batch: usize,
+    /// How long a batch may wait for more events once it has some. The
+    /// fsync of the previous batch is the main gathering window; this adds
+    /// a little more under light load.
+    pub max_wait: Duration,
+    /// Events at most waiting for the sequencer; beyond, appends get 503.
+    pub queue_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_batch: 4096,
+            max_wait: Duration::from_millis(1),
+            queue_capacity: 100_000,
+        }
+    }
+}
+
+/// The latest signed tree head.
+#[derive(Clone, Debug)]
+pub struct Head {
+    pub size: u64,
+    pub root: Hash,
+    /// The signed checkpoint note.
+    pub checkpoint: String,
+}
+
+/// Why an append was not done. None of these appended anything.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("the append queue is full")]
+    QueueFull,
+    #[error("the log is shutting down")]
+    Stopped,
+    #[error("storage failed: {0}")]
+    Storage(String),
+}
+
+struct Job {
+    events: Vec<Committed>,
+    reply: oneshot::Sender<Result<Sequenced, AppendError>>,
+}
+
+/// Where a request's events landed and the checkpoint that covers them.
+struct Sequenced {
+    first: u64,
+    events: Vec<Committed>,
+    head: Arc<Head>,
+}
+
+/// A handle to the sequencer thread.
+pub struct Sequencer {
+    jobs: Sender<Option<Job>>,
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
+    head: Arc<RwLock<Arc<Head>>>,
+    store: Arc<Store>,
+}
+
+impl Sequencer {
+    /// Starts the sequencer thread on a store whose durable state is
+    /// `state`, signing that state's checkpoint first.
+    pub fn start(
+        store: Arc<Store>,
+        signer: LogSigner,
+        state: TreeState,
+        config: Config,
+    ) -> (Self, JoinHandle<()>) {
+        let head = Arc::new(RwLock::new(Arc::new(Head {
+            size: state.size,
+            root: state.root,
+            checkpoint: signer.sign(state.size, state.root),
+        })));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let worker = Worker {
+            store: store.clone(),
+            signer,
+            state,
+            config: config.clone(),
+            queued: queued.clone(),
+            head: head.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("sequencer".into())
+            .spawn(move || worker.run(rx))
+            .expect("spawn sequencer thread");
+        let seq = Sequencer {
+            jobs: tx,
+            queued,
+            capacity: config.queue_capacity,
+            head,
+            store,
+        };
+        (seq, thread)
+    }
+
+    /// The latest signed tree head.
+    pub fn head(&self) -> Arc<Head> {
+        self.head.read().expect("not poisoned").clone()
+    }
+
+    /// Events waiting for the sequencer.
+    pub fn queue_depth(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Asks the thread to finish what is queued and stop. Appends after
+    /// this get `Stopped`.
+    pub fn stop(&self) {
+        let _ = self.jobs.send(None);
+    }
+
+    /// Appends `events` as consecutive leaves and returns their receipts,
+    /// once they are durable and under a signed checkpoint.
+    pub async fn append(&self, events: Vec<Committed>) -> Result<Vec<Receipt>, AppendError> {
+        let n = events.len();
+        let before = self.queued.fetch_add(n, Ordering::SeqCst);
+        if before > 0 && before + n > self.capacity {
+            self.queued.fetch_sub(n, Ordering::SeqCst);
+            return Err(AppendError::QueueFull);
+        }
+        let (reply, done) = oneshot::channel();
+        if self.jobs.send(Some(Job { events, reply })).is_err() {
+            self.queued.fetch_sub(n, Ordering::SeqCst);
+            return Err(AppendError::Stopped);
+        }
+        let seq = done.await.map_err(|_| AppendError::Stopped)??;
+        self.receipts(seq)
+            .map_err(|e| AppendError::Storage(e.to_string()))
+    }
+
+    fn receipts(&self, seq: Sequenced) -> Result<Vec<Receipt>, StoreError> {
+        let snap = self.store.snapshot()?;
+        // Receipts of one request share most proof nodes: read each once.
+        let reader = MemoHashes::new(&snap);
+        let size = seq.head.size;
+        seq.events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let index = seq.first + i as u64;
+                let leaf_hash = tree::leaf_hash(&e.commitment.0);
+                let proof = tree::prove_inclusion(size, index, &reader)
+                    .map_err(|err| StoreError::Corrupt(format!("proof of {index}: {err}")))?;
+                let event = String::from_utf8(e.jcs).expect("canonical JSON is UTF-8");
+                Ok(Receipt {
+                    index,
+                    event: RawValue::from_string(event).expect("canonical JSON is JSON"),
+                    salt: e.salt.to_vec(),
+                    commitment: e.commitment,
+                    leaf_hash,
+                    checkpoint: seq.head.checkpoint.clone(),
+                    inclusion_proof: proof,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A hash reader that remembers what it read.
+struct MemoHashes<'a, R: HashReader> {
+    inner: &'a R,
+    seen: std::cell::RefCell<std::collections::HashMap<u64, Hash>>,
+}
+
+impl<'a, R: HashReader> MemoHashes<'a, R> {
+    fn new(inner: &'a R) -> Self {
+        MemoHashes {
+            inner,
+            seen: Default::default(),
+        }
+    }
+}
+
+impl<R: HashReader> HashReader for MemoHashes<'_, R> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tree::Error> {
+        let mut seen = self.seen.borrow_mut();
+        let missing: Vec<u64> = indexes
+            .iter()
+            .copied()
+            .filter(|i| !seen.contains_key(i))
+            .collect();
+        if !missing.is_empty() {
+            for (i, h) in missing.iter().zip(self.inner.read_hashes(&missing)?) {
+                seen.insert(*i, h);
+            }
+        }
+        Ok(indexes.iter().map(|i| seen[i]).collect())
+    }
+}
+
+struct Worker {
+    store: Arc<Store>,
+    signer: LogSigner,
+    state: TreeState,
+    config: Config,
+    queued: Arc<AtomicUsize>,
+    head: Arc<RwLock<Arc<Head>>>,
+}
+
+impl Worker {
+    fn run(mut self, jobs: Receiver<Option<Job>>) {
+        loop {
+            let (batch, stop) = self.gather(&jobs);
+            if !batch.is_empty() {
+                self.commit(batch);
+            }
+            if stop {
+                tracing::info!(size = self.state.size, "sequencer stopped");
+                return;
+            }
+        }
+    }
+
+    /// Waits for a job, then gathers more until the batch is full, the
+    /// queue stays empty for `max_wait`, or a stop is asked.
+    fn gather(&self, jobs: &Receiver<Option<Job>>) -> (Vec<Job>, bool) {
+        let first = match jobs.recv() {
+            Ok(Some(job)) => job,
+            Ok(None) | Err(_) => return (Vec::new(), true),
+        };
+        let mut count = first.events.len();
+        let mut batch = vec![first];
+        let deadline = Instant::now() + self.config.max_wait;
+        let mut stop = false;
+        while count < self.config.max_batch {
+            let next = match jobs.try_recv() {
+                Ok(next) => next,
+                Err(TryRecvError::Disconnected) => None,
+                Err(TryRecvError::Empty) => match jobs.recv_deadline(deadline) {
+                    Ok(next) => next,
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => None,
+                },
+            };
+            match next {
+                Some(job) => {
+                    count += job.events.len();
+                    batch.push(job);
+                }
+                None => {
+                    stop = true;
+                    break;
+                }
+            }
+        }
+        self.queued.fetch_sub(count, Ordering::SeqCst);
+        (batch, stop)
+    }
+
+    fn commit(&mut self, batch: Vec<Job>) {
+        let count: usize = batch.iter().map(|j| j.events.len()).sum();
+        let started = Instant::now();
+        let state = match self
+            .store
+            .append(self.state, batch.iter().flat_map(|j| &j.events))
+        {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::error!(error = %e, events = count, "batch not appended");
+                for job in batch {
+                    let _ = job.reply.send(Err(AppendError::Storage(e.to_string())));
+                }
+                return;
+            }
+        };
+        // Durable: now, and only now, the new root may be signed.
+        let head = Arc::new(Head {
+            size: state.size,
+            root: state.root,
+            checkpoint: self.signer.sign(state.size, state.root),
+        });
+        *self.head.write().expect("not poisoned") = head.clone();
+        tracing::debug!(
+            size = state.size,
+            events = count,
+            micros = started.elapsed().as_micros() as u64,
+            "batch committed"
+        );
+        let mut first = self.state.size;
+        self.state = state;
+        for job in batch {
+            let n = job.events.len() as u64;
+            let _ = job.reply.send(Ok(Sequenced {
+                first,
+                events: job.events,
+                head: head.clone(),
+            }));
+            first += n;
+        }
+    }
+}

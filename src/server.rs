@@ -1,0 +1,149 @@
+//! Assembles a log from its data directory and runs it: keys, store,
+//! tokens, sequencer, HTTP, and a graceful stop on SIGTERM or SIGINT.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::auth::{Scope, Tokens};
+use crate::datadir::{self, DataDir};
+use crate::http::{self, AppState, Limits};
+use crate::note::{self, LogSigner};
+use crate::sequencer::{self, Sequencer};
+use crate::store::{Store, StoreError};
+
+/// The origin of a log created with no `--origin`.
+pub const DEFAULT_ORIGIN: &str = "localhost/sealog";
+
+/// How to run a log.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub data: PathBuf,
+    pub listen: String,
+    pub origin: Option<String>,
+    pub limits: Limits,
+    pub sequencer: sequencer::Config,
+}
+
+/// Why the log could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{what}: {err}")]
+    Io { what: String, err: io::Error },
+    #[error("{0}")]
+    Key(#[from] note::NoteError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ServeError {
+    let what = what.into();
+    move |err| ServeError::Io { what, err }
+}
+
+/// Creates a key pair in `dir`: `log.key` (0600) and `log.vkey`.
+pub fn keygen(dir: &DataDir, origin: &str) -> Result<String, ServeError> {
+    let (skey, vkey) = note::generate_key(origin)?;
+    dir.create()
+        .map_err(io_err(format!("creating {}", dir.0.display())))?;
+    datadir::write_secret(&dir.key(), &format!("{skey}\n"))
+        .map_err(io_err(format!("writing {}", dir.key().display())))?;
+    datadir::write_public(&dir.vkey(), &format!("{vkey}\n"))
+        .map_err(io_err(format!("writing {}", dir.vkey().display())))?;
+    Ok(vkey)
+}
+
+/// Opens (creating on first use) the log in `opts.data` and starts its
+/// sequencer.
+pub fn open(opts: &Options) -> Result<(Arc<AppState>, std::thread::JoinHandle<()>), ServeError> {
+    let dir = DataDir(opts.data.clone());
+    let fresh = !dir.db().exists();
+    if !dir.key().exists() {
+        if !fresh {
+            // A new key for an existing tree would be a new log identity
+            // claiming the old history.
+            return Err(ServeError::Refused(format!(
+                "{} is missing but {} exists; restore the key",
+                dir.key().display(),
+                dir.db().display()
+            )));
+        }
+        let origin = opts.origin.as_deref().unwrap_or(DEFAULT_ORIGIN);
+        keygen(&dir, origin)?;
+        tracing::info!(key = %dir.key().display(), "created the log's signing key");
+    }
+    let skey = datadir::read_secret(&dir.key())
+        .map_err(io_err(format!("reading {}", dir.key().display())))?;
+    let signer = LogSigner::new(&skey)?;
+    if let Some(origin) = &opts.origin {
+        if origin != signer.origin() {
+            return Err(ServeError::Refused(format!(
+                "--origin {origin:?} differs from the key's name {:?}",
+                signer.origin()
+            )));
+        }
+    }
+    let vkey = signer.vkey();
+    let store = Arc::new(Store::open(&dir.db())?);
+    store.bind_identity(signer.origin(), &vkey)?;
+    let tokens = Tokens::load(&store)?;
+    if fresh {
+        let token = tokens.create(&store, "admin", vec![Scope::Admin])?;
+        let _ = std::fs::remove_file(dir.admin_token());
+        datadir::write_secret(&dir.admin_token(), &format!("{token}\n"))
+            .map_err(io_err(format!("writing {}", dir.admin_token().display())))?;
+    }
+    if !dir.vkey().exists() {
+        datadir::write_public(&dir.vkey(), &format!("{vkey}\n"))
+            .map_err(io_err(format!("writing {}", dir.vkey().display())))?;
+    }
+    let state = store.tree_state()?;
+    tracing::info!(
+        origin = signer.origin(),
+        vkey = %vkey,
+        admin_token = %dir.admin_token().display(),
+        size = state.size,
+        root = %state.root,
+        "log opened"
+    );
+    let (sequencer, thread) =
+        Sequencer::start(store.clone(), signer, state, opts.sequencer.clone());
+    let app = Arc::new(AppState {
+        store,
+        sequencer,
+        tokens,
+        limits: opts.limits.clone(),
+    });
+    Ok((app, thread))
+}
+
+/// Runs the log until SIGTERM or SIGINT, then drains the queue and stops.
+pub async fn serve(opts: Options) -> Result<(), ServeError> {
+    let (app, sequencer_thread) = open(&opts)?;
+    let listener = tokio::net::TcpListener::bind(&opts.listen)
+        .await
+        .map_err(io_err(format!("listening on {}", opts.listen)))?;
+    let addr = listener.local_addr().map_err(io_err("local address"))?;
+    tracing::info!(%addr, "serving");
+    axum::serve(listener, http::router(app.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(io_err("serving"))?;
+    tracing::info!("stopping: draining the append queue");
+    app.sequencer.stop();
+    sequencer_thread
+        .join()
+        .map_err(|_| ServeError::Refused("the sequencer thread panicked".into()))?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
