@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Paths inside a data directory.
@@ -30,8 +30,10 @@ impl DataDir {
 
     /// Creates the directory, readable by its owner only, if missing.
     pub fn create(&self) -> io::Result<()> {
-        fs::create_dir_all(&self.0)?;
-        Ok(())
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.0)
     }
 }
 

@@ -58,7 +58,7 @@ pub mod b64 {
         s.serialize_str(&BASE64_STANDARD.encode(v))
     }
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = <&str>::deserialize(d)?;
+        let s = String::deserialize(d)?;
         BASE64_STANDARD.decode(s).map_err(serde::de::Error::custom)
     }
 }
@@ -69,8 +69,8 @@ pub mod b64_hash {
         s.serialize_str(&BASE64_STANDARD.encode(h.0))
     }
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Hash, D::Error> {
-        let s = <&str>::deserialize(d)?;
-        parse_hash(s).ok_or_else(|| serde::de::Error::custom("not a base64 32-byte hash"))
+        let s = String::deserialize(d)?;
+        parse_hash(&s).ok_or_else(|| serde::de::Error::custom("not a base64 32-byte hash"))
     }
 }
 

@@ -1,0 +1,165 @@
+//! A harness that runs the real `sealog` binary on a temporary data
+//! directory and talks to it over HTTP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use sealog::receipt::Receipt;
+
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub dir: PathBuf,
+    pub token: String,
+    pub vkey: String,
+    args: Vec<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts a server on a fresh data directory with extra `args`.
+    pub fn start(args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let mut s = Server {
+            child: None,
+            url: String::new(),
+            dir,
+            token: String::new(),
+            vkey: String::new(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            _tmp: Some(tmp),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sealog"))
+            .arg("serve")
+            .arg("--data")
+            .arg(&self.dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start sealog");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("serving addr=").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+                if std::env::var_os("SEALOG_TEST_LOG").is_some() {
+                    eprintln!("server: {line}");
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server did not report its address");
+        self.url = format!("http://{addr}");
+        self.token = read_trimmed(&self.dir.join("admin.token"));
+        self.vkey = read_trimmed(&self.dir.join("log.vkey"));
+        self.child = Some(child);
+    }
+
+    /// Stops the server with SIGTERM and waits for it; returns its exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        send_signal(child.id(), "TERM");
+        child.wait().ok()?.code()
+    }
+
+    /// Stops and starts the server on the same data directory.
+    pub fn restart(&mut self) {
+        assert_eq!(self.stop(), Some(0), "graceful stop exits 0");
+        self.spawn();
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap()
+    }
+
+    /// Appends a JSON body with the admin token; panics unless 200.
+    pub async fn append(&self, c: &reqwest::Client, body: serde_json::Value) -> String {
+        let r = c
+            .post(format!("{}/v1/events", self.url))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v = r.text().await.unwrap();
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    pub async fn get_text(&self, c: &reqwest::Client, path: &str) -> String {
+        let r = c.get(format!("{}{path}", self.url)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        r.text().await.unwrap()
+    }
+
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        c: &reqwest::Client,
+        path: &str,
+    ) -> T {
+        let r = c.get(format!("{}{path}", self.url)).send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 200, "{path}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn send_signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+fn read_trimmed(p: &Path) -> String {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+/// Receipts from an append answer (one object or an array).
+pub fn receipts(body: &str) -> Vec<Receipt> {
+    if body.trim_start().starts_with('[') {
+        serde_json::from_str(body).unwrap()
+    } else {
+        vec![serde_json::from_str(body).unwrap()]
+    }
+}
