@@ -1,0 +1,103 @@
+//! Interop with Go's reference code: tests/interop/checker.go, built on
+//! golang.org/x/mod/sumdb/tlog and sumdb/note, checks a running log's
+//! checkpoint, entry bundles, every hash tile and sampled proofs.
+//!
+//! Needs `go` and Debian's golang-golang-x-mod-dev. `.ci/run` installs
+//! them and sets SEALOG_REQUIRE_GO=1, which makes a missing Go a failure;
+//! elsewhere the test skips with a loud message.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::Server;
+use serde_json::json;
+
+const GOPATH: &str = "/usr/share/gocode";
+
+fn go_available() -> bool {
+    let go = Command::new("go")
+        .arg("version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    go && Path::new(GOPATH)
+        .join("src/golang.org/x/mod/sumdb/tlog")
+        .is_dir()
+}
+
+fn build_checker() -> PathBuf {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let out = target.join("interop-checker");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/checker.go");
+    let status = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", GOPATH)
+        .env("GOCACHE", target.join("go-cache"))
+        .env("GOFLAGS", "")
+        .status()
+        .expect("run go build");
+    assert!(status.success(), "go build of the interop checker failed");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_reference_code_verifies_checkpoint_tiles_and_proofs() {
+    if !go_available() {
+        let msg =
+            "Go or golang.org/x/mod is missing: apt-get install golang-go golang-golang-x-mod-dev";
+        if std::env::var_os("SEALOG_REQUIRE_GO").is_some() {
+            panic!("{msg}");
+        }
+        eprintln!("\n!!!!!!!! SKIPPING the Go interop test: {msg} !!!!!!!!\n");
+        return;
+    }
+    let checker = build_checker();
+    let s = Server::start(&[]);
+    let c = Server::client();
+
+    // A few thousand entries in uneven batches, crossing many level-0 tile
+    // boundaries and leaving partial tiles at levels 0 and 1.
+    let mut n = 0;
+    let mut k = 0;
+    while n < 3_100 {
+        let len = [1, 7, 255, 256, 3, 300, 64][k % 7];
+        let batch: Vec<_> = (0..len)
+            .map(|i| json!({"n": n + i, "actor": "alice"}))
+            .collect();
+        s.append(&c, json!(batch)).await;
+        n += len;
+        k += 1;
+    }
+    let out = Command::new(&checker)
+        .arg(&s.url)
+        .arg(&s.vkey)
+        .output()
+        .expect("run the checker");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}{stderr}");
+    assert!(out.status.success(), "Go checker failed:\n{stdout}{stderr}");
+    assert!(stdout.contains(&format!("size={n} ")), "{stdout}");
+
+    // The checker must also fail when the log lies: give it another key.
+    let other = tempfile::tempdir().unwrap();
+    let vkey = sealog::server::keygen(
+        &sealog::datadir::DataDir(other.path().join("k")),
+        "localhost/sealog",
+    )
+    .unwrap();
+    let out = Command::new(&checker)
+        .arg(&s.url)
+        .arg(&vkey)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a checkpoint verified under a stranger's key"
+    );
+}
