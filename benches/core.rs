@@ -1,1 +1,102 @@
-fn main() {}
+//! Criterion benches for the hot functions: leaf/node hashing, the event
+//! commitment (JCS + SHA-256), proof generation in a 10^6-leaf tree,
+//! checkpoint signing, and a 100-event durable batch append.
+//!
+//!   cargo bench --bench core
+
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
+use sealog::event::{self, Committed};
+use sealog::note::{self, LogSigner};
+use sealog::store::Store;
+use sealog::tree::{self, MemoryHashes};
+
+fn sample_event() -> serde_json::Value {
+    serde_json::json!({
+        "class_uid": 3002, "activity_id": 1, "time": 1763800000000u64, "severity_id": 1, "status_id": 1,
+        "user": {"uid": "u-000042", "name": "alice@example.com"},
+        "src_endpoint": {"ip": "10.1.2.3", "hostname": "laptop-17.corp.example.com"},
+        "http_request": {"user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0"},
+        "auth_factors": [{"factor_type_id": 3}],
+        "metadata": {"version": "1.8.0", "product": {"name": "Example IdP"}, "uid": "evt-000000000042"}
+    })
+}
+
+fn hashing(c: &mut Criterion) {
+    let commitment = [7u8; 32];
+    c.bench_function("leaf_hash", |b| {
+        b.iter(|| tree::leaf_hash(black_box(&commitment)))
+    });
+    let (l, r) = (tree::leaf_hash(b"l"), tree::leaf_hash(b"r"));
+    c.bench_function("node_hash", |b| {
+        b.iter(|| tree::node_hash(black_box(l), black_box(r)))
+    });
+    let ev = sample_event();
+    c.bench_function("commitment (JCS + salt + SHA-256)", |b| {
+        b.iter(|| Committed::new(event::canonical(black_box(&ev)).unwrap()))
+    });
+}
+
+fn proofs(c: &mut Criterion) {
+    const N: u64 = 1_000_000;
+    let mut t = MemoryHashes::default();
+    for i in 0..N {
+        t.append(tree::leaf_hash(&i.to_be_bytes()));
+    }
+    let mut i = 0u64;
+    c.bench_function("inclusion proof at 10^6", |b| {
+        b.iter(|| {
+            i = (i + 7919) % N;
+            tree::prove_inclusion(N, i, &t).unwrap()
+        })
+    });
+    let mut m = 1u64;
+    c.bench_function("consistency proof at 10^6", |b| {
+        b.iter(|| {
+            m = m % (N - 1) + 7919;
+            tree::prove_consistency(m.min(N), N, &t).unwrap()
+        })
+    });
+    let root = tree::root(N, &t).unwrap();
+    let proof = tree::prove_inclusion(N, 123_456, &t).unwrap();
+    let leaf = tree::leaf_hash(&123_456u64.to_be_bytes());
+    c.bench_function("inclusion check at 10^6", |b| {
+        b.iter(|| tree::check_inclusion(&proof, N, root, 123_456, leaf).unwrap())
+    });
+}
+
+fn signing(c: &mut Criterion) {
+    let (skey, vkey) = note::generate_key("bench.example/log").unwrap();
+    let signer = LogSigner::new(&skey).unwrap();
+    let root = tree::leaf_hash(b"root");
+    c.bench_function("checkpoint sign", |b| {
+        b.iter(|| signer.sign(black_box(1_000_000), root))
+    });
+    let cp = signer.sign(1_000_000, root);
+    c.bench_function("checkpoint verify", |b| {
+        b.iter(|| note::verify_checkpoint(cp.as_bytes(), &vkey).unwrap())
+    });
+}
+
+fn batch_append(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let mut state = store.tree_state().unwrap();
+    let jcs = event::canonical(&sample_event()).unwrap();
+    let mut g = c.benchmark_group("store");
+    g.sample_size(30);
+    g.bench_function("append 100 events, durable", |b| {
+        b.iter_batched(
+            || {
+                (0..100)
+                    .map(|_| Committed::new(jcs.clone()))
+                    .collect::<Vec<_>>()
+            },
+            |evs| state = store.append(state, &evs).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, hashing, proofs, signing, batch_append);
+criterion_main!(benches);

@@ -1,1 +1,226 @@
-fn main() {}
+//! A load generator for a running `sealog serve`, over loopback.
+//!
+//!   cargo bench --bench loadgen -- --url http://127.0.0.1:8080 \
+//!       --token-file ./sealog-data/admin.token --scenario append --batch 1 \
+//!       --concurrency 64 --seconds 20
+//!
+//! Scenarios: `append` (events per request = --batch), `inclusion` (proofs
+//! by index at random past sizes), `fill` (append --events events in
+//! 1000-event batches as fast as possible). Every run is bounded by
+//! --seconds and --requests and stops by itself. Reports requests/s,
+//! events/s and latency percentiles; with --data DIR also the database's
+//! bytes per event.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+struct Args {
+    url: String,
+    token: String,
+    scenario: String,
+    batch: usize,
+    concurrency: usize,
+    seconds: u64,
+    requests: u64,
+    events: u64,
+    data: Option<String>,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        url: "http://127.0.0.1:8080".into(),
+        token: String::new(),
+        scenario: "append".into(),
+        batch: 1,
+        concurrency: 64,
+        seconds: 20,
+        requests: u64::MAX,
+        events: 1_000_000,
+        data: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => a.url = val(),
+            "--token" => a.token = val(),
+            "--token-file" => a.token = std::fs::read_to_string(val()).unwrap().trim().to_string(),
+            "--scenario" => a.scenario = val(),
+            "--batch" => a.batch = val().parse().unwrap(),
+            "--concurrency" => a.concurrency = val().parse().unwrap(),
+            "--seconds" => a.seconds = val().parse().unwrap(),
+            "--requests" => a.requests = val().parse().unwrap(),
+            "--events" => a.events = val().parse().unwrap(),
+            "--data" => a.data = Some(val()),
+            "--bench" => {} // cargo bench passes this
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+/// A realistic OCSF 1.8 Authentication (3002) event, about 600 bytes.
+fn auth_event(n: u64) -> serde_json::Value {
+    let user = n % 5000;
+    serde_json::json!({
+        "class_uid": 3002, "category_uid": 3, "activity_id": 1, "type_uid": 300201,
+        "time": 1_763_800_000_000u64 + n, "severity_id": 1,
+        "status_id": if n % 10 == 0 { 2 } else { 1 },
+        "auth_protocol_id": 2, "is_mfa": n % 3 == 0,
+        "user": {"uid": format!("u-{user:06}"), "name": format!("user{user}@example.com"), "type_id": 1},
+        "src_endpoint": {"ip": format!("10.{}.{}.{}", n % 7, n % 251, n % 253), "hostname": "laptop-17.corp.example.com"},
+        "dst_endpoint": {"svc_name": "sso", "hostname": "login.example.com"},
+        "http_request": {"user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0", "http_method": "POST"},
+        "auth_factors": [{"factor_type_id": 3, "device": {"type_id": 5}}],
+        "metadata": {"version": "1.8.0", "product": {"name": "Example IdP", "vendor_name": "Example"}, "uid": format!("evt-{n:012}")}
+    })
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let a = parse_args();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.concurrency)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let size_before = current_size(&client, &a.url).await;
+    let db_before = a.data.as_ref().map(|d| db_bytes(d));
+
+    let (concurrency, batch, limit_requests, seconds) = match a.scenario.as_str() {
+        "fill" => (4, 1000, a.events.div_ceil(1000), 3600 * 6),
+        _ => (a.concurrency, a.batch, a.requests, a.seconds),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let counter = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let (client, url, token, scenario) = (
+            client.clone(),
+            a.url.clone(),
+            a.token.clone(),
+            a.scenario.clone(),
+        );
+        let (stop, sent, errors, counter) =
+            (stop.clone(), sent.clone(), errors.clone(), counter.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new(3).unwrap();
+            let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ w as u64;
+            loop {
+                if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                    break;
+                }
+                if sent.fetch_add(1, Ordering::Relaxed) >= limit_requests {
+                    break;
+                }
+                let t0 = Instant::now();
+                let ok = match scenario.as_str() {
+                    "append" | "fill" => {
+                        let base = counter.fetch_add(batch as u64, Ordering::Relaxed);
+                        let body = if batch == 1 {
+                            serde_json::to_vec(&auth_event(base)).unwrap()
+                        } else {
+                            let v: Vec<_> =
+                                (0..batch as u64).map(|i| auth_event(base + i)).collect();
+                            serde_json::to_vec(&v).unwrap()
+                        };
+                        let r = client
+                            .post(format!("{url}/v1/events"))
+                            .bearer_auth(&token)
+                            .header("content-type", "application/json")
+                            .body(body)
+                            .send()
+                            .await;
+                        match r {
+                            Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
+                            _ => false,
+                        }
+                    }
+                    "inclusion" => {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        let size = size_before.max(1);
+                        let s = 1 + rng % size;
+                        let i = (rng >> 20) % s;
+                        let r = client
+                            .get(format!("{url}/v1/proof/inclusion?index={i}&size={s}"))
+                            .send()
+                            .await;
+                        match r {
+                            Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
+                            _ => false,
+                        }
+                    }
+                    other => panic!("unknown scenario {other}"),
+                };
+                if ok {
+                    hist.record(t0.elapsed().as_micros() as u64).unwrap();
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            hist
+        }));
+    }
+    let mut hist = Histogram::<u64>::new(3).unwrap();
+    for t in tasks {
+        hist.add(t.await.unwrap()).unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let secs = started.elapsed().as_secs_f64();
+    let ok = hist.len();
+    let events = if a.scenario == "inclusion" {
+        0
+    } else {
+        ok * batch as u64
+    };
+    println!(
+        "scenario={} batch={} concurrency={} seconds={:.1} ok={} errors={} req/s={:.0} events/s={:.0} p50={:.2}ms p99={:.2}ms p999={:.2}ms",
+        a.scenario,
+        batch,
+        concurrency,
+        secs,
+        ok,
+        errors.load(Ordering::Relaxed),
+        ok as f64 / secs,
+        events as f64 / secs,
+        hist.value_at_quantile(0.5) as f64 / 1000.0,
+        hist.value_at_quantile(0.99) as f64 / 1000.0,
+        hist.value_at_quantile(0.999) as f64 / 1000.0,
+    );
+    if let (Some(d), Some(before)) = (&a.data, db_before) {
+        let size_after = current_size(&client, &a.url).await;
+        let after = db_bytes(d);
+        println!(
+            "tree size {size_after}; database {after} bytes; {:.0} bytes/event overall; {:.0} bytes/event for this run",
+            after as f64 / size_after.max(1) as f64,
+            (after.saturating_sub(before)) as f64 / (size_after - size_before).max(1) as f64
+        );
+    }
+}
+
+async fn current_size(client: &reqwest::Client, url: &str) -> u64 {
+    let text = client
+        .get(format!("{url}/checkpoint"))
+        .send()
+        .await
+        .expect("server reachable")
+        .text()
+        .await
+        .unwrap();
+    text.lines().nth(1).unwrap().parse().unwrap()
+}
+
+fn db_bytes(dir: &str) -> u64 {
+    std::fs::metadata(std::path::Path::new(dir).join("sealog.redb"))
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
