@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -54,6 +54,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/proof/consistency", get(consistency_proof))
         .route("/healthz", get(healthz))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
 }
 
@@ -67,6 +68,8 @@ pub enum ApiError {
     Auth(#[from] AuthError),
     #[error("{0}")]
     NotFound(String),
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     #[error("{0}")]
     TooLarge(String),
     #[error("{error}")]
@@ -96,6 +99,7 @@ impl IntoResponse for ApiError {
             ApiError::Auth(AuthError::Forbidden(_)) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::Auth(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::InvalidEvent { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
             ApiError::Append(AppendError::QueueFull) => {
@@ -212,11 +216,11 @@ async fn checkpoint(State(s): State<Arc<AppState>>) -> Response {
 }
 
 /// `GET /tile/<L>/<N>[.p/<W>]` and `GET /tile/entries/<N>[.p/<W>]`.
-async fn tile(
-    State(s): State<Arc<AppState>>,
-    Path(path): Path<String>,
-) -> Result<Response, ApiError> {
-    let t = TileRef::parse(&path).map_err(|e| ApiError::bad("path", e.to_string()))?;
+/// The raw path is parsed, not a percent-decoded one: a tile has exactly
+/// one canonical path, and `%2F` is not part of it.
+async fn tile(State(s): State<Arc<AppState>>, uri: Uri) -> Result<Response, ApiError> {
+    let path = uri.path().strip_prefix("/tile/").unwrap_or_default();
+    let t = TileRef::parse(path).map_err(|e| ApiError::bad("path", e.to_string()))?;
     let size = s.sequencer.head().size;
     if !t.exists_in(size) {
         return Err(ApiError::NotFound(format!(

@@ -214,6 +214,8 @@ async fn tiles_are_served_for_signed_sizes_only() {
         ("/tile/64/000", 400),
         ("/tile/entries/000.p/01", 400),
         ("/tile/0/..%2F..%2Fetc%2Fpasswd", 400),
+        ("/tile/0/%30%30%30", 400),
+        ("/tile/entries%2F000", 400),
         ("/tile/x/000", 400),
     ] {
         let r = c.get(format!("{}{path}", s.url)).send().await.unwrap();
