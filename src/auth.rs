@@ -16,6 +16,18 @@ use subtle::ConstantTimeEq;
 
 use crate::store::{Store, StoreError};
 
+/// Longest token name.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Whether `name` can name a token: 1 to 128 of `A-Z a-z 0-9 . _ - @`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
+}
+
 /// What a token may do. `admin` implies every other scope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -34,6 +46,15 @@ pub struct TokenRecord {
 }
 
 impl TokenRecord {
+    /// The record for a new token.
+    pub fn new(name: &str, scopes: Vec<Scope>) -> Self {
+        TokenRecord {
+            name: name.to_string(),
+            scopes,
+            revoked: false,
+        }
+    }
+
     fn allows(&self, scope: Scope) -> bool {
         !self.revoked && self.scopes.iter().any(|&s| s == scope || s == Scope::Admin)
     }
@@ -73,32 +94,58 @@ impl Tokens {
         })
     }
 
-    /// Creates a token, stores its hash, and returns the token: the only
-    /// time it exists in clear.
-    pub fn create(
-        &self,
-        store: &Store,
-        name: &str,
-        scopes: Vec<Scope>,
-    ) -> Result<String, StoreError> {
+    /// Draws a new token and returns it with its hash. The token is shown
+    /// once and never stored; the hash is what the store keeps.
+    pub fn mint() -> (String, [u8; 32]) {
         let mut secret = [0u8; 32];
         OsRng.fill_bytes(&mut secret);
         let token = format!("sealog_{}", BASE64_URL_SAFE_NO_PAD.encode(secret));
-        let record = TokenRecord {
-            name: name.to_string(),
-            scopes,
-            revoked: false,
-        };
         let hash = token_hash(&token);
-        store.put_token(
-            hash,
-            &serde_json::to_vec(&record).expect("records serialize"),
-        )?;
+        (token, hash)
+    }
+
+    /// Makes a stored token known to requests.
+    pub fn insert(&self, hash: [u8; 32], record: TokenRecord) {
         self.by_hash
             .write()
             .expect("not poisoned")
             .insert(hash, record);
-        Ok(token)
+    }
+
+    /// Sets the revoked flag of the unrevoked token named `name` (or, to
+    /// undo a revocation that did not commit, of a revoked one). Returns
+    /// whether a token changed.
+    pub fn set_revoked(&self, name: &str, revoked: bool) -> bool {
+        let mut map = self.by_hash.write().expect("not poisoned");
+        match map
+            .values_mut()
+            .find(|r| r.name == name && r.revoked != revoked)
+        {
+            Some(r) => {
+                r.revoked = revoked;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether an unrevoked token is named `name`.
+    pub fn is_active(&self, name: &str) -> bool {
+        let map = self.by_hash.read().expect("not poisoned");
+        map.values().any(|r| r.name == name && !r.revoked)
+    }
+
+    /// Every token record (never the tokens), by name.
+    pub fn list(&self) -> Vec<TokenRecord> {
+        let mut v: Vec<TokenRecord> = self
+            .by_hash
+            .read()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name).then(a.revoked.cmp(&b.revoked)));
+        v
     }
 
     /// Checks an `Authorization` header value for `scope`.
@@ -130,10 +177,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
         let tokens = Tokens::load(&store).unwrap();
-        let admin = tokens.create(&store, "admin", vec![Scope::Admin]).unwrap();
-        let writer = tokens
-            .create(&store, "writer", vec![Scope::Append])
-            .unwrap();
+        let (admin, h1) = Tokens::mint();
+        let (writer, h2) = Tokens::mint();
+        tokens.insert(h1, TokenRecord::new("admin", vec![Scope::Admin]));
+        tokens.insert(h2, TokenRecord::new("writer", vec![Scope::Append]));
         let h = |t: &str| format!("Bearer {t}");
         for s in [Scope::Append, Scope::Read, Scope::Admin] {
             assert!(tokens.authorize(Some(&h(&admin)), s).is_ok());
@@ -155,14 +202,20 @@ mod tests {
             tokens.authorize(Some("Bearer sealog_wrong"), Scope::Append),
             Err(AuthError::Invalid)
         ));
+        assert!(tokens.set_revoked("writer", true));
+        assert!(!tokens.set_revoked("writer", true), "already revoked");
+        assert!(matches!(
+            tokens.authorize(Some(&h(&writer)), Scope::Append),
+            Err(AuthError::Invalid)
+        ));
+        assert!(!tokens.is_active("writer") && tokens.is_active("admin"));
+    }
 
-        // Only hashes are stored, and they survive a reload.
-        let reloaded = Tokens::load(&store).unwrap();
-        assert!(reloaded.authorize(Some(&h(&writer)), Scope::Append).is_ok());
-        for (hash, record) in store.tokens().unwrap() {
-            let record = String::from_utf8(record).unwrap();
-            assert!(!record.contains(&writer[7..]) && !record.contains(&admin[7..]));
-            assert_ne!(hash, [0; 32]);
+    #[test]
+    fn token_names_are_limited() {
+        assert!(valid_name("ci-deployer@prod.example"));
+        for bad in ["", "has space", "semi;colon", &"x".repeat(129)] {
+            assert!(!valid_name(bad), "{bad:?}");
         }
     }
 }

@@ -14,6 +14,8 @@ pub enum VerifyError {
     Checkpoint(#[from] note::NoteError),
     #[error("event is not canonical JSON: {0}")]
     Event(String),
+    #[error("the receipt carries no event: redacted by {0:?}")]
+    Redacted(Option<u64>),
     #[error("commitment is not SHA-256(salt || JCS(event))")]
     Commitment,
     #[error("leaf hash is not SHA-256(0x00 || commitment)")]
@@ -30,10 +32,13 @@ pub enum VerifyError {
 /// canonical form, the commitment, the leaf hash, the checkpoint signature
 /// and the inclusion proof. Returns the checkpoint the receipt reaches.
 pub fn verify_receipt(r: &Receipt, vkey: &str) -> Result<Checkpoint, VerifyError> {
+    let (Some(ev), Some(salt)) = (&r.event, &r.salt) else {
+        return Err(VerifyError::Redacted(r.redacted_by));
+    };
     let value: serde_json::Value =
-        serde_json::from_str(r.event.get()).map_err(|e| VerifyError::Event(e.to_string()))?;
+        serde_json::from_str(ev.get()).map_err(|e| VerifyError::Event(e.to_string()))?;
     let jcs = event::canonical(&value).map_err(|e| VerifyError::Event(e.to_string()))?;
-    if event::commitment(&r.salt, &jcs) != r.commitment {
+    if event::commitment(salt, &jcs) != r.commitment {
         return Err(VerifyError::Commitment);
     }
     if tree::leaf_hash(&r.commitment.0) != r.leaf_hash {

@@ -6,10 +6,15 @@
 //! deleting the event and its salt (redaction) leaves every proof intact.
 
 use rand_core::{OsRng, RngCore};
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::ocsf::validate::{self, Violation};
 use crate::tree::Hash;
+
+/// Longest producer-supplied `metadata.uid` accepted.
+pub const MAX_UID_LEN: usize = 256;
 
 /// The salt length in bytes.
 pub const SALT_LEN: usize = 32;
@@ -30,8 +35,17 @@ pub struct EventError {
     pub message: String,
 }
 
+impl From<Violation> for EventError {
+    fn from(v: Violation) -> Self {
+        EventError {
+            field: v.field,
+            message: v.message,
+        }
+    }
+}
+
 impl EventError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         EventError {
             field: field.into(),
             message: message.into(),
@@ -39,18 +53,38 @@ impl EventError {
     }
 }
 
-/// An event accepted for the log: its canonical bytes, its salt, and the
-/// commitment to both.
+/// What the log indexes an event by: its class and outcome, its time,
+/// its subject and actor, its source address and its `metadata.uid`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Facets {
+    pub class_uid: u32,
+    pub activity_id: i64,
+    pub status_id: Option<i64>,
+    /// Event time, epoch milliseconds.
+    pub time: u64,
+    /// `user.uid` and `user.name`.
+    pub users: Vec<String>,
+    /// `actor.user.uid` and `actor.user.name`.
+    pub actors: Vec<String>,
+    /// `src_endpoint.ip`.
+    pub src_ip: Option<String>,
+    /// `metadata.uid`: a retry with the same uid is the same event.
+    pub uid: String,
+}
+
+/// An event accepted for the log: its canonical bytes, its salt, the
+/// commitment to both, and what it is indexed by.
 #[derive(Clone, Debug)]
 pub struct Committed {
     pub jcs: Vec<u8>,
     pub salt: [u8; SALT_LEN],
     pub commitment: Hash,
+    pub facets: Facets,
 }
 
 impl Committed {
     /// Draws a fresh salt and commits to the canonical event `jcs`.
-    pub fn new(jcs: Vec<u8>) -> Self {
+    pub fn new(jcs: Vec<u8>, facets: Facets) -> Self {
         let mut salt = [0u8; SALT_LEN];
         OsRng.fill_bytes(&mut salt);
         let commitment = commitment(&salt, &jcs);
@@ -58,8 +92,84 @@ impl Committed {
             jcs,
             salt,
             commitment,
+            facets,
         }
     }
+}
+
+/// Makes an OCSF event ready for the log: validates it against the schema,
+/// fills in `type_uid` and `category_uid` when absent, sets
+/// `metadata.logged_time` to `logged_time` and `metadata.uid` to a fresh
+/// UUID when the producer gave none, canonicalizes it and commits to it.
+pub fn prepare(event: Value, logged_time: u64) -> Result<Committed, EventError> {
+    let Value::Object(mut map) = event else {
+        return Err(EventError::new("", "an event must be a JSON object"));
+    };
+    check_numbers_in(&map, &mut String::new())?;
+    let class_uid = validate::validate(&mut map)?;
+    let metadata = map
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .expect("validated: metadata is an object");
+    metadata.insert("logged_time".into(), Value::from(logged_time));
+    let uid = match metadata.get("uid") {
+        None | Some(Value::Null) => {
+            let uid = new_uuid();
+            metadata.insert("uid".into(), Value::from(uid.clone()));
+            uid
+        }
+        Some(Value::String(u)) if !u.is_empty() && u.len() <= MAX_UID_LEN => u.clone(),
+        Some(_) => {
+            return Err(EventError::new(
+                "metadata.uid",
+                format!("must be a non-empty string of at most {MAX_UID_LEN} bytes"),
+            ))
+        }
+    };
+    let facets = Facets {
+        class_uid,
+        activity_id: map["activity_id"].as_i64().expect("validated"),
+        status_id: map.get("status_id").and_then(Value::as_i64),
+        time: map["time"].as_u64().expect("validated: not negative"),
+        users: names(map.get("user")),
+        actors: names(map.get("actor").and_then(|a| a.get("user"))),
+        src_ip: map
+            .get("src_endpoint")
+            .and_then(|e| e.get("ip"))
+            .and_then(Value::as_str)
+            .map(String::from),
+        uid,
+    };
+    let jcs = serde_json_canonicalizer::to_vec(&map)
+        .map_err(|e| EventError::new("", format!("cannot canonicalize: {e}")))?;
+    Ok(Committed::new(jcs, facets))
+}
+
+/// The `uid` and `name` of an OCSF user object, without repeats.
+fn names(user: Option<&Value>) -> Vec<String> {
+    let mut out: Vec<String> = ["uid", "name"]
+        .iter()
+        .filter_map(|k| user?.get(k)?.as_str().map(String::from))
+        .collect();
+    out.dedup();
+    out
+}
+
+/// A random (version 4) UUID.
+pub fn new_uuid() -> String {
+    let mut b = [0u8; 16];
+    OsRng.fill_bytes(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// The commitment `SHA-256(salt || jcs)`.
@@ -74,10 +184,10 @@ pub fn commitment(salt: &[u8], jcs: &[u8]) -> Hash {
 /// canonical form. This rule: a JSON object whose numbers all lie
 /// within ±(2^53 - 1).
 pub fn canonical(event: &Value) -> Result<Vec<u8>, EventError> {
-    if !event.is_object() {
+    let Value::Object(map) = event else {
         return Err(EventError::new("", "an event must be a JSON object"));
-    }
-    check_numbers(event, &mut String::new())?;
+    };
+    check_numbers_in(map, &mut String::new())?;
     serde_json_canonicalizer::to_vec(event)
         .map_err(|e| EventError::new("", format!("cannot canonicalize: {e}")))
 }
@@ -113,20 +223,22 @@ fn check_numbers(v: &Value, path: &mut String) -> Result<(), EventError> {
             }
             Ok(())
         }
-        Value::Object(m) => {
-            for (k, x) in m {
-                let len = path.len();
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                path.push_str(k);
-                check_numbers(x, path)?;
-                path.truncate(len);
-            }
-            Ok(())
-        }
+        Value::Object(m) => check_numbers_in(m, path),
         _ => Ok(()),
     }
+}
+
+fn check_numbers_in(m: &Map<String, Value>, path: &mut String) -> Result<(), EventError> {
+    for (k, x) in m {
+        let len = path.len();
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(k);
+        check_numbers(x, path)?;
+        path.truncate(len);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -210,8 +322,8 @@ mod tests {
 
     #[test]
     fn commitment_binds_salt_and_event() {
-        let a = Committed::new(b"{}".to_vec());
-        let b = Committed::new(b"{}".to_vec());
+        let a = Committed::new(b"{}".to_vec(), Facets::default());
+        let b = Committed::new(b"{}".to_vec(), Facets::default());
         assert_ne!(a.salt, b.salt, "every event gets a fresh salt");
         assert_ne!(a.commitment, b.commitment);
         assert_eq!(a.commitment, commitment(&a.salt, b"{}"));

@@ -12,11 +12,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::auth::{AuthError, Scope, Tokens};
+use crate::auth::{self, AuthError, Scope, TokenRecord, Tokens};
+use crate::clock;
 use crate::event::{self, Committed};
+use crate::note::LogSigner;
+use crate::query::{self, Cursor, Query};
 use crate::receipt::{self, ConsistencyProof, InclusionProof};
-use crate::sequencer::{AppendError, Sequencer};
-use crate::store::{Store, StoreError};
+use crate::records;
+use crate::sequencer::{self, AppendError, Head, MemoHashes, Sequencer};
+use crate::store::{EventRow, Outcome, Store, StoreError, Write};
 use crate::tiles::{self, TileRef};
 use crate::tree;
 
@@ -42,12 +46,21 @@ pub struct AppState {
     pub sequencer: Sequencer,
     pub tokens: Tokens,
     pub limits: Limits,
+    /// For checkpoints at past sizes (receipts against a checkpoint a
+    /// client holds). Signing a past size's true root cannot fork the
+    /// log: that root is fixed by hashes that are never rewritten.
+    pub signer: Arc<LogSigner>,
 }
 
 /// The routes.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/v1/events", post(append))
+        .route("/v1/events", post(append).get(query_events))
+        .route("/v1/events/{index}", get(read_event))
+        .route("/v1/events/{index}/receipt", get(event_receipt))
+        .route("/v1/events/{index}/redact", post(redact))
+        .route("/v1/tokens", post(create_token).get(list_tokens))
+        .route("/v1/tokens/{name}/revoke", post(revoke_token))
         .route("/checkpoint", get(checkpoint))
         .route("/tile/{*path}", get(tile))
         .route("/v1/proof/inclusion", get(inclusion_proof))
@@ -77,6 +90,12 @@ pub enum ApiError {
         index: Option<usize>,
         error: event::EventError,
     },
+    #[error("event {index} was redacted by event {record}")]
+    Gone { index: u64, record: u64 },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotAcceptable(String),
     #[error("{0}")]
     Append(#[from] AppendError),
     #[error("{0}")]
@@ -102,6 +121,9 @@ impl IntoResponse for ApiError {
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::InvalidEvent { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
+            ApiError::Gone { .. } => (StatusCode::GONE, "redacted"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable"),
             ApiError::Append(AppendError::QueueFull) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "overloaded")
             }
@@ -120,6 +142,7 @@ impl IntoResponse for ApiError {
                     body["index"] = json!(i);
                 }
             }
+            ApiError::Gone { record, .. } => body["redacted_by"] = json!(record),
             ApiError::Store(e) => tracing::error!(error = %e, "storage error on a request"),
             _ => {}
         }
@@ -138,12 +161,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn authorize(s: &AppState, headers: &HeaderMap, scope: Scope) -> Result<(), ApiError> {
+fn authorize(s: &AppState, headers: &HeaderMap, scope: Scope) -> Result<TokenRecord, ApiError> {
     let h = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    s.tokens.authorize(h, scope)?;
-    Ok(())
+    Ok(s.tokens.authorize(h, scope)?)
 }
 
 /// `POST /v1/events`: one event object, or an array of them.
@@ -170,18 +192,17 @@ async fn append(
             s.limits.max_events
         )));
     }
+    let logged_time = clock::now_ms();
     let committed = values
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, v)| {
-            event::canonical(v)
-                .map(Committed::new)
-                .map_err(|error| ApiError::InvalidEvent {
-                    index: (!single).then_some(i),
-                    error,
-                })
+            event::prepare(v, logged_time).map_err(|error| ApiError::InvalidEvent {
+                index: (!single).then_some(i),
+                error,
+            })
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<Committed>, _>>()?;
     let receipts = s.sequencer.append(committed).await?;
     Ok(if single {
         Json(&receipts[0]).into_response()
@@ -379,6 +400,369 @@ async fn consistency_proof(
     let hashes = tree::prove_consistency(from, to, &snap)
         .map_err(|e| StoreError::Corrupt(format!("consistency {from}..{to}: {e}")))?;
     Ok(Json(ConsistencyProof { from, to, hashes }))
+}
+
+/// A leaf index from a path segment.
+fn path_index(s: &str) -> Result<u64, ApiError> {
+    s.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| s.parse::<u64>().ok())
+        .flatten()
+        .ok_or_else(|| ApiError::bad("index", format!("{s:?} is not a non-negative integer")))
+}
+
+/// The stored event at `index` below the latest checkpoint, or 404/410.
+fn stored_event(
+    snap: &crate::store::Snapshot,
+    index: u64,
+    size: u64,
+) -> Result<crate::store::StoredEvent, ApiError> {
+    if index >= size {
+        return Err(ApiError::NotFound(format!(
+            "no event at index {index}; the log has {size}"
+        )));
+    }
+    match snap.event(index)? {
+        EventRow::Present(e) => Ok(e),
+        EventRow::Redacted(record) => Err(ApiError::Gone { index, record }),
+        EventRow::Absent => Err(StoreError::Corrupt(format!("event {index} missing")).into()),
+    }
+}
+
+/// An event as the read routes show it.
+fn event_json(
+    index: u64,
+    e: &crate::store::StoredEvent,
+    commitment: tree::Hash,
+) -> Result<Value, ApiError> {
+    let event: Value = serde_json::from_slice(&e.jcs)
+        .map_err(|err| StoreError::Corrupt(format!("event {index}: {err}")))?;
+    let b64 = |b: &[u8]| base64::Engine::encode(&base64::prelude::BASE64_STANDARD, b);
+    Ok(json!({
+        "index": index,
+        "event": event,
+        "salt": b64(&e.salt),
+        "commitment": b64(&commitment.0),
+        "leaf_hash": b64(&tree::leaf_hash(&commitment.0).0),
+    }))
+}
+
+/// `GET /v1/events/<index>` (scope `read`).
+async fn read_event(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Path(index): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&s, &headers, Scope::Read)?;
+    let index = path_index(&index)?;
+    let size = s.sequencer.head().size;
+    let snap = s.store.snapshot()?;
+    let e = stored_event(&snap, index, size)?;
+    let commitment = snap.commitments(index, 1)?[0];
+    Ok(Json(event_json(index, &e, commitment)?))
+}
+
+/// `GET /v1/events/<index>/receipt[?size=N][&format=json|tlog-proof]`
+/// (scope `read`): a receipt whose proof reaches the latest checkpoint, or
+/// the checkpoint of size N. `Accept: text/x.tlog.proof` asks for the
+/// C2SP tlog-proof form.
+async fn event_receipt(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Path(index): axum::extract::Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    authorize(&s, &headers, Scope::Read)?;
+    let index = path_index(&index)?;
+    let p = Params::parse(q)?;
+    p.only(&["size", "format"])?;
+    let latest = s.sequencer.head();
+    let snap = s.store.snapshot()?;
+    stored_event(&snap, index, latest.size)?;
+    let head = match p.u64("size")? {
+        None => latest,
+        Some(n) if n > index && n <= latest.size => {
+            let root = tree::root(n, &snap)
+                .map_err(|e| StoreError::Corrupt(format!("root at {n}: {e}")))?;
+            Arc::new(Head {
+                size: n,
+                root,
+                checkpoint: s.signer.sign(n, root),
+            })
+        }
+        Some(_) => {
+            return Err(ApiError::bad(
+                "size",
+                format!("size must be in {}..={}", index + 1, latest.size),
+            ))
+        }
+    };
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let tlog_proof = match p.str("format") {
+        Some("tlog-proof") => true,
+        Some("json") | None => accept.contains("text/x.tlog.proof"),
+        Some(other) => {
+            return Err(ApiError::bad(
+                "format",
+                format!("{other:?} is not json or tlog-proof"),
+            ))
+        }
+    };
+    let r = sequencer::stored_receipt(&snap, &MemoHashes::new(&snap), index, &head)?;
+    if tlog_proof {
+        let text = r
+            .to_tlog_proof()
+            .ok_or(ApiError::NotAcceptable("the event was redacted".into()))?;
+        return Ok(([(header::CONTENT_TYPE, "text/x.tlog.proof")], text).into_response());
+    }
+    Ok(Json(r).into_response())
+}
+
+/// `GET /v1/events?user=&actor=&src_ip=&class_uid=&activity_id=&status_id=
+/// &since=&until=&order=newest|oldest&limit=&cursor=` (scope `read`).
+async fn query_events(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&s, &headers, Scope::Read)?;
+    let p = Params::parse(q)?;
+    p.only(&[
+        "user",
+        "actor",
+        "src_ip",
+        "class_uid",
+        "activity_id",
+        "status_id",
+        "since",
+        "until",
+        "order",
+        "limit",
+        "cursor",
+    ])?;
+    let text = |name: &str| -> Result<Option<String>, ApiError> {
+        match p.str(name) {
+            Some(v) if v.is_empty() || v.len() > 256 => {
+                Err(ApiError::bad(name, "must be 1 to 256 bytes"))
+            }
+            v => Ok(v.map(String::from)),
+        }
+    };
+    let newest_first = match p.str("order") {
+        None | Some("newest") => true,
+        Some("oldest") => false,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "order",
+                format!("{other:?} is not newest or oldest"),
+            ))
+        }
+    };
+    let small = |name: &str| -> Result<Option<i64>, ApiError> {
+        p.u64(name)?
+            .map(|v| i64::try_from(v).map_err(|_| ApiError::bad(name, "too large")))
+            .transpose()
+    };
+    let limit = p.u64("limit")?.unwrap_or(query::DEFAULT_LIMIT as u64);
+    if limit == 0 || limit > query::MAX_LIMIT as u64 {
+        return Err(ApiError::bad(
+            "limit",
+            format!("must be in 1..={}", query::MAX_LIMIT),
+        ));
+    }
+    let q = Query {
+        user: text("user")?,
+        actor: text("actor")?,
+        src_ip: text("src_ip")?,
+        class_uid: p
+            .u64("class_uid")?
+            .map(|c| u32::try_from(c).map_err(|_| ApiError::bad("class_uid", "too large")))
+            .transpose()?,
+        activity_id: small("activity_id")?,
+        status_id: small("status_id")?,
+        since: p.u64("since")?,
+        until: p.u64("until")?,
+        newest_first,
+        limit: limit as usize,
+        cursor: p
+            .str("cursor")
+            .map(|c| {
+                Cursor::decode(c, newest_first).map_err(|e| ApiError::bad("cursor", e.to_string()))
+            })
+            .transpose()?,
+    };
+    if let (Some(a), Some(b)) = (q.since, q.until) {
+        if a > b {
+            return Err(ApiError::bad("since", "since is after until"));
+        }
+    }
+    let size = s.sequencer.head().size;
+    let snap = s.store.snapshot()?;
+    let page = q.run(&snap, size)?;
+    let mut events = Vec::with_capacity(page.events.len());
+    for (index, e) in &page.events {
+        events.push(event_json(*index, e, snap.commitments(*index, 1)?[0])?);
+    }
+    Ok(Json(json!({
+        "events": events,
+        "next_cursor": page.next.map(|c| c.encode()),
+    })))
+}
+
+/// Parses a small JSON request body.
+async fn json_body(body: Body, limit: usize) -> Result<Value, ApiError> {
+    let bytes = read_body(body, limit).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad("body", format!("malformed JSON: {e}")))
+}
+
+/// `POST /v1/events/<index>/redact` with `{"reason": "…"}` (scope `admin`).
+async fn redact(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Path(index): axum::extract::Path<String>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let by = authorize(&s, &headers, Scope::Admin)?;
+    let index = path_index(&index)?;
+    let body = json_body(body, 64 << 10).await?;
+    let reason = body["reason"]
+        .as_str()
+        .filter(|r| !r.trim().is_empty() && r.len() <= 4096)
+        .ok_or_else(|| {
+            ApiError::bad(
+                "reason",
+                "a non-empty string of at most 4096 bytes is required",
+            )
+        })?;
+    if index >= s.sequencer.head().size {
+        return Err(ApiError::NotFound(format!("no event at index {index}")));
+    }
+    let now = clock::now_ms();
+    let record = event::prepare(records::redaction(index, reason, &by.name, now), now)
+        .map_err(|error| ApiError::InvalidEvent { index: None, error })?;
+    let done = s.sequencer.submit(Write::Redact { index, record }).await?;
+    match done.outcome {
+        Outcome::Redacted { record } => {
+            tracing::info!(index, record, by = %by.name, "event redacted");
+            Ok(Json(
+                json!({"index": index, "redacted_by": record, "checkpoint": done.head.checkpoint}),
+            ))
+        }
+        Outcome::Refused(crate::store::Refusal::AlreadyRedacted { index, record }) => {
+            Err(ApiError::Gone { index, record })
+        }
+        Outcome::Refused(r) => Err(ApiError::NotFound(r.to_string())),
+        other => unreachable!("a redaction answers Redacted or Refused, not {other:?}"),
+    }
+}
+
+/// `POST /v1/tokens` with `{"name", "scopes"}` (scope `admin`): creates a
+/// token and shows it this once.
+async fn create_token(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let by = authorize(&s, &headers, Scope::Admin)?;
+    let body = json_body(body, 64 << 10).await?;
+    let name = body["name"]
+        .as_str()
+        .filter(|n| auth::valid_name(n))
+        .ok_or_else(|| ApiError::bad("name", "1 to 128 of A-Z a-z 0-9 . _ - @"))?
+        .to_string();
+    let scopes: Vec<Scope> = serde_json::from_value(body["scopes"].clone())
+        .ok()
+        .filter(|v: &Vec<Scope>| !v.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad(
+                "scopes",
+                "a non-empty array of \"append\", \"read\", \"admin\"",
+            )
+        })?;
+    let now = clock::now_ms();
+    let audit = event::prepare(records::token_created(&name, &scopes, &by.name, now), now)
+        .map_err(|error| ApiError::InvalidEvent { index: None, error })?;
+    let (token, hash) = Tokens::mint();
+    let record = TokenRecord::new(&name, scopes.clone());
+    let bytes = serde_json::to_vec(&record).expect("records serialize");
+    let done = s
+        .sequencer
+        .submit(Write::CreateToken {
+            hash,
+            record: bytes,
+            name: name.clone(),
+            audit,
+        })
+        .await?;
+    match done.outcome {
+        Outcome::Token { audit } => {
+            s.tokens.insert(hash, record);
+            tracing::info!(token = %name, by = %by.name, "token created");
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({"name": name, "scopes": scopes, "token": token, "audit_index": audit})),
+            )
+                .into_response())
+        }
+        Outcome::Refused(r) => Err(ApiError::Conflict(r.to_string())),
+        other => unreachable!("a token write answers Token or Refused, not {other:?}"),
+    }
+}
+
+/// `GET /v1/tokens` (scope `admin`): names, scopes and states, never tokens.
+async fn list_tokens(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&s, &headers, Scope::Admin)?;
+    Ok(Json(json!({ "tokens": s.tokens.list() })))
+}
+
+/// `POST /v1/tokens/<name>/revoke` (scope `admin`).
+async fn revoke_token(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let by = authorize(&s, &headers, Scope::Admin)?;
+    if !s.tokens.is_active(&name) {
+        return Err(ApiError::NotFound(format!(
+            "no active token is named {name:?}"
+        )));
+    }
+    let now = clock::now_ms();
+    let audit = event::prepare(records::token_revoked(&name, &by.name, now), now)
+        .map_err(|error| ApiError::InvalidEvent { index: None, error })?;
+    // Refuse the token at once; put it back only if the revocation fails.
+    s.tokens.set_revoked(&name, true);
+    let done = match s
+        .sequencer
+        .submit(Write::RevokeToken {
+            name: name.clone(),
+            audit,
+        })
+        .await
+    {
+        Ok(done) => done,
+        Err(e) => {
+            s.tokens.set_revoked(&name, false);
+            return Err(e.into());
+        }
+    };
+    match done.outcome {
+        Outcome::Token { audit } => {
+            tracing::info!(token = %name, by = %by.name, "token revoked");
+            Ok(Json(
+                json!({"name": name, "revoked": true, "audit_index": audit}),
+            ))
+        }
+        Outcome::Refused(r) => Err(ApiError::NotFound(r.to_string())),
+        other => unreachable!("a token write answers Token or Refused, not {other:?}"),
+    }
 }
 
 async fn healthz(State(s): State<Arc<AppState>>) -> Json<Value> {

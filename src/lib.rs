@@ -8,11 +8,15 @@
 
 pub mod auth;
 pub mod client;
+pub mod clock;
 pub mod datadir;
 pub mod event;
 pub mod http;
 pub mod note;
+pub mod ocsf;
+pub mod query;
 pub mod receipt;
+pub mod records;
 pub mod sequencer;
 pub mod server;
 pub mod store;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use sealog::auth::Scope;
 use sealog::datadir::DataDir;
 use sealog::http::Limits;
 use sealog::{sequencer, server};
@@ -57,6 +58,64 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Manage bearer tokens of a stopped log (a running one: /v1/tokens).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (the only time it is shown).
+    Create {
+        #[arg(long, default_value = "./sealog-data")]
+        data: PathBuf,
+        /// Scopes, comma-separated: append, read, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<String>,
+        #[arg(long)]
+        name: String,
+    },
+    /// List tokens: name, scopes, revoked.
+    List {
+        #[arg(long, default_value = "./sealog-data")]
+        data: PathBuf,
+    },
+    /// Revoke the active token with this name.
+    Revoke {
+        #[arg(long, default_value = "./sealog-data")]
+        data: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn token_command(c: TokenCommand) -> Result<(), String> {
+    match c {
+        TokenCommand::Create { data, scope, name } => {
+            let scopes = scope
+                .iter()
+                .map(|s| {
+                    serde_json::from_value(serde_json::Value::from(s.as_str()))
+                        .map_err(|_| format!("unknown scope {s:?}; use append, read or admin"))
+                })
+                .collect::<Result<Vec<Scope>, _>>()?;
+            let token = server::token_create(&data, &name, scopes).map_err(|e| e.to_string())?;
+            println!("{token}");
+        }
+        TokenCommand::List { data } => {
+            for t in server::token_list(&data).map_err(|e| e.to_string())? {
+                let scopes = serde_json::to_string(&t.scopes).expect("scopes serialize");
+                let state = if t.revoked { "revoked" } else { "active" };
+                println!("{}\t{}\t{state}", t.name, scopes);
+            }
+        }
+        TokenCommand::Revoke { data, name } => {
+            server::token_revoke(&data, &name).map_err(|e| e.to_string())?
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -96,6 +155,7 @@ fn main() -> ExitCode {
                 .map_err(|e| e.to_string())
                 .and_then(|rt| rt.block_on(server::serve(opts)).map_err(|e| e.to_string()))
         }
+        Command::Token { command } => token_command(command),
         Command::Keygen { origin, out } => server::keygen(&DataDir(out), &origin)
             .map(|vkey| println!("{vkey}"))
             .map_err(|e| e.to_string()),

@@ -14,10 +14,12 @@ use crate::tree::Hash;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Receipt {
     pub index: u64,
-    /// The event in its canonical (RFC 8785) form.
-    pub event: Box<RawValue>,
-    #[serde(with = "b64")]
-    pub salt: Vec<u8>,
+    /// The event in its canonical (RFC 8785) form; absent once redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Box<RawValue>>,
+    /// Absent once redacted.
+    #[serde(default, with = "b64_opt", skip_serializing_if = "Option::is_none")]
+    pub salt: Option<Vec<u8>>,
     #[serde(with = "b64_hash")]
     pub commitment: Hash,
     #[serde(with = "b64_hash")]
@@ -26,6 +28,89 @@ pub struct Receipt {
     pub checkpoint: String,
     #[serde(with = "b64_hashes")]
     pub inclusion_proof: Vec<Hash>,
+    /// Set when an append was a retry of an event the log already held.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+    /// The index of the redaction record, when the event was redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redacted_by: Option<u64>,
+}
+
+/// The first line of a C2SP tlog-proof.
+pub const TLOG_PROOF_HEADER: &str = "c2sp.org/tlog-proof@v1";
+
+/// Why a tlog-proof text does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed tlog-proof: {0}")]
+pub struct TlogProofError(&'static str);
+
+impl Receipt {
+    /// The receipt in the C2SP tlog-proof@v1 text form. The `extra` line
+    /// carries base64(salt || JCS(event)), from which the leaf is rebuilt,
+    /// so the proof stands alone. None for a redacted event.
+    pub fn to_tlog_proof(&self) -> Option<String> {
+        let (event, salt) = (self.event.as_ref()?, self.salt.as_ref()?);
+        let mut extra = salt.clone();
+        extra.extend_from_slice(event.get().as_bytes());
+        let mut out = format!(
+            "{TLOG_PROOF_HEADER}\nextra {}\nindex {}\n",
+            BASE64_STANDARD.encode(extra),
+            self.index
+        );
+        for h in &self.inclusion_proof {
+            out.push_str(&BASE64_STANDARD.encode(h.0));
+            out.push('\n');
+        }
+        out.push('\n');
+        out.push_str(&self.checkpoint);
+        Some(out)
+    }
+
+    /// Parses the tlog-proof@v1 form written by `to_tlog_proof`. The
+    /// commitment and leaf hash are recomputed from the extra data.
+    pub fn from_tlog_proof(text: &str) -> Result<Receipt, TlogProofError> {
+        let (head, checkpoint) = text
+            .split_once("\n\n")
+            .ok_or(TlogProofError("no empty line before the checkpoint"))?;
+        let mut lines = head.split('\n');
+        if lines.next() != Some(TLOG_PROOF_HEADER) {
+            return Err(TlogProofError("first line is not c2sp.org/tlog-proof@v1"));
+        }
+        let extra = lines
+            .next()
+            .and_then(|l| l.strip_prefix("extra "))
+            .and_then(|b| BASE64_STANDARD.decode(b).ok())
+            .ok_or(TlogProofError("no extra line with base64(salt || event)"))?;
+        let index = lines
+            .next()
+            .and_then(|l| l.strip_prefix("index "))
+            .filter(|n| n == &"0" || !n.starts_with('0'))
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or(TlogProofError("no index line"))?;
+        let inclusion_proof = lines
+            .map(|l| parse_hash(l).ok_or(TlogProofError("a proof line is not a base64 hash")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if extra.len() < crate::event::SALT_LEN {
+            return Err(TlogProofError("extra is shorter than a salt"));
+        }
+        let (salt, jcs) = extra.split_at(crate::event::SALT_LEN);
+        let event =
+            String::from_utf8(jcs.to_vec()).map_err(|_| TlogProofError("event is not UTF-8"))?;
+        let event =
+            RawValue::from_string(event).map_err(|_| TlogProofError("event is not JSON"))?;
+        let commitment = crate::event::commitment(salt, jcs);
+        Ok(Receipt {
+            index,
+            event: Some(event),
+            salt: Some(salt.to_vec()),
+            commitment,
+            leaf_hash: crate::tree::leaf_hash(&commitment.0),
+            checkpoint: checkpoint.to_string(),
+            inclusion_proof,
+            duplicate: false,
+            redacted_by: None,
+        })
+    }
 }
 
 /// `GET /v1/proof/inclusion` answer.
@@ -60,6 +145,23 @@ pub mod b64 {
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
         BASE64_STANDARD.decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+pub mod b64_opt {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_str(&BASE64_STANDARD.encode(v)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| BASE64_STANDARD.decode(s).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 

@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use crate::event::Committed;
 use crate::note::LogSigner;
 use crate::receipt::Receipt;
-use crate::store::{Store, StoreError, TreeState};
+use crate::store::{EventRow, Outcome, Placed, Snapshot, Store, StoreError, TreeState, Write};
 use crate::tree::{self, Hash, HashReader};
 
 /// Batching and queueing limits.
@@ -73,15 +73,23 @@ pub enum AppendError {
 }
 
 struct Job {
-    events: Vec<Committed>,
+    write: Write,
     reply: oneshot::Sender<Result<Sequenced, AppendError>>,
 }
 
-/// Where a request's events landed and the checkpoint that covers them.
-struct Sequenced {
-    first: u64,
-    events: Vec<Committed>,
-    head: Arc<Head>,
+/// What a write did, the write itself, and the checkpoint that covers it.
+pub struct Sequenced {
+    pub outcome: Outcome,
+    pub write: Write,
+    pub head: Arc<Head>,
+}
+
+/// How many queue places a write takes.
+fn weight(w: &Write) -> usize {
+    match w {
+        Write::Append(events) => events.len(),
+        _ => 1,
+    }
 }
 
 /// A handle to the sequencer thread.
@@ -98,7 +106,7 @@ impl Sequencer {
     /// `state`, signing that state's checkpoint first.
     pub fn start(
         store: Arc<Store>,
-        signer: LogSigner,
+        signer: Arc<LogSigner>,
         state: TreeState,
         config: Config,
     ) -> (Self, JoinHandle<()>) {
@@ -147,61 +155,123 @@ impl Sequencer {
         let _ = self.jobs.send(None);
     }
 
-    /// Appends `events` as consecutive leaves and returns their receipts,
-    /// once they are durable and under a signed checkpoint.
-    pub async fn append(&self, events: Vec<Committed>) -> Result<Vec<Receipt>, AppendError> {
-        let n = events.len();
+    /// Queues `write` and waits until it is durable and under a signed
+    /// checkpoint, or refused.
+    pub async fn submit(&self, write: Write) -> Result<Sequenced, AppendError> {
+        let n = weight(&write);
         let before = self.queued.fetch_add(n, Ordering::SeqCst);
         if before > 0 && before + n > self.capacity {
             self.queued.fetch_sub(n, Ordering::SeqCst);
             return Err(AppendError::QueueFull);
         }
         let (reply, done) = oneshot::channel();
-        if self.jobs.send(Some(Job { events, reply })).is_err() {
+        if self.jobs.send(Some(Job { write, reply })).is_err() {
             self.queued.fetch_sub(n, Ordering::SeqCst);
             return Err(AppendError::Stopped);
         }
-        let seq = done.await.map_err(|_| AppendError::Stopped)??;
-        self.receipts(seq)
-            .map_err(|e| AppendError::Storage(e.to_string()))
+        done.await.map_err(|_| AppendError::Stopped)?
     }
 
-    fn receipts(&self, seq: Sequenced) -> Result<Vec<Receipt>, StoreError> {
-        let snap = self.store.snapshot()?;
+    /// Appends `events` and returns their receipts, in order. An event
+    /// whose `metadata.uid` the log already holds is not appended again:
+    /// its receipt is the original one, marked `duplicate`.
+    pub async fn append(&self, events: Vec<Committed>) -> Result<Vec<Receipt>, AppendError> {
+        let done = self.submit(Write::Append(events)).await?;
+        let (Outcome::Appended(placed), Write::Append(events)) = (done.outcome, done.write) else {
+            unreachable!("an append answers Appended");
+        };
+        let snap = self
+            .store
+            .snapshot()
+            .map_err(|e| AppendError::Storage(e.to_string()))?;
         // Receipts of one request share most proof nodes: read each once.
         let reader = MemoHashes::new(&snap);
-        let size = seq.head.size;
-        seq.events
+        placed
             .into_iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let index = seq.first + i as u64;
-                let leaf_hash = tree::leaf_hash(&e.commitment.0);
-                let proof = tree::prove_inclusion(size, index, &reader)
-                    .map_err(|err| StoreError::Corrupt(format!("proof of {index}: {err}")))?;
-                let event = String::from_utf8(e.jcs).expect("canonical JSON is UTF-8");
-                Ok(Receipt {
-                    index,
-                    event: RawValue::from_string(event).expect("canonical JSON is JSON"),
-                    salt: e.salt.to_vec(),
-                    commitment: e.commitment,
-                    leaf_hash,
-                    checkpoint: seq.head.checkpoint.clone(),
-                    inclusion_proof: proof,
-                })
+            .zip(events)
+            .map(|(p, e)| match p {
+                Placed::New(index) => Ok(new_receipt(&reader, index, e, &done.head)?),
+                Placed::Duplicate(index) => {
+                    let mut r = stored_receipt(&snap, &reader, index, &done.head)?;
+                    r.duplicate = true;
+                    Ok(r)
+                }
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()
+            .map_err(|e| AppendError::Storage(e.to_string()))
     }
 }
 
+/// The receipt of `e`, just appended at `index`, under `head`.
+fn new_receipt(
+    r: &impl HashReader,
+    index: u64,
+    e: Committed,
+    head: &Head,
+) -> Result<Receipt, StoreError> {
+    let proof = tree::prove_inclusion(head.size, index, r)
+        .map_err(|err| StoreError::Corrupt(format!("proof of {index}: {err}")))?;
+    let event = String::from_utf8(e.jcs).expect("canonical JSON is UTF-8");
+    Ok(Receipt {
+        index,
+        event: Some(RawValue::from_string(event).expect("canonical JSON is JSON")),
+        salt: Some(e.salt.to_vec()),
+        commitment: e.commitment,
+        leaf_hash: tree::leaf_hash(&e.commitment.0),
+        checkpoint: head.checkpoint.clone(),
+        inclusion_proof: proof,
+        duplicate: false,
+        redacted_by: None,
+    })
+}
+
+/// The receipt of the stored leaf `index` under `head` (whose size must
+/// exceed `index`), with its event unless redacted.
+pub fn stored_receipt(
+    snap: &Snapshot,
+    r: &impl HashReader,
+    index: u64,
+    head: &Head,
+) -> Result<Receipt, StoreError> {
+    let commitment = snap.commitments(index, 1)?[0];
+    let proof = tree::prove_inclusion(head.size, index, r)
+        .map_err(|err| StoreError::Corrupt(format!("proof of {index}: {err}")))?;
+    let (event, salt, redacted_by) = match snap.event(index)? {
+        EventRow::Present(e) => {
+            let text = String::from_utf8(e.jcs)
+                .map_err(|_| StoreError::Corrupt(format!("event {index} is not UTF-8")))?;
+            let raw = RawValue::from_string(text)
+                .map_err(|_| StoreError::Corrupt(format!("event {index} is not JSON")))?;
+            (Some(raw), Some(e.salt.to_vec()), None)
+        }
+        EventRow::Redacted(by) => (None, None, Some(by)),
+        EventRow::Absent => {
+            return Err(StoreError::Corrupt(format!(
+                "event {index} has a leaf but no row"
+            )))
+        }
+    };
+    Ok(Receipt {
+        index,
+        event,
+        salt,
+        commitment,
+        leaf_hash: tree::leaf_hash(&commitment.0),
+        checkpoint: head.checkpoint.clone(),
+        inclusion_proof: proof,
+        duplicate: false,
+        redacted_by,
+    })
+}
+
 /// A hash reader that remembers what it read.
-struct MemoHashes<'a, R: HashReader> {
+pub struct MemoHashes<'a, R: HashReader> {
     inner: &'a R,
     seen: std::cell::RefCell<std::collections::HashMap<u64, Hash>>,
 }
 
 impl<'a, R: HashReader> MemoHashes<'a, R> {
-    fn new(inner: &'a R) -> Self {
+    pub fn new(inner: &'a R) -> Self {
         MemoHashes {
             inner,
             seen: Default::default(),
@@ -228,7 +298,7 @@ impl<R: HashReader> HashReader for MemoHashes<'_, R> {
 
 struct Worker {
     store: Arc<Store>,
-    signer: LogSigner,
+    signer: Arc<LogSigner>,
     state: TreeState,
     config: Config,
     queued: Arc<AtomicUsize>,
@@ -256,7 +326,7 @@ impl Worker {
             Ok(Some(job)) => job,
             Ok(None) | Err(_) => return (Vec::new(), true),
         };
-        let mut count = first.events.len();
+        let mut count = weight(&first.write);
         let mut batch = vec![first];
         let deadline = Instant::now() + self.config.max_wait;
         let mut stop = false;
@@ -272,7 +342,7 @@ impl Worker {
             };
             match next {
                 Some(job) => {
-                    count += job.events.len();
+                    count += weight(&job.write);
                     batch.push(job);
                 }
                 None => {
@@ -286,17 +356,16 @@ impl Worker {
     }
 
     fn commit(&mut self, batch: Vec<Job>) {
-        let count: usize = batch.iter().map(|j| j.events.len()).sum();
+        let count: usize = batch.iter().map(|j| weight(&j.write)).sum();
         let started = Instant::now();
-        let state = match self
-            .store
-            .append(self.state, batch.iter().flat_map(|j| &j.events))
-        {
-            Ok(state) => state,
+        let (writes, replies): (Vec<Write>, Vec<_>) =
+            batch.into_iter().map(|j| (j.write, j.reply)).unzip();
+        let (state, outcomes, writes) = match self.store.write(self.state, writes) {
+            Ok(done) => done,
             Err(e) => {
-                tracing::error!(error = %e, events = count, "batch not appended");
-                for job in batch {
-                    let _ = job.reply.send(Err(AppendError::Storage(e.to_string())));
+                tracing::error!(error = %e, events = count, "batch not written");
+                for reply in replies {
+                    let _ = reply.send(Err(AppendError::Storage(e.to_string())));
                 }
                 return;
             }
@@ -314,16 +383,13 @@ impl Worker {
             micros = started.elapsed().as_micros() as u64,
             "batch committed"
         );
-        let mut first = self.state.size;
         self.state = state;
-        for job in batch {
-            let n = job.events.len() as u64;
-            let _ = job.reply.send(Ok(Sequenced {
-                first,
-                events: job.events,
+        for ((reply, outcome), write) in replies.into_iter().zip(outcomes).zip(writes) {
+            let _ = reply.send(Ok(Sequenced {
+                outcome,
+                write,
                 head: head.clone(),
             }));
-            first += n;
         }
     }
 }

@@ -5,12 +5,14 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::auth::{Scope, Tokens};
+use crate::auth::{Scope, TokenRecord, Tokens};
 use crate::datadir::{self, DataDir};
+use crate::event::{self, EventError};
 use crate::http::{self, AppState, Limits};
 use crate::note::{self, LogSigner};
 use crate::sequencer::{self, Sequencer};
-use crate::store::{Store, StoreError};
+use crate::store::{Outcome, Store, StoreError, TreeState, Write};
+use crate::{clock, records};
 
 /// The origin of a log created with no `--origin`.
 pub const DEFAULT_ORIGIN: &str = "localhost/sealog";
@@ -36,6 +38,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Refused(String),
+    #[error("the log's own record is invalid: {0}")]
+    Record(#[from] EventError),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ServeError {
@@ -59,9 +63,8 @@ pub fn keygen(dir: &DataDir, origin: &str) -> Result<String, ServeError> {
 /// sequencer.
 pub fn open(opts: &Options) -> Result<(Arc<AppState>, std::thread::JoinHandle<()>), ServeError> {
     let dir = DataDir(opts.data.clone());
-    let fresh = !dir.db().exists();
     if !dir.key().exists() {
-        if !fresh {
+        if dir.db().exists() {
             // A new key for an existing tree would be a new log identity
             // claiming the old history.
             return Err(ServeError::Refused(format!(
@@ -89,8 +92,18 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, std::thread::JoinHandle<()
     let store = Arc::new(Store::open(&dir.db())?);
     store.bind_identity(signer.origin(), &vkey)?;
     let tokens = Tokens::load(&store)?;
-    if fresh {
-        let token = tokens.create(&store, "admin", vec![Scope::Admin])?;
+    let mut state = store.tree_state()?;
+    if tokens.list().is_empty() {
+        // A new log: its first event records the admin token's creation.
+        let (token, s) = create_token(
+            &store,
+            &tokens,
+            state,
+            "admin",
+            vec![Scope::Admin],
+            "sealog",
+        )?;
+        state = s;
         let _ = std::fs::remove_file(dir.admin_token());
         datadir::write_secret(&dir.admin_token(), &format!("{token}\n"))
             .map_err(io_err(format!("writing {}", dir.admin_token().display())))?;
@@ -99,7 +112,6 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, std::thread::JoinHandle<()
         datadir::write_public(&dir.vkey(), &format!("{vkey}\n"))
             .map_err(io_err(format!("writing {}", dir.vkey().display())))?;
     }
-    let state = store.tree_state()?;
     tracing::info!(
         origin = signer.origin(),
         vkey = %vkey,
@@ -108,13 +120,15 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, std::thread::JoinHandle<()
         root = %state.root,
         "log opened"
     );
+    let signer = Arc::new(signer);
     let (sequencer, thread) =
-        Sequencer::start(store.clone(), signer, state, opts.sequencer.clone());
+        Sequencer::start(store.clone(), signer.clone(), state, opts.sequencer.clone());
     let app = Arc::new(AppState {
         store,
         sequencer,
         tokens,
         limits: opts.limits.clone(),
+        signer,
     });
     Ok((app, thread))
 }
@@ -145,5 +159,93 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {},
         _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+/// Creates a token straight in the store (the server must not be
+/// running), with its audit event, and returns the token.
+pub fn create_token(
+    store: &Store,
+    tokens: &Tokens,
+    state: TreeState,
+    name: &str,
+    scopes: Vec<Scope>,
+    by: &str,
+) -> Result<(String, TreeState), ServeError> {
+    let now = clock::now_ms();
+    let audit = event::prepare(records::token_created(name, &scopes, by, now), now)?;
+    let (token, hash) = Tokens::mint();
+    let record = TokenRecord::new(name, scopes);
+    let bytes = serde_json::to_vec(&record).expect("records serialize");
+    let write = Write::CreateToken {
+        hash,
+        record: bytes,
+        name: name.to_string(),
+        audit,
+    };
+    let (state, outcomes, _) = store.write(state, vec![write])?;
+    match &outcomes[0] {
+        Outcome::Token { .. } => {
+            tokens.insert(hash, record);
+            Ok((token, state))
+        }
+        Outcome::Refused(r) => Err(ServeError::Refused(r.to_string())),
+        other => Err(ServeError::Refused(format!("{other:?}"))),
+    }
+}
+
+/// Opens the store of a stopped log for the `token` commands.
+fn open_offline(data: &std::path::Path) -> Result<(Store, Tokens, TreeState), ServeError> {
+    let dir = DataDir(data.to_path_buf());
+    if !dir.db().exists() {
+        return Err(ServeError::Refused(format!("no log in {}", data.display())));
+    }
+    let store = Store::open(&dir.db()).map_err(|e| match e {
+        StoreError::Redb(redb::Error::DatabaseAlreadyOpen) => ServeError::Refused(
+            "the log is running; stop it, or use the admin API (POST /v1/tokens)".into(),
+        ),
+        e => e.into(),
+    })?;
+    let tokens = Tokens::load(&store)?;
+    let state = store.tree_state()?;
+    Ok((store, tokens, state))
+}
+
+/// `sealog token create`: prints the new token once.
+pub fn token_create(
+    data: &std::path::Path,
+    name: &str,
+    scopes: Vec<Scope>,
+) -> Result<String, ServeError> {
+    if !crate::auth::valid_name(name) {
+        return Err(ServeError::Refused(
+            "a token name is 1 to 128 of A-Z a-z 0-9 . _ - @".into(),
+        ));
+    }
+    let (store, tokens, state) = open_offline(data)?;
+    Ok(create_token(&store, &tokens, state, name, scopes, "sealog-cli")?.0)
+}
+
+/// `sealog token list`: every token's name, scopes and state.
+pub fn token_list(data: &std::path::Path) -> Result<Vec<TokenRecord>, ServeError> {
+    Ok(open_offline(data)?.1.list())
+}
+
+/// `sealog token revoke`: revokes the active token named `name`.
+pub fn token_revoke(data: &std::path::Path, name: &str) -> Result<(), ServeError> {
+    let (store, _, state) = open_offline(data)?;
+    let now = clock::now_ms();
+    let audit = event::prepare(records::token_revoked(name, "sealog-cli", now), now)?;
+    let (_, outcomes, _) = store.write(
+        state,
+        vec![Write::RevokeToken {
+            name: name.to_string(),
+            audit,
+        }],
+    )?;
+    match &outcomes[0] {
+        Outcome::Token { .. } => Ok(()),
+        Outcome::Refused(r) => Err(ServeError::Refused(r.to_string())),
+        other => Err(ServeError::Refused(format!("{other:?}"))),
     }
 }

@@ -1,28 +1,47 @@
 //! The log's storage: one redb database, one write transaction per batch.
 //!
 //! Tables (layouts in spec/storage.md):
-//! - `hashes`:  stored-hash index → 32-byte node hash (tree.rs layout)
-//! - `entries`: leaf index → 32-byte commitment (the public leaf data)
-//! - `events`:  leaf index → salt (32 bytes) || JCS(event) (private)
-//! - `leaves`:  leaf hash → leaf index (for proofs by leaf hash)
-//! - `meta`:    "size", "root", "origin", "vkey"
-//! - `tokens`:  SHA-256(token) → token record (JSON)
+//! - `hashes`:   stored-hash index → 32-byte node hash (tree.rs layout)
+//! - `entries`:  leaf index → 32-byte commitment (the public leaf data)
+//! - `events`:   leaf index → salt (32 bytes) || JCS(event) (private)
+//! - `leaves`:   leaf hash → leaf index (proofs by leaf hash)
+//! - `uids`:     metadata.uid → leaf index (idempotent retries)
+//! - `facets`:   leaf index → the event's facets (JSON), for query filters
+//! - `by_user`, `by_actor`, `by_ip`: (value, leaf index) → ()
+//! - `by_class`: (class_uid, leaf index) → (); `by_time`: (time ms, leaf index) → ()
+//! - `redacted`: leaf index → index of the redaction event
+//! - `meta`:     "size", "root", "origin", "vkey"
+//! - `tokens`:   SHA-256(token) → token record (JSON)
 //!
 //! What must stay true: `meta.size` and `meta.root` change only in the
 //! transaction that writes the leaves and hashes they describe, so a
-//! durable (size, root) always has every hash behind it.
+//! durable (size, root) always has every hash behind it; and the secondary
+//! indexes change in that same transaction, so a query never sees an event
+//! the tree lacks nor misses one it has.
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition,
+    WriteTransaction,
+};
 
-use crate::event::{Committed, SALT_LEN};
+use crate::event::{Committed, Facets, SALT_LEN};
 use crate::tree::{self, Hash, HashReader};
 
 const HASHES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("hashes");
 const ENTRIES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("entries");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const LEAVES: TableDefinition<[u8; 32], u64> = TableDefinition::new("leaves");
+const UIDS: TableDefinition<&str, u64> = TableDefinition::new("uids");
+const FACETS: TableDefinition<u64, &[u8]> = TableDefinition::new("facets");
+const BY_USER: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_user");
+const BY_ACTOR: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_actor");
+const BY_IP: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_ip");
+const BY_CLASS: TableDefinition<(u32, u64), ()> = TableDefinition::new("by_class");
+const BY_TIME: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_time");
+const REDACTED: TableDefinition<u64, u64> = TableDefinition::new("redacted");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TOKENS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("tokens");
 
@@ -59,6 +78,65 @@ pub struct TreeState {
     pub root: Hash,
 }
 
+/// One change to the log, applied in order within a batch's transaction.
+#[derive(Debug)]
+pub enum Write {
+    /// Append events; an event whose `metadata.uid` the log holds is not
+    /// appended again.
+    Append(Vec<Committed>),
+    /// Delete leaf `index`'s event, salt and index entries, and append
+    /// `record`, the event that puts the redaction on the record.
+    Redact { index: u64, record: Committed },
+    /// Store a token record and append its audit event. Refused if an
+    /// unrevoked token has the same name.
+    CreateToken {
+        hash: [u8; 32],
+        record: Vec<u8>,
+        name: String,
+        audit: Committed,
+    },
+    /// Mark the unrevoked token named `name` revoked; append its audit event.
+    RevokeToken { name: String, audit: Committed },
+}
+
+/// Where an appended event is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Placed {
+    /// Appended now at this index.
+    New(u64),
+    /// Its `metadata.uid` was already at this index; nothing appended.
+    Duplicate(u64),
+}
+
+/// What a `Write` did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Appended(Vec<Placed>),
+    /// The event at the index of the write, and its record at `record`.
+    Redacted {
+        record: u64,
+    },
+    /// A token write and the index of its audit event.
+    Token {
+        audit: u64,
+    },
+    /// Nothing done, and why.
+    Refused(Refusal),
+}
+
+/// Why a write was refused.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    #[error("no event at index {0}")]
+    NoSuchEvent(u64),
+    #[error("event {index} was already redacted by event {record}")]
+    AlreadyRedacted { index: u64, record: u64 },
+    #[error("an active token is already named {0:?}")]
+    TokenExists(String),
+    #[error("no active token is named {0:?}")]
+    NoSuchToken(String),
+}
+
 /// The log's database.
 pub struct Store {
     db: Database,
@@ -73,6 +151,14 @@ impl Store {
         tx.open_table(ENTRIES)?;
         tx.open_table(EVENTS)?;
         tx.open_table(LEAVES)?;
+        tx.open_table(UIDS)?;
+        tx.open_table(FACETS)?;
+        tx.open_table(BY_USER)?;
+        tx.open_table(BY_ACTOR)?;
+        tx.open_table(BY_IP)?;
+        tx.open_table(BY_CLASS)?;
+        tx.open_table(BY_TIME)?;
+        tx.open_table(REDACTED)?;
         tx.open_table(META)?;
         tx.open_table(TOKENS)?;
         tx.commit()?;
@@ -137,51 +223,44 @@ impl Store {
         Ok(TreeState { size, root })
     }
 
-    /// Appends `events` after the tree `state` in one durable transaction
-    /// and returns the new state. Nothing is visible, and nothing may be
-    /// signed, until this returns.
-    pub fn append<'a>(
+    /// Appends `events` after `state` in one durable transaction (a
+    /// shorthand for one `Write::Append`).
+    pub fn append(
         &self,
         state: TreeState,
-        events: impl IntoIterator<Item = &'a Committed>,
-    ) -> Result<TreeState, StoreError> {
+        events: Vec<Committed>,
+    ) -> Result<(TreeState, Vec<Placed>), StoreError> {
+        let (state, mut outcomes, _) = self.write(state, vec![Write::Append(events)])?;
+        match outcomes.pop() {
+            Some(Outcome::Appended(placed)) => Ok((state, placed)),
+            other => unreachable!("an append answers Appended, not {other:?}"),
+        }
+    }
+
+    /// Applies `writes` in order after the tree `state`, in one
+    /// transaction that is durable when this returns. Returns the new
+    /// state, each write's outcome, and the writes themselves.
+    pub fn write(
+        &self,
+        state: TreeState,
+        writes: Vec<Write>,
+    ) -> Result<(TreeState, Vec<Outcome>, Vec<Write>), StoreError> {
         let tx = self.db.begin_write()?;
-        let new_state = {
-            let mut hashes = tx.open_table(HASHES)?;
-            let mut entries = tx.open_table(ENTRIES)?;
-            let mut bodies = tx.open_table(EVENTS)?;
-            let mut leaves = tx.open_table(LEAVES)?;
-            let mut meta = tx.open_table(META)?;
-            let mut n = state.size;
-            let mut body = Vec::new();
-            for e in events {
-                let leaf = tree::leaf_hash(&e.commitment.0);
-                let new = tree::stored_hashes(n, leaf, &TableHashes(&hashes))
-                    .map_err(|err| StoreError::Corrupt(format!("appending leaf {n}: {err}")))?;
-                let first = tree::stored_hash_index(0, n);
-                for (i, h) in new.iter().enumerate() {
-                    hashes.insert(first + i as u64, h.0)?;
-                }
-                entries.insert(n, e.commitment.0)?;
-                body.clear();
-                body.extend_from_slice(&e.salt);
-                body.extend_from_slice(&e.jcs);
-                bodies.insert(n, body.as_slice())?;
-                // Leaf hashes are unique but for a SHA-256 collision; the
-                // first index keeps its claim if one ever happened.
-                if leaves.get(leaf.0)?.is_none() {
-                    leaves.insert(leaf.0, n)?;
-                }
-                n += 1;
-            }
-            let root = tree::root(n, &TableHashes(&hashes))
-                .map_err(|err| StoreError::Corrupt(format!("root at {n}: {err}")))?;
-            meta.insert("size", n.to_be_bytes().as_slice())?;
-            meta.insert("root", root.0.as_slice())?;
-            TreeState { size: n, root }
+        let (state, outcomes) = {
+            let mut t = Tables::open(&tx, state.size)?;
+            let outcomes = writes
+                .iter()
+                .map(|w| t.apply(w))
+                .collect::<Result<Vec<_>, _>>()?;
+            let size = t.size;
+            let root = tree::root(size, &TableHashes(&t.hashes))
+                .map_err(|err| StoreError::Corrupt(format!("root at {size}: {err}")))?;
+            t.meta.insert("size", size.to_be_bytes().as_slice())?;
+            t.meta.insert("root", root.0.as_slice())?;
+            (TreeState { size, root }, outcomes)
         };
         tx.commit()?;
-        Ok(new_state)
+        Ok((state, outcomes, writes))
     }
 
     /// A consistent read-only view of everything committed so far.
@@ -192,16 +271,10 @@ impl Store {
             entries: tx.open_table(ENTRIES)?,
             events: tx.open_table(EVENTS)?,
             leaves: tx.open_table(LEAVES)?,
+            facets: tx.open_table(FACETS)?,
+            redacted: tx.open_table(REDACTED)?,
             tx,
         })
-    }
-
-    /// Stores a token record under the token's hash.
-    pub fn put_token(&self, hash: [u8; 32], record: &[u8]) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
-        tx.open_table(TOKENS)?.insert(hash, record)?;
-        tx.commit()?;
-        Ok(())
     }
 
     /// Every token record with its hash.
@@ -214,6 +287,193 @@ impl Store {
             out.push((k.value(), v.value().to_vec()));
         }
         Ok(out)
+    }
+}
+
+/// The tables of one write transaction, and the tree size as it grows.
+struct Tables<'tx> {
+    size: u64,
+    hashes: Table<'tx, u64, [u8; 32]>,
+    entries: Table<'tx, u64, [u8; 32]>,
+    events: Table<'tx, u64, &'static [u8]>,
+    leaves: Table<'tx, [u8; 32], u64>,
+    uids: Table<'tx, &'static str, u64>,
+    facets: Table<'tx, u64, &'static [u8]>,
+    by_user: Table<'tx, (&'static str, u64), ()>,
+    by_actor: Table<'tx, (&'static str, u64), ()>,
+    by_ip: Table<'tx, (&'static str, u64), ()>,
+    by_class: Table<'tx, (u32, u64), ()>,
+    by_time: Table<'tx, (u64, u64), ()>,
+    redacted: Table<'tx, u64, u64>,
+    meta: Table<'tx, &'static str, &'static [u8]>,
+    tokens: Table<'tx, [u8; 32], &'static [u8]>,
+    /// uids appended in this transaction, for in-batch retries.
+    batch_uids: HashMap<String, u64>,
+    body: Vec<u8>,
+}
+
+impl<'tx> Tables<'tx> {
+    fn open(tx: &'tx WriteTransaction, size: u64) -> Result<Self, StoreError> {
+        Ok(Tables {
+            size,
+            hashes: tx.open_table(HASHES)?,
+            entries: tx.open_table(ENTRIES)?,
+            events: tx.open_table(EVENTS)?,
+            leaves: tx.open_table(LEAVES)?,
+            uids: tx.open_table(UIDS)?,
+            facets: tx.open_table(FACETS)?,
+            by_user: tx.open_table(BY_USER)?,
+            by_actor: tx.open_table(BY_ACTOR)?,
+            by_ip: tx.open_table(BY_IP)?,
+            by_class: tx.open_table(BY_CLASS)?,
+            by_time: tx.open_table(BY_TIME)?,
+            redacted: tx.open_table(REDACTED)?,
+            meta: tx.open_table(META)?,
+            tokens: tx.open_table(TOKENS)?,
+            batch_uids: HashMap::new(),
+            body: Vec::new(),
+        })
+    }
+
+    fn apply(&mut self, w: &Write) -> Result<Outcome, StoreError> {
+        Ok(match w {
+            Write::Append(events) => Outcome::Appended(
+                events
+                    .iter()
+                    .map(|e| self.append_once(e))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Write::Redact { index, record } => {
+                if *index >= self.size {
+                    return Ok(Outcome::Refused(Refusal::NoSuchEvent(*index)));
+                }
+                if let Some(r) = self.redacted.get(index)? {
+                    return Ok(Outcome::Refused(Refusal::AlreadyRedacted {
+                        index: *index,
+                        record: r.value(),
+                    }));
+                }
+                let facets = self.facets.remove(index)?.map(|f| f.value().to_vec());
+                if let Some(f) = facets {
+                    let f: Facets = serde_json::from_slice(&f)
+                        .map_err(|e| StoreError::Corrupt(format!("facets of {index}: {e}")))?;
+                    self.unindex(*index, &f)?;
+                }
+                self.events.remove(index)?;
+                let record_index = self.append(record)?;
+                self.redacted.insert(index, record_index)?;
+                Outcome::Redacted {
+                    record: record_index,
+                }
+            }
+            Write::CreateToken {
+                hash,
+                record,
+                name,
+                audit,
+            } => {
+                if self.active_token(name)?.is_some() {
+                    return Ok(Outcome::Refused(Refusal::TokenExists(name.clone())));
+                }
+                self.tokens.insert(hash, record.as_slice())?;
+                Outcome::Token {
+                    audit: self.append(audit)?,
+                }
+            }
+            Write::RevokeToken { name, audit } => {
+                let Some((hash, mut record)) = self.active_token(name)? else {
+                    return Ok(Outcome::Refused(Refusal::NoSuchToken(name.clone())));
+                };
+                record["revoked"] = serde_json::Value::Bool(true);
+                let bytes = serde_json::to_vec(&record).expect("JSON serializes");
+                self.tokens.insert(hash, bytes.as_slice())?;
+                Outcome::Token {
+                    audit: self.append(audit)?,
+                }
+            }
+        })
+    }
+
+    /// The unrevoked token named `name`, as (hash, record).
+    fn active_token(
+        &self,
+        name: &str,
+    ) -> Result<Option<([u8; 32], serde_json::Value)>, StoreError> {
+        for row in self.tokens.iter()? {
+            let (k, v) = row?;
+            let record: serde_json::Value = serde_json::from_slice(v.value())
+                .map_err(|e| StoreError::Corrupt(format!("token record: {e}")))?;
+            if record["name"] == name && record["revoked"] != true {
+                return Ok(Some((k.value(), record)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Appends `e` unless its uid is already in the log.
+    fn append_once(&mut self, e: &Committed) -> Result<Placed, StoreError> {
+        if let Some(&i) = self.batch_uids.get(&e.facets.uid) {
+            return Ok(Placed::Duplicate(i));
+        }
+        if let Some(i) = self.uids.get(e.facets.uid.as_str())? {
+            return Ok(Placed::Duplicate(i.value()));
+        }
+        Ok(Placed::New(self.append(e)?))
+    }
+
+    /// Appends `e` as the next leaf with its private row and indexes.
+    fn append(&mut self, e: &Committed) -> Result<u64, StoreError> {
+        let n = self.size;
+        let leaf = tree::leaf_hash(&e.commitment.0);
+        let new = tree::stored_hashes(n, leaf, &TableHashes(&self.hashes))
+            .map_err(|err| StoreError::Corrupt(format!("appending leaf {n}: {err}")))?;
+        let first = tree::stored_hash_index(0, n);
+        for (i, h) in new.iter().enumerate() {
+            self.hashes.insert(first + i as u64, h.0)?;
+        }
+        self.entries.insert(n, e.commitment.0)?;
+        self.body.clear();
+        self.body.extend_from_slice(&e.salt);
+        self.body.extend_from_slice(&e.jcs);
+        self.events.insert(n, self.body.as_slice())?;
+        // Leaf hashes are unique but for a SHA-256 collision; the first
+        // index keeps its claim if one ever happened.
+        if self.leaves.get(leaf.0)?.is_none() {
+            self.leaves.insert(leaf.0, n)?;
+        }
+        let f = &e.facets;
+        self.uids.insert(f.uid.as_str(), n)?;
+        self.batch_uids.insert(f.uid.clone(), n);
+        let facets = serde_json::to_vec(f).expect("facets serialize");
+        self.facets.insert(n, facets.as_slice())?;
+        for u in &f.users {
+            self.by_user.insert((u.as_str(), n), ())?;
+        }
+        for a in &f.actors {
+            self.by_actor.insert((a.as_str(), n), ())?;
+        }
+        if let Some(ip) = &f.src_ip {
+            self.by_ip.insert((ip.as_str(), n), ())?;
+        }
+        self.by_class.insert((f.class_uid, n), ())?;
+        self.by_time.insert((f.time, n), ())?;
+        self.size += 1;
+        Ok(n)
+    }
+
+    fn unindex(&mut self, n: u64, f: &Facets) -> Result<(), StoreError> {
+        for u in &f.users {
+            self.by_user.remove((u.as_str(), n))?;
+        }
+        for a in &f.actors {
+            self.by_actor.remove((a.as_str(), n))?;
+        }
+        if let Some(ip) = &f.src_ip {
+            self.by_ip.remove((ip.as_str(), n))?;
+        }
+        self.by_class.remove((f.class_uid, n))?;
+        self.by_time.remove((f.time, n))?;
+        Ok(())
     }
 }
 
@@ -232,6 +492,39 @@ impl<T: ReadableTable<u64, [u8; 32]>> HashReader for TableHashes<'_, T> {
     }
 }
 
+/// A private event as stored: its salt and canonical bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    pub salt: [u8; SALT_LEN],
+    pub jcs: Vec<u8>,
+}
+
+/// What the store says of leaf `index`'s event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventRow {
+    Present(StoredEvent),
+    /// Redacted by the event at this index.
+    Redacted(u64),
+    /// Beyond the tree.
+    Absent,
+}
+
+/// Which secondary index a query walks.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IndexKey {
+    User(String),
+    Actor(String),
+    Ip(String),
+    Class(u32),
+    /// Every event with time in the range, in time order.
+    Time {
+        from: u64,
+        to: u64,
+    },
+    /// Every unredacted event, in index order.
+    All,
+}
+
 /// A read transaction over the log's tables.
 pub struct Snapshot {
     tx: redb::ReadTransaction,
@@ -239,6 +532,8 @@ pub struct Snapshot {
     entries: ReadOnlyTable<u64, [u8; 32]>,
     events: ReadOnlyTable<u64, &'static [u8]>,
     leaves: ReadOnlyTable<[u8; 32], u64>,
+    facets: ReadOnlyTable<u64, &'static [u8]>,
+    redacted: ReadOnlyTable<u64, u64>,
 }
 
 impl HashReader for Snapshot {
@@ -269,22 +564,133 @@ impl Snapshot {
         Ok(self.leaves.get(leaf.0)?.map(|v| v.value()))
     }
 
-    /// The salt and canonical event of leaf `index`, unless never stored.
-    pub fn event(&self, index: u64) -> Result<Option<([u8; SALT_LEN], Vec<u8>)>, StoreError> {
-        let Some(v) = self.events.get(index)? else {
-            return Ok(None);
-        };
-        let v = v.value();
-        if v.len() < SALT_LEN {
-            return Err(StoreError::Corrupt(format!(
-                "event {index} is shorter than its salt"
-            )));
+    /// Leaf `index`'s event, or why there is none.
+    pub fn event(&self, index: u64) -> Result<EventRow, StoreError> {
+        if let Some(v) = self.events.get(index)? {
+            let v = v.value();
+            if v.len() < SALT_LEN {
+                return Err(StoreError::Corrupt(format!(
+                    "event {index} is shorter than its salt"
+                )));
+            }
+            let (salt, jcs) = v.split_at(SALT_LEN);
+            return Ok(EventRow::Present(StoredEvent {
+                salt: salt.try_into().expect("split at SALT_LEN"),
+                jcs: jcs.to_vec(),
+            }));
         }
-        let (salt, jcs) = v.split_at(SALT_LEN);
-        Ok(Some((
-            salt.try_into().expect("split at SALT_LEN"),
-            jcs.to_vec(),
-        )))
+        Ok(match self.redacted.get(index)? {
+            Some(r) => EventRow::Redacted(r.value()),
+            None => EventRow::Absent,
+        })
+    }
+
+    /// Leaf `index`'s facets, unless redacted or absent.
+    pub fn facets(&self, index: u64) -> Result<Option<Facets>, StoreError> {
+        match self.facets.get(index)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(v.value())
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("facets of {index}: {e}"))),
+        }
+    }
+
+    /// The index of the event with `metadata.uid` = `uid`.
+    pub fn uid_index(&self, uid: &str) -> Result<Option<u64>, StoreError> {
+        let t = self.tx.open_table(UIDS)?;
+        Ok(t.get(uid)?.map(|v| v.value()))
+    }
+
+    /// Leaf indexes under `key`, in (key, index) order or its reverse,
+    /// starting after `after` (the last (time, index) or index seen).
+    pub fn scan_index(
+        &self,
+        key: &IndexKey,
+        newest_first: bool,
+        after: Option<(u64, u64)>,
+    ) -> Result<Box<dyn Iterator<Item = Result<(u64, u64), StoreError>> + '_>, StoreError> {
+        fn by_str(
+            t: ReadOnlyTable<(&'static str, u64), ()>,
+            k: &str,
+            newest_first: bool,
+            after: Option<u64>,
+        ) -> Result<Box<dyn Iterator<Item = Result<(u64, u64), StoreError>>>, StoreError> {
+            let range = match (newest_first, after) {
+                (false, None) => t.range((k, 0)..=(k, u64::MAX))?,
+                (false, Some(a)) => t.range((k, a.saturating_add(1))..=(k, u64::MAX))?,
+                (true, None) => t.range((k, 0)..=(k, u64::MAX))?,
+                (true, Some(a)) => t.range((k, 0)..(k, a))?,
+            };
+            let it = range.map(|r| r.map(|(k, _)| (0, k.value().1)).map_err(StoreError::from));
+            Ok(if newest_first {
+                Box::new(it.rev())
+            } else {
+                Box::new(it)
+            })
+        }
+        match key {
+            IndexKey::User(u) => by_str(
+                self.tx.open_table(BY_USER)?,
+                u,
+                newest_first,
+                after.map(|a| a.1),
+            ),
+            IndexKey::Actor(a) => by_str(
+                self.tx.open_table(BY_ACTOR)?,
+                a,
+                newest_first,
+                after.map(|x| x.1),
+            ),
+            IndexKey::Ip(ip) => by_str(
+                self.tx.open_table(BY_IP)?,
+                ip,
+                newest_first,
+                after.map(|a| a.1),
+            ),
+            IndexKey::Class(c) => {
+                let t = self.tx.open_table(BY_CLASS)?;
+                let c = *c;
+                let range = match (newest_first, after.map(|a| a.1)) {
+                    (false, Some(a)) => t.range((c, a.saturating_add(1))..=(c, u64::MAX))?,
+                    (true, Some(a)) => t.range((c, 0)..(c, a))?,
+                    (_, None) => t.range((c, 0)..=(c, u64::MAX))?,
+                };
+                let it = range.map(|r| r.map(|(k, _)| (0, k.value().1)).map_err(StoreError::from));
+                Ok(if newest_first {
+                    Box::new(it.rev())
+                } else {
+                    Box::new(it)
+                })
+            }
+            IndexKey::All => {
+                let range = match (newest_first, after.map(|a| a.1)) {
+                    (false, Some(a)) => self.facets.range(a.saturating_add(1)..)?,
+                    (true, Some(a)) => self.facets.range(..a)?,
+                    (_, None) => self.facets.range(0..)?,
+                };
+                let it = range.map(|r| r.map(|(k, _)| (0, k.value())).map_err(StoreError::from));
+                Ok(if newest_first {
+                    Box::new(it.rev())
+                } else {
+                    Box::new(it)
+                })
+            }
+            IndexKey::Time { from, to } => {
+                let t = self.tx.open_table(BY_TIME)?;
+                let (lo, hi) = ((*from, 0u64), (*to, u64::MAX));
+                let range = match (newest_first, after) {
+                    (false, Some(a)) if a >= lo => t.range((a.0, a.1.saturating_add(1))..=hi)?,
+                    (true, Some(a)) if a <= hi => t.range(lo..a)?,
+                    _ => t.range(lo..=hi)?,
+                };
+                let it = range.map(|r| r.map(|(k, _)| k.value()).map_err(StoreError::from));
+                Ok(if newest_first {
+                    Box::new(it.rev())
+                } else {
+                    Box::new(it)
+                })
+            }
+        }
     }
 }
 
@@ -292,10 +698,19 @@ impl Snapshot {
 mod tests {
     use super::*;
 
-    fn events(n: usize) -> Vec<Committed> {
-        (0..n)
-            .map(|i| Committed::new(format!("{{\"i\":{i}}}").into_bytes()))
-            .collect()
+    pub fn event(i: usize) -> Committed {
+        let facets = Facets {
+            class_uid: 3002,
+            uid: format!("uid-{i}"),
+            users: vec![format!("user{}", i % 3)],
+            time: 1000 + i as u64,
+            ..Default::default()
+        };
+        Committed::new(format!("{{\"i\":{i}}}").into_bytes(), facets)
+    }
+
+    fn events(range: std::ops::Range<usize>) -> Vec<Committed> {
+        range.map(event).collect()
     }
 
     #[test]
@@ -303,13 +718,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         let mut mem = tree::MemoryHashes::default();
-        let evs = events(700);
+        let evs = events(0..700);
         let mut state = {
             let store = Store::open(&path).unwrap();
             let mut state = store.tree_state().unwrap();
             assert_eq!(state.size, 0);
             for chunk in evs[..500].chunks(37) {
-                state = store.append(state, chunk).unwrap();
+                state = store.append(state, chunk.to_vec()).unwrap().0;
             }
             state
         };
@@ -320,7 +735,7 @@ mod tests {
 
         let store = Store::open(&path).unwrap();
         assert_eq!(store.tree_state().unwrap(), state);
-        state = store.append(state, &evs[500..]).unwrap();
+        state = store.append(state, evs[500..].to_vec()).unwrap().0;
         for e in &evs[500..] {
             mem.append(tree::leaf_hash(&e.commitment.0));
         }
@@ -337,20 +752,122 @@ mod tests {
         assert_eq!(c[1], evs[257].commitment);
         let leaf = tree::leaf_hash(&evs[600].commitment.0);
         assert_eq!(snap.leaf_index(leaf).unwrap(), Some(600));
-        let (salt, jcs) = snap.event(600).unwrap().unwrap();
-        assert_eq!((salt, jcs), (evs[600].salt, evs[600].jcs.clone()));
+        assert_eq!(
+            snap.event(600).unwrap(),
+            EventRow::Present(StoredEvent {
+                salt: evs[600].salt,
+                jcs: evs[600].jcs.clone()
+            })
+        );
+        assert_eq!(snap.event(700).unwrap(), EventRow::Absent);
         assert!(snap.commitments(699, 2).is_err());
     }
 
     #[test]
-    fn another_identity_is_refused() {
+    fn retries_with_a_known_uid_append_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
-        store.bind_identity("a/log", "a/log+1+x").unwrap();
-        store.bind_identity("a/log", "a/log+1+x").unwrap();
-        assert!(matches!(
-            store.bind_identity("a/log", "a/log+2+y"),
-            Err(StoreError::Identity(_))
-        ));
+        let s0 = store.tree_state().unwrap();
+        let (s1, placed) = store
+            .append(s0, vec![event(0), event(1), event(0)])
+            .unwrap();
+        assert_eq!(
+            placed,
+            [Placed::New(0), Placed::New(1), Placed::Duplicate(0)]
+        );
+        let (s2, placed) = store.append(s1, vec![event(1), event(2)]).unwrap();
+        assert_eq!(placed, [Placed::Duplicate(1), Placed::New(2)]);
+        assert_eq!(s2.size, 3);
+    }
+
+    #[test]
+    fn redaction_keeps_the_tree_and_drops_event_and_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let (s, _) = store
+            .append(store.tree_state().unwrap(), events(0..6))
+            .unwrap();
+        let before = store.snapshot().unwrap().commitments(0, 6).unwrap();
+        let (s2, out, _) = store
+            .write(
+                s,
+                vec![Write::Redact {
+                    index: 3,
+                    record: event(100),
+                }],
+            )
+            .unwrap();
+        assert_eq!(out, [Outcome::Redacted { record: 6 }]);
+        assert_eq!(s2.size, 7);
+        let snap = store.snapshot().unwrap();
+        assert_eq!(snap.commitments(0, 6).unwrap(), before, "commitments stay");
+        assert_eq!(tree::root(6, &snap).unwrap(), s.root, "the old root stays");
+        assert_eq!(snap.event(3).unwrap(), EventRow::Redacted(6));
+        assert_eq!(snap.facets(3).unwrap(), None);
+        let user0: Vec<u64> = snap
+            .scan_index(&IndexKey::User("user0".into()), false, None)
+            .unwrap()
+            .map(|r| r.unwrap().1)
+            .collect();
+        assert_eq!(user0, [0], "3 was user0 too, and is gone from the index");
+        let (_, out, _) = store
+            .write(
+                s2,
+                vec![
+                    Write::Redact {
+                        index: 3,
+                        record: event(101),
+                    },
+                    Write::Redact {
+                        index: 99,
+                        record: event(102),
+                    },
+                ],
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            [
+                Outcome::Refused(Refusal::AlreadyRedacted {
+                    index: 3,
+                    record: 6
+                }),
+                Outcome::Refused(Refusal::NoSuchEvent(99))
+            ]
+        );
+    }
+
+    #[test]
+    fn index_scans_page_in_both_orders() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        store
+            .append(store.tree_state().unwrap(), events(0..30))
+            .unwrap();
+        let snap = store.snapshot().unwrap();
+        let scan = |k: IndexKey, newest: bool, after| -> Vec<u64> {
+            snap.scan_index(&k, newest, after)
+                .unwrap()
+                .map(|r| r.unwrap().1)
+                .collect()
+        };
+        let all: Vec<u64> = (0..30).filter(|i| i % 3 == 1).collect();
+        assert_eq!(scan(IndexKey::User("user1".into()), false, None), all);
+        assert_eq!(
+            scan(IndexKey::User("user1".into()), false, Some((0, 10))),
+            [13, 16, 19, 22, 25, 28]
+        );
+        assert_eq!(
+            scan(IndexKey::User("user1".into()), true, Some((0, 10))),
+            [7, 4, 1]
+        );
+        let t = IndexKey::Time {
+            from: 1005,
+            to: 1009,
+        };
+        assert_eq!(scan(t.clone(), false, None), [5, 6, 7, 8, 9]);
+        assert_eq!(scan(t.clone(), true, Some((1008, 8))), [7, 6, 5]);
+        assert_eq!(scan(IndexKey::Class(3002), true, None).len(), 30);
+        assert!(scan(IndexKey::Class(3001), true, None).is_empty());
     }
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Server;
+use common::{auth_event, Server};
 use serde_json::{json, Value};
 
 async fn send(
@@ -33,7 +33,8 @@ async fn appends_refuse_bad_tokens_and_bad_bodies() {
     let s = Server::start(&["--max-body-bytes", "2048", "--max-events", "5"]);
     let c = Server::client();
     let t = Some(s.token.as_str());
-    s.append(&c, json!({"ok": true})).await;
+    s.append(&c, auth_event(1, json!("ok"))).await;
+    let ok = auth_event(2, json!("x")).to_string();
 
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(4096));
     let cases: Vec<(&str, Option<&str>, String, u16, &str, Option<&str>)> = vec![
@@ -89,7 +90,7 @@ async fn appends_refuse_bad_tokens_and_bad_bodies() {
         (
             "a non-object in a batch",
             t,
-            "[{}, [1]]".into(),
+            format!("[{ok}, [1]]"),
             422,
             "invalid_event",
             Some(""),
@@ -113,10 +114,18 @@ async fn appends_refuse_bad_tokens_and_bad_bodies() {
         (
             "huge integer",
             t,
-            "[{},{\"x\":[1,100000000000000000000000]}]".into(),
+            format!("[{ok},{{\"x\":[1,100000000000000000000000]}}]"),
             422,
             "invalid_event",
             Some("x[1]"),
+        ),
+        (
+            "not OCSF",
+            t,
+            "{\"a\": 1}".into(),
+            422,
+            "invalid_event",
+            Some("class_uid"),
         ),
         (
             "empty batch",
@@ -150,22 +159,38 @@ async fn appends_refuse_bad_tokens_and_bad_bodies() {
             assert_eq!(v["error"]["field"], f, "{what}: {v}");
         }
     }
-    // The batch error says which event.
-    let (_, v) = send(&c, &s, t, "[{}, {\"n\": 1e300}]").await;
-    assert_eq!(v["error"]["index"], 1);
+    // The batch error says which event, and nothing of the batch is
+    // appended: batches are all or nothing.
+    let bad = common::auth_event(3, json!("x"))
+        .to_string()
+        .replace("\"status_id\":1", "\"status_id\":7");
+    let (st, v) = send(&c, &s, t, format!("[{ok}, {ok}, {bad}]")).await;
+    assert_eq!(
+        (st, &v["error"]["index"], &v["error"]["field"]),
+        (422, &json!(2), &json!("status_id")),
+        "{v}"
+    );
     // Raw invalid UTF-8 bytes.
     let (got, _) = send(&c, &s, t, vec![b'{', b'"', 0xff, b'"', b':', b'1', b'}']).await;
     assert_eq!(got, 400);
-    // Nothing was appended by any of them: batches are all or nothing.
-    assert_eq!(size(&c, &s).await, 1);
+    // Nothing was appended by any of them: the admin token's record and
+    // the one good event.
+    assert_eq!(size(&c, &s).await, 2);
 }
 
 #[tokio::test]
 async fn proof_queries_refuse_bad_parameters() {
     let s = Server::start(&[]);
     let c = Server::client();
-    s.append(&c, json!([{"a": 1}, {"a": 2}, {"a": 3}, {"a": 4}]))
-        .await;
+    s.append(
+        &c,
+        json!([
+            auth_event(1, json!(1)),
+            auth_event(2, json!(2)),
+            auth_event(3, json!(3))
+        ]),
+    )
+    .await;
     let unknown = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     for (q, status, field) in [
         ("/v1/proof/inclusion?index=abc&size=4", 400, "index"),
@@ -256,7 +281,7 @@ async fn a_full_queue_answers_503_with_retry_after_and_appends_nothing() {
             let r = c
                 .post(format!("{url}/v1/events"))
                 .bearer_auth(token)
-                .json(&json!({"i": i}))
+                .json(&auth_event(i, json!(i)))
                 .send()
                 .await
                 .unwrap();
@@ -285,8 +310,8 @@ async fn a_full_queue_answers_503_with_retry_after_and_appends_nothing() {
     assert!(ok >= 1 && busy >= 1, "ok {ok}, busy {busy}");
     assert_eq!(
         size(&c, &s).await,
-        ok,
-        "only acknowledged events are in the log"
+        ok + 1,
+        "only acknowledged events (and the admin token's record) are in the log"
     );
 }
 

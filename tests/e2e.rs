@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{receipts, Server};
+use common::{auth_event, receipts, Server};
 use sealog::client;
 use sealog::note::{self, Checkpoint};
 use sealog::receipt::{ConsistencyProof, InclusionProof, Receipt};
@@ -34,7 +34,10 @@ async fn concurrent_appends_all_verify_and_survive_restart() {
     let mut s = Server::start(&[]);
     let c = Server::client();
     let empty = checkpoint(&s, &c).await;
-    assert_eq!(empty.size, 0);
+    assert_eq!(
+        empty.size, 1,
+        "a new log holds one event: its admin token's creation"
+    );
 
     // 48 clients, each sending singles and batches at once.
     let mut tasks = Vec::new();
@@ -45,9 +48,17 @@ async fn concurrent_appends_all_verify_and_survive_restart() {
             let mut out = Vec::new();
             for k in 0..6 {
                 let body = if k % 3 == 0 {
-                    json!((0..(1 + client_id % 7)).map(|j| json!({"client": client_id, "k": k, "j": j})).collect::<Vec<_>>())
+                    json!((0..(1 + client_id % 7))
+                        .map(|j| auth_event(
+                            client_id,
+                            json!({"client": client_id, "k": k, "j": j})
+                        ))
+                        .collect::<Vec<_>>())
                 } else {
-                    json!({"client": client_id, "k": k, "msg": "user login", "nested": {"z": 1, "a": [1.5, null]}})
+                    auth_event(
+                        client_id,
+                        json!({"client": client_id, "k": k, "nested": {"z": 1, "a": [1.5, null]}}),
+                    )
                 };
                 let r = c
                     .post(format!("{url}/v1/events"))
@@ -60,11 +71,20 @@ async fn concurrent_appends_all_verify_and_survive_restart() {
                 let v = r.text().await.unwrap();
                 assert_eq!(v.starts_with('['), body.is_array(), "single in, single out");
                 let rs = receipts(&v);
-                let sent = if body.is_array() { body.as_array().unwrap().clone() } else { vec![body.clone()] };
+                let sent = if body.is_array() {
+                    body.as_array().unwrap().clone()
+                } else {
+                    vec![body.clone()]
+                };
                 assert_eq!(rs.len(), sent.len());
                 for (r, e) in rs.iter().zip(&sent) {
-                    let got: serde_json::Value = serde_json::from_str(r.event.get()).unwrap();
-                    assert_eq!(&got, e, "receipts come back in request order");
+                    let got: serde_json::Value =
+                        serde_json::from_str(r.event.as_ref().unwrap().get()).unwrap();
+                    assert_eq!(
+                        got["unmapped"], e["unmapped"],
+                        "receipts come back in request order"
+                    );
+                    assert_eq!(got["type_uid"], 300201, "the log fills in type_uid");
                 }
                 // A request's events are contiguous.
                 for w in rs.windows(2) {
@@ -81,11 +101,11 @@ async fn concurrent_appends_all_verify_and_survive_restart() {
     }
 
     let head = checkpoint(&s, &c).await;
-    assert_eq!(head.size, all.len() as u64);
+    assert_eq!(head.size, all.len() as u64 + 1);
     let indexes: BTreeSet<u64> = all.iter().map(|r| r.index).collect();
     assert_eq!(
         indexes,
-        (0..head.size).collect(),
+        (1..head.size).collect(),
         "every index exactly once"
     );
 
@@ -101,7 +121,8 @@ async fn concurrent_appends_all_verify_and_survive_restart() {
     }
     // A receipt whose event was changed does not verify.
     let mut forged = all[0].clone();
-    forged.event = serde_json::value::RawValue::from_string("{\"client\":999}".into()).unwrap();
+    forged.event =
+        Some(serde_json::value::RawValue::from_string("{\"client\":999}".into()).unwrap());
     assert!(client::verify_receipt(&forged, &s.vkey).is_err());
 
     // Proofs for past sizes verify against the roots in old receipts.
@@ -132,7 +153,16 @@ async fn concurrent_appends_all_verify_and_survive_restart() {
     s.restart();
     let after = checkpoint(&s, &c).await;
     assert_eq!(after, head, "restart keeps size and root");
-    let more = receipts(&s.append(&c, json!([{"after": 1}, {"after": 2}])).await);
+    let more = receipts(
+        &s.append(
+            &c,
+            json!([
+                auth_event(1, json!("after 1")),
+                auth_event(2, json!("after 2"))
+            ]),
+        )
+        .await,
+    );
     assert_eq!(more[0].index, head.size);
     let grown = checkpoint(&s, &c).await;
     assert_eq!(grown.size, head.size + 2);
@@ -161,10 +191,21 @@ fn urlencode(s: &str) -> String {
 async fn tiles_are_served_for_signed_sizes_only() {
     let s = Server::start(&[]);
     let c = Server::client();
-    let body: Vec<_> = (0..300).map(|i| json!({"i": i})).collect();
-    let rs = receipts(&s.append(&c, json!(body)).await);
+    let body: Vec<_> = (0..299).map(|i| auth_event(i, json!(i))).collect();
+    let mut rs = receipts(&s.append(&c, json!(body)).await);
     let head = checkpoint(&s, &c).await;
-    assert_eq!(head.size, 300);
+    assert_eq!(head.size, 300, "299 and the admin token's record");
+    // rs[i] is leaf i: put leaf 0 (the token record) in front.
+    let first = c
+        .get(format!("{}/v1/events/0/receipt", s.url))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    rs.insert(
+        0,
+        serde_json::from_str(&first.text().await.unwrap()).unwrap(),
+    );
 
     // Level 0: tile 0 full, tile 1 partial of width 44; level 1 width 1.
     let get = |p: &'static str| {

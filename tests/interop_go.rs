@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::Server;
+use common::{auth_event, Server};
 use serde_json::json;
 
 const GOPATH: &str = "/usr/share/gocode";
@@ -67,7 +67,7 @@ async fn go_reference_code_verifies_checkpoint_tiles_and_proofs() {
     while n < 3_100 {
         let len = [1, 7, 255, 256, 3, 300, 64][k % 7];
         let batch: Vec<_> = (0..len)
-            .map(|i| json!({"n": n + i, "actor": "alice"}))
+            .map(|i| auth_event((n + i) as u64, json!(n + i)))
             .collect();
         s.append(&c, json!(batch)).await;
         n += len;
@@ -82,7 +82,7 @@ async fn go_reference_code_verifies_checkpoint_tiles_and_proofs() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}{stderr}");
     assert!(out.status.success(), "Go checker failed:\n{stdout}{stderr}");
-    assert!(stdout.contains(&format!("size={n} ")), "{stdout}");
+    assert!(stdout.contains(&format!("size={} ", n + 1)), "{stdout}");
 
     // The checker must also fail when the log lies: give it another key.
     let other = tempfile::tempdir().unwrap();

@@ -163,3 +163,17 @@ pub fn receipts(body: &str) -> Vec<Receipt> {
         vec![serde_json::from_str(body).unwrap()]
     }
 }
+
+/// A valid OCSF Authentication (3002) event for user `u-{user}`, with
+/// `tag` under `unmapped` so tests can tell events apart.
+pub fn auth_event(user: u64, tag: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "class_uid": 3002, "activity_id": 1, "severity_id": 1,
+        "time": 1_763_800_000_000u64 + user, "status_id": 1,
+        "user": {"uid": format!("u-{user}"), "name": format!("user{user}@example.com")},
+        "dst_endpoint": {"hostname": "sso.example.com"},
+        "src_endpoint": {"ip": format!("10.0.0.{}", user % 250)},
+        "metadata": {"version": "1.8.0", "product": {"name": "Example IdP"}},
+        "unmapped": {"tag": tag}
+    })
+}

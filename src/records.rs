@@ -1,0 +1,93 @@
+//! Events the log writes about itself, so that what operators do to the
+//! log is on the record with proofs like any other event: redactions,
+//! token creation and revocation. Each is an OCSF Entity Management (3004)
+//! event and passes the same validation as events from producers.
+
+use serde_json::{json, Value};
+
+use crate::auth::Scope;
+
+/// OCSF Entity Management activities used here (from the schema's enum).
+const CREATE: u32 = 1;
+const DELETE: u32 = 4;
+const DISABLE: u32 = 9;
+
+fn entity_management(
+    activity_id: u32,
+    time: u64,
+    by: &str,
+    entity: Value,
+    message: String,
+    detail: Value,
+) -> Value {
+    json!({
+        "class_uid": 3004,
+        "activity_id": activity_id,
+        "severity_id": 1,
+        "time": time,
+        "message": message,
+        "entity": entity,
+        "actor": {"user": {"name": by}},
+        "metadata": {
+            "version": crate::ocsf::schema().version,
+            "product": {"name": "sealog", "vendor_name": "sealog", "version": env!("CARGO_PKG_VERSION")},
+            "labels": ["sealog"]
+        },
+        "unmapped": {"sealog": detail}
+    })
+}
+
+/// The record of redacting the event at `index`, done by token `by`.
+pub fn redaction(index: u64, reason: &str, by: &str, time: u64) -> Value {
+    entity_management(
+        DELETE,
+        time,
+        by,
+        json!({"uid": index.to_string(), "name": format!("event {index}"), "type": "sealog.event"}),
+        format!("event {index} redacted: {reason}"),
+        json!({"redacted_index": index, "reason": reason}),
+    )
+}
+
+/// The record of creating token `name` with `scopes`, done by `by`.
+pub fn token_created(name: &str, scopes: &[Scope], by: &str, time: u64) -> Value {
+    entity_management(
+        CREATE,
+        time,
+        by,
+        json!({"name": name, "type": "sealog.token"}),
+        format!("token {name} created"),
+        json!({"token": name, "scopes": scopes}),
+    )
+}
+
+/// The record of revoking token `name`, done by `by`.
+pub fn token_revoked(name: &str, by: &str, time: u64) -> Value {
+    entity_management(
+        DISABLE,
+        time,
+        by,
+        json!({"name": name, "type": "sealog.token"}),
+        format!("token {name} revoked"),
+        json!({"token": name}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event;
+
+    #[test]
+    fn the_logs_own_records_are_valid_ocsf() {
+        for v in [
+            redaction(7, "GDPR erasure request 42", "admin", 1),
+            token_created("ci", &[Scope::Append], "admin", 1),
+            token_revoked("ci", "admin", 1),
+        ] {
+            let c = event::prepare(v, 2).expect("valid");
+            assert_eq!(c.facets.class_uid, 3004);
+            assert_eq!(c.facets.actors, ["admin"]);
+        }
+    }
+}
