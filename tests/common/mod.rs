@@ -84,6 +84,12 @@ impl Server {
         self.spawn();
     }
 
+    /// Starts the server again after `stop`.
+    pub fn restart_after_stop(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        self.spawn();
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.dir
     }
