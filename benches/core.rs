@@ -13,6 +13,7 @@ use sealog::tree::{self, MemoryHashes};
 fn sample_event() -> serde_json::Value {
     serde_json::json!({
         "class_uid": 3002, "activity_id": 1, "time": 1763800000000u64, "severity_id": 1, "status_id": 1,
+        "dst_endpoint": {"hostname": "sso.example.com"},
         "user": {"uid": "u-000042", "name": "alice@example.com"},
         "src_endpoint": {"ip": "10.1.2.3", "hostname": "laptop-17.corp.example.com"},
         "http_request": {"user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0"},
@@ -31,8 +32,12 @@ fn hashing(c: &mut Criterion) {
         b.iter(|| tree::node_hash(black_box(l), black_box(r)))
     });
     let ev = sample_event();
-    c.bench_function("commitment (JCS + salt + SHA-256)", |b| {
-        b.iter(|| Committed::new(event::canonical(black_box(&ev)).unwrap()))
+    c.bench_function("prepare (OCSF validation + JCS + salt + SHA-256)", |b| {
+        b.iter(|| event::prepare(black_box(ev.clone()), 1).unwrap())
+    });
+    let jcs = event::canonical(&ev).unwrap();
+    c.bench_function("commitment (salt + SHA-256 of the JCS bytes)", |b| {
+        b.iter(|| Committed::new(black_box(jcs.clone()), Default::default()))
     });
 }
 
@@ -81,17 +86,16 @@ fn batch_append(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
     let mut state = store.tree_state().unwrap();
-    let jcs = event::canonical(&sample_event()).unwrap();
     let mut g = c.benchmark_group("store");
     g.sample_size(30);
     g.bench_function("append 100 events, durable", |b| {
         b.iter_batched(
             || {
                 (0..100)
-                    .map(|_| Committed::new(jcs.clone()))
+                    .map(|_| event::prepare(sample_event(), 1).unwrap())
                     .collect::<Vec<_>>()
             },
-            |evs| state = store.append(state, &evs).unwrap(),
+            |evs| state = store.append(state, evs).unwrap().0,
             BatchSize::SmallInput,
         )
     });

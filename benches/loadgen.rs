@@ -5,7 +5,8 @@
 //!       --concurrency 64 --seconds 20
 //!
 //! Scenarios: `append` (events per request = --batch), `inclusion` (proofs
-//! by index at random past sizes), `fill` (append --events events in
+//! by index at random past sizes), `query` (newest 20 events of a random
+//! user, needs a `read` token), `fill` (append --events events in
 //! 1000-event batches as fast as possible). Every run is bounded by
 //! --seconds and --requests and stops by itself. Reports requests/s,
 //! events/s and latency percentiles; with --data DIR also the database's
@@ -74,7 +75,7 @@ fn auth_event(n: u64) -> serde_json::Value {
         "src_endpoint": {"ip": format!("10.{}.{}.{}", n % 7, n % 251, n % 253), "hostname": "laptop-17.corp.example.com"},
         "dst_endpoint": {"svc_name": "sso", "hostname": "login.example.com"},
         "http_request": {"user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0", "http_method": "POST"},
-        "auth_factors": [{"factor_type_id": 3, "device": {"type_id": 5}}],
+        "auth_factors": [{"factor_type_id": 3, "device": {"type_id": 5, "uid": format!("dev-{}", user % 97)}}],
         "metadata": {"version": "1.8.0", "product": {"name": "Example IdP", "vendor_name": "Example"}, "uid": format!("evt-{n:012}")}
     })
 }
@@ -140,6 +141,36 @@ async fn main() {
                             .await;
                         match r {
                             Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
+                            Ok(r) => {
+                                if errors.load(Ordering::Relaxed) == 0 {
+                                    eprintln!(
+                                        "first error: {} {}",
+                                        r.status(),
+                                        r.text().await.unwrap_or_default()
+                                    );
+                                }
+                                false
+                            }
+                            Err(e) => {
+                                if errors.load(Ordering::Relaxed) == 0 {
+                                    eprintln!("first error: {e}");
+                                }
+                                false
+                            }
+                        }
+                    }
+                    "query" => {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        let user = rng % 5000;
+                        let r = client
+                            .get(format!("{url}/v1/events?user=u-{user:06}&limit=20"))
+                            .bearer_auth(&token)
+                            .send()
+                            .await;
+                        match r {
+                            Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
                             _ => false,
                         }
                     }
@@ -177,7 +208,7 @@ async fn main() {
     stop.store(true, Ordering::Relaxed);
     let secs = started.elapsed().as_secs_f64();
     let ok = hist.len();
-    let events = if a.scenario == "inclusion" {
+    let events = if matches!(a.scenario.as_str(), "inclusion" | "query") {
         0
     } else {
         ok * batch as u64
