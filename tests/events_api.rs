@@ -375,6 +375,28 @@ async fn every_route_enforces_its_scope_and_revocation() {
     for t in tokens.values() {
         assert!(!list.contains(&t[7..]), "the list never shows tokens");
     }
+    // A token with every scope, revoked before use.
+    let (_, v) = post(
+        &c,
+        &s,
+        "/v1/tokens",
+        admin.as_deref(),
+        json!({"name": "spent", "scopes": ["admin"]}),
+    )
+    .await;
+    let spent = v["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        post(
+            &c,
+            &s,
+            "/v1/tokens/spent/revoke",
+            admin.as_deref(),
+            Value::Null
+        )
+        .await
+        .0,
+        200
+    );
     let w = Some(tokens["writer"].as_str());
     let r = Some(tokens["reader"].as_str());
     let ev = auth_event(1, json!("scoped"));
@@ -496,6 +518,8 @@ async fn every_route_enforces_its_scope_and_revocation() {
             ("admin".into(), 1),
             ("writer".into(), 1),
             ("reader".into(), 1),
+            ("spent".into(), 1),
+            ("spent".into(), 9),
             ("writer".into(), 9)
         ]
     );
