@@ -9,11 +9,13 @@
 pub mod auth;
 pub mod client;
 pub mod clock;
+pub mod cosign;
 pub mod datadir;
 pub mod event;
 pub mod http;
 pub mod note;
 pub mod ocsf;
+pub mod policy;
 pub mod query;
 pub mod receipt;
 pub mod records;
