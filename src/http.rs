@@ -23,6 +23,7 @@ use crate::sequencer::{self, AppendError, Head, MemoHashes, Sequencer};
 use crate::store::{EventRow, Outcome, Store, StoreError, Write};
 use crate::tiles::{self, TileRef};
 use crate::tree;
+use crate::witnessing::Witnessing;
 
 /// Limits on what one request may carry.
 #[derive(Clone, Debug)]
@@ -43,7 +44,9 @@ impl Default for Limits {
 /// What the handlers share.
 pub struct AppState {
     pub store: Arc<Store>,
-    pub sequencer: Sequencer,
+    pub sequencer: Arc<Sequencer>,
+    /// Set when witnesses are configured.
+    pub witnessing: Option<Arc<Witnessing>>,
     pub tokens: Tokens,
     pub limits: Limits,
     /// For checkpoints at past sizes (receipts against a checkpoint a
@@ -62,6 +65,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{name}/revoke", post(revoke_token))
         .route("/checkpoint", get(checkpoint))
+        .route("/checkpoint/latest", get(latest_checkpoint))
         .route("/tile/{*path}", get(tile))
         .route("/v1/proof/inclusion", get(inclusion_proof))
         .route("/v1/proof/consistency", get(consistency_proof))
@@ -128,6 +132,9 @@ impl IntoResponse for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "overloaded")
             }
             ApiError::Append(AppendError::Stopped) => (StatusCode::SERVICE_UNAVAILABLE, "stopping"),
+            ApiError::Append(AppendError::Unwitnessed) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unwitnessed")
+            }
             ApiError::Append(AppendError::Storage(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage")
             }
@@ -223,17 +230,33 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     })
 }
 
-/// `GET /checkpoint`: the latest signed checkpoint.
-async fn checkpoint(State(s): State<Arc<AppState>>) -> Response {
-    let head = s.sequencer.head();
+fn note_response(note: String) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        head.checkpoint.clone(),
+        note,
     )
         .into_response()
+}
+
+/// `GET /checkpoint`: with witnesses configured, the newest checkpoint
+/// whose cosignatures meet the quorum; else the latest signed one.
+async fn checkpoint(State(s): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    match &s.witnessing {
+        None => Ok(note_response(s.sequencer.head().checkpoint.clone())),
+        Some(w) => match w.latest() {
+            Some(c) => Ok(note_response(c.note.clone())),
+            None => Err(ApiError::Append(AppendError::Unwitnessed)),
+        },
+    }
+}
+
+/// `GET /checkpoint/latest`: the latest checkpoint the log signed, before
+/// witnesses cosign it (what receipts of new appends carry).
+async fn latest_checkpoint(State(s): State<Arc<AppState>>) -> Response {
+    note_response(s.sequencer.head().checkpoint.clone())
 }
 
 /// `GET /tile/<L>/<N>[.p/<W>]` and `GET /tile/entries/<N>[.p/<W>]`.
@@ -479,8 +502,21 @@ async fn event_receipt(
     let latest = s.sequencer.head();
     let snap = s.store.snapshot()?;
     stored_event(&snap, index, latest.size)?;
+    let cosigned = s
+        .witnessing
+        .as_ref()
+        .and_then(|w| w.latest())
+        .filter(|c| c.size > index);
     let head = match p.u64("size")? {
-        None => latest,
+        // The newest witnessed checkpoint that covers the event, if any.
+        None => match cosigned {
+            Some(c) => Arc::new(Head {
+                size: c.size,
+                root: c.root,
+                checkpoint: c.note.clone(),
+            }),
+            None => latest,
+        },
         Some(n) if n > index && n <= latest.size => {
             let root = tree::root(n, &snap)
                 .map_err(|e| StoreError::Corrupt(format!("root at {n}: {e}")))?;

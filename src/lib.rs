@@ -6,6 +6,7 @@
 //! `receipt` and `client` are the verification side and depend on
 //! nothing server-side.
 
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod clock;
@@ -24,3 +25,5 @@ pub mod server;
 pub mod store;
 pub mod tiles;
 pub mod tree;
+pub mod witness;
+pub mod witnessing;

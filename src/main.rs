@@ -6,9 +6,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use sealog::audit::{Auditor, Finding};
 use sealog::auth::Scope;
+use sealog::client;
 use sealog::datadir::DataDir;
 use sealog::http::Limits;
+use sealog::policy::Policy;
+use sealog::receipt::Receipt;
 use sealog::{sequencer, server};
 
 #[derive(Parser)]
@@ -50,6 +54,13 @@ enum Command {
         /// Most events waiting for the sequencer before appends get 503.
         #[arg(long, default_value_t = sequencer::Config::default().queue_capacity)]
         queue_capacity: usize,
+        /// Witnesses to ask for cosignatures: a tlog-policy file with
+        /// `witness <name> <vkey> <url>` lines and a `quorum` line.
+        #[arg(long)]
+        witnesses: Option<PathBuf>,
+        /// Most often a new checkpoint is sent to the witnesses, in ms.
+        #[arg(long, default_value_t = 1000)]
+        witness_interval_ms: u64,
     },
     /// Create a log key pair (log.key, log.vkey) for an operator who manages keys.
     Keygen {
@@ -62,6 +73,179 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Run or set up a witness (C2SP tlog-witness).
+    Witness {
+        #[command(subcommand)]
+        command: WitnessCommand,
+    },
+    /// Follow a log: check each checkpoint's signatures and its consistency
+    /// with the last one stored; exit 2 with an evidence file on a fork.
+    Audit {
+        /// The log's URL.
+        #[arg(long)]
+        log: String,
+        /// The log's verifier key (or a tlog-policy file with --policy).
+        #[arg(long, required_unless_present = "policy")]
+        vkey: Option<String>,
+        /// A tlog-policy file: the log, witnesses and quorum.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Where the auditor keeps its checkpoint, replay state and evidence.
+        #[arg(long, default_value = "./sealog-audit")]
+        state: PathBuf,
+        /// Rebuild the whole tree from entry bundles and compare every tile.
+        #[arg(long)]
+        replay: bool,
+        /// A file holding a `read` token: replay also checks every event.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Keep following, checking every this many seconds.
+        #[arg(long)]
+        interval_secs: Option<u64>,
+    },
+    /// Check a receipt offline (JSON or tlog-proof), optionally its
+    /// witnesses, and with --log its consistency with the log's checkpoint.
+    Verify {
+        receipt: PathBuf,
+        #[arg(long)]
+        vkey: String,
+        /// A witness's cosignature vkey; repeat for each.
+        #[arg(long)]
+        witness: Vec<String>,
+        /// How many of the witnesses must have cosigned.
+        #[arg(long, default_value_t = 0)]
+        quorum: usize,
+        /// The log's URL: also prove the receipt's checkpoint consistent
+        /// with the log's current one (which then carries the quorum).
+        #[arg(long)]
+        log: Option<String>,
+    },
+}
+
+fn read_text(p: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+async fn audit(
+    log: String,
+    policy: Policy,
+    state: PathBuf,
+    replay: bool,
+    token: Option<String>,
+    interval: Option<u64>,
+) -> Result<bool, String> {
+    let a = Auditor::new(&log, policy, &state, token).map_err(|e| e.to_string())?;
+    loop {
+        match a.step(replay).await.map_err(|e| e.to_string())? {
+            Finding::Consistent { size, replayed } => {
+                println!("consistent: size {size}");
+                if let Some(r) = replayed {
+                    println!(
+                        "replayed {} new leaves, {} tiles, {} events checked, {} redacted",
+                        r.leaves, r.tiles, r.events_checked, r.events_redacted
+                    );
+                }
+            }
+            Finding::Misbehaviour { evidence, reason } => {
+                eprintln!("MISBEHAVIOUR: {reason}\nevidence: {}", evidence.display());
+                return Ok(false);
+            }
+        }
+        match interval {
+            Some(secs) => tokio::time::sleep(Duration::from_secs(secs.max(1))).await,
+            None => return Ok(true),
+        }
+    }
+}
+
+async fn verify(
+    receipt: PathBuf,
+    vkey: String,
+    witnesses: Vec<String>,
+    quorum: usize,
+    log: Option<String>,
+) -> Result<(), String> {
+    let text = read_text(&receipt)?;
+    let r = if text.starts_with(sealog::receipt::TLOG_PROOF_HEADER) {
+        Receipt::from_tlog_proof(&text).map_err(|e| e.to_string())?
+    } else {
+        serde_json::from_str(&text).map_err(|e| format!("receipt: {e}"))?
+    };
+    let cp = client::verify_receipt(&r, &vkey).map_err(|e| e.to_string())?;
+    let policy = Policy::simple(&vkey, &witnesses, quorum).map_err(|e| e.to_string())?;
+    match log {
+        None => {
+            let (_, who) = policy
+                .check(r.checkpoint.as_bytes())
+                .map_err(|e| e.to_string())?;
+            println!(
+                "OK: event {} is in {} at size {}; cosigned by {who:?}",
+                r.index, cp.origin, cp.size
+            );
+        }
+        Some(url) => {
+            let url = url.trim_end_matches('/');
+            let c = reqwest::Client::new();
+            let note = c
+                .get(format!("{url}/checkpoint"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            let (latest, who) = policy
+                .check(note.as_bytes())
+                .map_err(|e| format!("the log's checkpoint: {e}"))?;
+            let (a, b) = if cp.size <= latest.size {
+                (&cp, &latest)
+            } else {
+                (&latest, &cp)
+            };
+            let p: sealog::receipt::ConsistencyProof = serde_json::from_str(
+                &c.get(format!(
+                    "{url}/v1/proof/consistency?from={}&to={}",
+                    a.size, b.size
+                ))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| format!("consistency proof: {e}"))?;
+            client::verify_consistency(&p, a, b).map_err(|e| e.to_string())?;
+            println!(
+                "OK: event {} is in {} at size {}, consistent with the log's checkpoint of size {} cosigned by {who:?}",
+                r.index, cp.origin, cp.size, latest.size
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+enum WitnessCommand {
+    /// Create a witness key pair (witness.key, witness.vkey).
+    Keygen {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Serve POST /add-checkpoint for the logs in FILE (`log <vkey>` lines).
+    Serve {
+        #[arg(long, default_value = "./sealog-witness")]
+        data: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
+        #[arg(long)]
+        logs: PathBuf,
+        /// The witness's key name, when creating its key on first start.
+        #[arg(long)]
+        name: Option<String>,
     },
 }
 
@@ -136,6 +320,8 @@ fn main() -> ExitCode {
             batch_max,
             batch_wait_us,
             queue_capacity,
+            witnesses,
+            witness_interval_ms,
         } => {
             let opts = server::Options {
                 data,
@@ -150,12 +336,75 @@ fn main() -> ExitCode {
                     max_wait: Duration::from_micros(batch_wait_us),
                     queue_capacity: queue_capacity.max(1),
                 },
+                witnesses,
+                witness_interval: Duration::from_millis(witness_interval_ms.max(10)),
             };
             tokio::runtime::Runtime::new()
                 .map_err(|e| e.to_string())
                 .and_then(|rt| rt.block_on(server::serve(opts)).map_err(|e| e.to_string()))
         }
         Command::Token { command } => token_command(command),
+        Command::Audit {
+            log,
+            vkey,
+            policy,
+            state,
+            replay,
+            token_file,
+            interval_secs,
+        } => {
+            let policy = match (policy, vkey) {
+                (Some(p), _) => {
+                    read_text(&p).and_then(|t| Policy::parse(&t).map_err(|e| e.to_string()))
+                }
+                (None, Some(v)) => Policy::simple(&v, &[], 0).map_err(|e| e.to_string()),
+                (None, None) => Err("give --vkey or --policy".into()),
+            };
+            let token = token_file
+                .map(|f| read_text(&f).map(|t| t.trim().to_string()))
+                .transpose();
+            match (policy, token) {
+                (Ok(policy), Ok(token)) => match tokio::runtime::Runtime::new()
+                    .map_err(|e| e.to_string())
+                    .and_then(|rt| {
+                        rt.block_on(audit(log, policy, state, replay, token, interval_secs))
+                    }) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => return ExitCode::from(2),
+                    Err(e) => Err(e),
+                },
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
+        }
+        Command::Verify {
+            receipt,
+            vkey,
+            witness,
+            quorum,
+            log,
+        } => tokio::runtime::Runtime::new()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| rt.block_on(verify(receipt, vkey, witness, quorum, log))),
+        Command::Witness { command } => match command {
+            WitnessCommand::Keygen { name, out } => {
+                sealog::witness::keygen(&out, &name).map(|vkey| println!("{vkey}"))
+            }
+            WitnessCommand::Serve {
+                data,
+                listen,
+                logs,
+                name,
+            } => tokio::runtime::Runtime::new()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| {
+                    rt.block_on(sealog::witness::serve(
+                        &data,
+                        &listen,
+                        &logs,
+                        name.as_deref(),
+                    ))
+                }),
+        },
         Command::Keygen { origin, out } => server::keygen(&DataDir(out), &origin)
             .map(|vkey| println!("{vkey}"))
             .map_err(|e| e.to_string()),

@@ -70,6 +70,8 @@ pub enum AppendError {
     Stopped,
     #[error("storage failed: {0}")]
     Storage(String),
+    #[error("no checkpoint has met the witness quorum yet")]
+    Unwitnessed,
 }
 
 struct Job {

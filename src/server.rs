@@ -10,8 +10,10 @@ use crate::datadir::{self, DataDir};
 use crate::event::{self, EventError};
 use crate::http::{self, AppState, Limits};
 use crate::note::{self, LogSigner};
+use crate::policy::Policy;
 use crate::sequencer::{self, Sequencer};
 use crate::store::{Outcome, Store, StoreError, TreeState, Write};
+use crate::witnessing::Witnessing;
 use crate::{clock, records};
 
 /// The origin of a log created with no `--origin`.
@@ -25,6 +27,10 @@ pub struct Options {
     pub origin: Option<String>,
     pub limits: Limits,
     pub sequencer: sequencer::Config,
+    /// A tlog-policy file of witnesses (with URLs) and the quorum.
+    pub witnesses: Option<PathBuf>,
+    /// Most often a checkpoint is sent to the witnesses.
+    pub witness_interval: std::time::Duration,
 }
 
 /// Why the log could not start or stopped badly.
@@ -120,12 +126,24 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, std::thread::JoinHandle<()
         root = %state.root,
         "log opened"
     );
+    let witnessing = match &opts.witnesses {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(io_err(format!("reading {}", path.display())))?;
+            let policy = Policy::parse(&text)
+                .map_err(|e| ServeError::Refused(format!("{}: {e}", path.display())))?;
+            tracing::info!(witnesses = policy.witnesses.len(), "witnessing configured");
+            Some(Arc::new(Witnessing::new(policy, opts.witness_interval)))
+        }
+    };
     let signer = Arc::new(signer);
     let (sequencer, thread) =
         Sequencer::start(store.clone(), signer.clone(), state, opts.sequencer.clone());
     let app = Arc::new(AppState {
         store,
-        sequencer,
+        sequencer: Arc::new(sequencer),
+        witnessing,
         tokens,
         limits: opts.limits.clone(),
         signer,
@@ -140,6 +158,9 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
         .await
         .map_err(io_err(format!("listening on {}", opts.listen)))?;
     let addr = listener.local_addr().map_err(io_err("local address"))?;
+    if let Some(w) = &app.witnessing {
+        tokio::spawn(w.clone().run(app.sequencer.clone(), app.store.clone()));
+    }
     tracing::info!(%addr, "serving");
     axum::serve(listener, http::router(app.clone()))
         .with_graceful_shutdown(shutdown_signal())
@@ -153,7 +174,7 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
