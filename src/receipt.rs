@@ -187,10 +187,10 @@ pub mod b64_hashes {
         seq.end()
     }
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
-        Vec::<&str>::deserialize(d)?
+        Vec::<String>::deserialize(d)?
             .into_iter()
             .map(|s| {
-                parse_hash(s).ok_or_else(|| serde::de::Error::custom("not a base64 32-byte hash"))
+                parse_hash(&s).ok_or_else(|| serde::de::Error::custom("not a base64 32-byte hash"))
             })
             .collect()
     }

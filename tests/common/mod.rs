@@ -183,3 +183,49 @@ pub fn auth_event(user: u64, tag: serde_json::Value) -> serde_json::Value {
         "unmapped": {"tag": tag}
     })
 }
+
+/// Runs `sealog ARGS` until it logs `serving addr=…`; returns the child
+/// and its base URL. The caller kills it (or drops a guard that does).
+pub fn spawn_serving(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start sealog");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("serving addr=").nth(1) {
+                let _ = tx.send(addr.trim().to_string());
+            }
+            if std::env::var_os("SEALOG_TEST_LOG").is_some() {
+                eprintln!("child: {line}");
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("no serving address");
+    (child, format!("http://{addr}"))
+}
+
+/// Kills the child when dropped.
+pub struct Kill(pub Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Stops a child with SIGTERM and returns its exit code.
+pub fn terminate(mut k: Kill) -> Option<i32> {
+    send_signal(k.0.id(), "TERM");
+    let code = k.0.wait().ok()?.code();
+    std::mem::forget(k);
+    code
+}

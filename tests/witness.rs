@@ -1,0 +1,635 @@
+//! Witnesses, auditors and clients with the real binary: every status of
+//! C2SP tlog-witness v1.0.0 add-checkpoint, races and restarts; then a log
+//! with three witnesses (one down), a forged fork refused by the witnesses
+//! and caught by the auditor, replays, and offline receipt checks.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{auth_event, receipts, spawn_serving, terminate, Kill, Server};
+use sealog::cosign::CosignatureVerifier;
+use sealog::note::{self, LogSigner};
+use sealog::policy::Policy;
+use sealog::tree::{self, Hash, MemoryHashes};
+use serde_json::json;
+
+fn sealog(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap().trim().to_string()
+}
+
+/// A test log: a key and a tree of `n` leaves.
+struct TestLog {
+    signer: LogSigner,
+    tree: MemoryHashes,
+}
+
+impl TestLog {
+    fn new(skey: &str, n: u64, seed: &str) -> Self {
+        let mut tree = MemoryHashes::default();
+        for i in 0..n {
+            tree.append(tree::leaf_hash(format!("{seed}{i}").as_bytes()));
+        }
+        TestLog {
+            signer: LogSigner::new(skey).unwrap(),
+            tree,
+        }
+    }
+    fn checkpoint(&self, size: u64) -> String {
+        self.signer
+            .sign(size, tree::root(size, &self.tree).unwrap())
+    }
+    fn proof(&self, old: u64, new: u64) -> Vec<Hash> {
+        if old == 0 || old == new {
+            return vec![];
+        }
+        tree::prove_consistency(old, new, &self.tree).unwrap()
+    }
+    fn body(&self, old: u64, new: u64) -> String {
+        request(old, &self.proof(old, new), &self.checkpoint(new))
+    }
+}
+
+fn request(old: u64, proof: &[Hash], checkpoint: &str) -> String {
+    let mut b = format!("old {old}\n");
+    for h in proof {
+        b.push_str(&format!("{h}\n"));
+    }
+    b.push('\n');
+    b.push_str(checkpoint);
+    b
+}
+
+async fn add(c: &reqwest::Client, url: &str, body: String) -> (u16, Option<String>, String) {
+    let r = c
+        .post(format!("{url}/add-checkpoint"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, ct, r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_witness_answers_every_case_of_the_spec() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (skey_a, vkey_a) = note::generate_key("a.example/log").unwrap();
+    let (skey_b, vkey_b) = note::generate_key("b.example/log").unwrap();
+    let (skey_x, _) = note::generate_key("x.example/log").unwrap();
+    let (impostor, _) = note::generate_key("a.example/log").unwrap();
+    let logs = tmp.path().join("logs");
+    std::fs::write(
+        &logs,
+        format!("# trusted logs\nlog {vkey_a}\nlog {vkey_b} https://b.example/\n"),
+    )
+    .unwrap();
+    let wdir = tmp.path().join("w");
+    let args = [
+        "witness",
+        "serve",
+        "--data",
+        wdir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--logs",
+        logs.to_str().unwrap(),
+    ];
+    let mut with_name = args.to_vec();
+    with_name.extend(["--name", "witness.example/w1"]);
+    let (child, url) = spawn_serving(&with_name);
+    let w = Kill(child);
+    let wvkey = read(&wdir.join("witness.vkey"));
+    let verifier = CosignatureVerifier::new(&wvkey).unwrap();
+    let c = reqwest::Client::new();
+
+    let a = TestLog::new(&skey_a, 40, "a");
+    let fork = TestLog::new(&skey_a, 40, "fork");
+    let b = TestLog::new(&skey_b, 40, "b");
+
+    // 404: an origin it does not know.
+    let x = TestLog::new(&skey_x, 5, "x");
+    assert_eq!(add(&c, &url, x.body(0, 5)).await.0, 404);
+    // 403: the right origin, a stranger's key.
+    let imp = TestLog::new(&impostor, 5, "a");
+    assert_eq!(add(&c, &url, imp.body(0, 5)).await.0, 403);
+    // 400: old size above the checkpoint's; malformed bodies.
+    assert_eq!(
+        add(&c, &url, request(6, &[], &a.checkpoint(5))).await.0,
+        400
+    );
+    for bad in [
+        "",
+        "garbage",
+        "old 0\n",
+        "old 00\n\n",
+        "old 0\nnot-a-hash\n\n",
+    ] {
+        assert_eq!(
+            add(&c, &url, format!("{bad}{}", a.checkpoint(5))).await.0,
+            400,
+            "{bad:?}"
+        );
+    }
+    // 422: a non-empty proof from size 0.
+    assert_eq!(
+        add(&c, &url, request(0, &a.proof(2, 5), &b.checkpoint(5)))
+            .await
+            .0,
+        422
+    );
+
+    // 200: the first checkpoint, from size 0; the cosignature verifies.
+    let (st, _, text) = add(&c, &url, a.body(0, 5)).await;
+    assert_eq!(st, 200, "{text}");
+    let body5 = a.checkpoint(5).split("\n\n").next().unwrap().to_string() + "\n";
+    let line = text.lines().next().unwrap();
+    let raw = base64::Engine::decode(
+        &base64::prelude::BASE64_STANDARD,
+        line.rsplit(' ').next().unwrap(),
+    )
+    .unwrap();
+    assert!(line.starts_with("\u{2014} witness.example/w1 "));
+    assert!(verifier.timestamp(body5.as_bytes(), &raw[4..]).is_some());
+    let with_cosig = format!("{}{text}", a.checkpoint(5));
+    let policy = Policy::parse(&format!("log {vkey_a}\nwitness w1 {wvkey}\nquorum w1\n")).unwrap();
+    assert_eq!(policy.check(with_cosig.as_bytes()).unwrap().0.size, 5);
+
+    // 409 with the size: the old size is not the latest.
+    let (st, ct, text) = add(&c, &url, a.body(0, 8)).await;
+    assert_eq!(
+        (st, ct.as_deref(), text.as_str()),
+        (409, Some("text/x.tlog.size"), "5\n")
+    );
+    assert_eq!(add(&c, &url, a.body(3, 8)).await.0, 409);
+    // 422: a proof that does not verify.
+    let mut bad = a.proof(5, 8);
+    bad[0].0[0] ^= 1;
+    assert_eq!(
+        add(&c, &url, request(5, &bad, &a.checkpoint(8))).await.0,
+        422
+    );
+    // 422: a fork's proof from 5 does not reach its checkpoint from ours.
+    assert_eq!(
+        add(&c, &url, request(5, &fork.proof(5, 8), &fork.checkpoint(8)))
+            .await
+            .0,
+        422
+    );
+    // 409 (v1.0.0): same size, another root.
+    let (st, ct, text) = add(&c, &url, request(5, &[], &fork.checkpoint(5))).await;
+    assert_eq!(
+        (st, ct.as_deref(), text.as_str()),
+        (409, Some("text/x.tlog.size"), "5\n")
+    );
+    // 200 again for the same checkpoint; then onward with a proof.
+    assert_eq!(add(&c, &url, a.body(5, 5)).await.0, 200);
+    assert_eq!(add(&c, &url, a.body(5, 8)).await.0, 200);
+
+    // A race: ten requests from size 8 at once; one wins, the others are
+    // told the winner's size, and the witness never rolls back.
+    let mut tasks = Vec::new();
+    for new in 9..19 {
+        let (c, url, body) = (c.clone(), url.clone(), a.body(8, new));
+        tasks.push(tokio::spawn(
+            async move { (new, add(&c, &url, body).await) },
+        ));
+    }
+    let mut winners = Vec::new();
+    let mut told = Vec::new();
+    for t in tasks {
+        let (new, (st, _, text)) = t.await.unwrap();
+        match st {
+            200 => winners.push(new),
+            409 => told.push(text.trim().parse::<u64>().unwrap()),
+            other => panic!("{other}: {text}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one request wins the race");
+    assert!(
+        told.iter().all(|&s| s == winners[0]),
+        "the others learn the winner's size: {told:?}"
+    );
+
+    // Restart: the latest cosigned size persists.
+    assert_eq!(terminate(w), Some(0));
+    let (child, url) = spawn_serving(&args);
+    let _w = Kill(child);
+    let (st, _, text) = add(&c, &url, a.body(0, 30)).await;
+    assert_eq!((st, text), (409, format!("{}\n", winners[0])));
+    assert_eq!(add(&c, &url, a.body(winners[0], 30)).await.0, 200);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_for_cosigned(c: &reqwest::Client, url: &str, policy: &Policy, size: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = c.get(format!("{url}/checkpoint")).send().await.unwrap();
+        if r.status() == 200 {
+            let note = r.text().await.unwrap();
+            if let Ok((cp, _)) = policy.check(note.as_bytes()) {
+                if cp.size >= size {
+                    return note;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no cosigned checkpoint of size {size}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_witnesses_one_down_a_forged_fork_and_the_auditor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |s: &str| tmp.path().join(s).to_str().unwrap().to_string();
+    let out = sealog(&[
+        "keygen",
+        "--origin",
+        "audit.example/log",
+        "--out",
+        &p("log"),
+    ]);
+    assert!(out.status.success());
+    let log_vkey = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    std::fs::write(p("logs"), format!("log {log_vkey}\n")).unwrap();
+    let mut wv = Vec::new();
+    for i in 1..=3 {
+        let out = sealog(&[
+            "witness",
+            "keygen",
+            "--name",
+            &format!("w{i}.example"),
+            "--out",
+            &p(&format!("w{i}")),
+        ]);
+        assert!(out.status.success());
+        wv.push(String::from_utf8(out.stdout).unwrap().trim().to_string());
+    }
+    let (c1, u1) = spawn_serving(&[
+        "witness",
+        "serve",
+        "--data",
+        &p("w1"),
+        "--listen",
+        "127.0.0.1:0",
+        "--logs",
+        &p("logs"),
+    ]);
+    let (c2, u2) = spawn_serving(&[
+        "witness",
+        "serve",
+        "--data",
+        &p("w2"),
+        "--listen",
+        "127.0.0.1:0",
+        "--logs",
+        &p("logs"),
+    ]);
+    let (_k1, _k2) = (Kill(c1), Kill(c2));
+    let u3 = format!("http://127.0.0.1:{}", free_port()); // w3 is down
+    let policy_text = format!(
+        "log {log_vkey}\nwitness w1 {} {u1}\nwitness w2 {} {u2}\nwitness w3 {} {u3}\ngroup two-of-three 2 w1 w2 w3\nquorum two-of-three\n",
+        wv[0], wv[1], wv[2]
+    );
+    std::fs::write(p("policy"), &policy_text).unwrap();
+    let policy = Policy::parse(&policy_text).unwrap();
+
+    // The log, its key made by keygen, asking the three witnesses.
+    let (child, url) = spawn_serving(&[
+        "serve",
+        "--data",
+        &p("log"),
+        "--listen",
+        "127.0.0.1:0",
+        "--witnesses",
+        &p("policy"),
+        "--witness-interval-ms",
+        "100",
+    ]);
+    let _log = Kill(child);
+    let token = read(&tmp.path().join("log/admin.token"));
+    let c = reqwest::Client::new();
+    // Appends go on while a witness is down.
+    let mut all = Vec::new();
+    for i in 0..10 {
+        let batch: Vec<_> = (0..5).map(|j| auth_event(i * 5 + j, json!(j))).collect();
+        let r = c
+            .post(format!("{url}/v1/events"))
+            .bearer_auth(&token)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        all.extend(receipts(&r.text().await.unwrap()));
+    }
+    let honest = wait_for_cosigned(&c, &url, &policy, 51).await;
+    let (honest_cp, who) = policy.check(honest.as_bytes()).unwrap();
+    assert_eq!(honest_cp.size, 51);
+    assert_eq!(who.into_iter().collect::<Vec<_>>(), ["w1", "w2"]);
+    // The uncosigned latest is at its own path.
+    let latest = c
+        .get(format!("{url}/checkpoint/latest"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        note::verify_checkpoint(latest.as_bytes(), &log_vkey)
+            .unwrap()
+            .size,
+        51
+    );
+
+    // Offline receipt checks: a receipt fetched now carries the witnessed
+    // checkpoint; an append-time receipt is proven consistent with it.
+    let r = c
+        .get(format!("{url}/v1/events/{}/receipt", all[7].index))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    std::fs::write(p("receipt.json"), r.text().await.unwrap()).unwrap();
+    let wargs = [
+        "--witness",
+        &wv[0],
+        "--witness",
+        &wv[1],
+        "--witness",
+        &wv[2],
+    ];
+    let mut args = vec![
+        "verify",
+        p("receipt.json").leak() as &str,
+        "--vkey",
+        &log_vkey,
+        "--quorum",
+        "2",
+    ];
+    args.extend(wargs);
+    let out = sealog(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = c
+        .get(format!(
+            "{url}/v1/events/{}/receipt?format=tlog-proof",
+            all[7].index
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    std::fs::write(p("receipt.tlog-proof"), r.text().await.unwrap()).unwrap();
+    args[1] = p("receipt.tlog-proof").leak();
+    assert!(sealog(&args).status.success());
+    std::fs::write(
+        p("old-receipt.json"),
+        serde_json::to_string(&all[0]).unwrap(),
+    )
+    .unwrap();
+    args[1] = p("old-receipt.json").leak();
+    assert!(
+        !sealog(&args).status.success(),
+        "an append-time receipt is not cosigned by itself"
+    );
+    args.extend(["--log", &url]);
+    let out = sealog(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("consistent with the log's checkpoint of size 51"));
+    args[5] = "3"; // a quorum of three is not met
+    assert!(!sealog(&args).status.success());
+
+    // The auditor follows the honest log.
+    let audit = |log: &str, state: &str, extra: &[&str]| {
+        let mut a = vec![
+            "audit",
+            "--log",
+            log,
+            "--policy",
+            p("policy").leak() as &str,
+            "--state",
+            p(state).leak(),
+        ];
+        a.extend(extra);
+        sealog(&a)
+    };
+    let out = audit(&url, "auditor", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = audit(
+        &url,
+        "replayer",
+        &["--replay", "--token-file", p("log/admin.token").leak()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("replayed 51 new leaves"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("51 events checked"));
+
+    // A forged fork: a second instance with the same key signs another
+    // tree of the same origin.
+    std::fs::create_dir_all(p("fork")).unwrap();
+    std::fs::copy(p("log/log.key"), p("fork/log.key")).unwrap();
+    let (child, fork_url) =
+        spawn_serving(&["serve", "--data", &p("fork"), "--listen", "127.0.0.1:0"]);
+    let _fork = Kill(child);
+    let fork_token = read(&tmp.path().join("fork/admin.token"));
+    let batch: Vec<_> = (0..50)
+        .map(|j| auth_event(900 + j, json!("forged")))
+        .collect();
+    let r = c
+        .post(format!("{fork_url}/v1/events"))
+        .bearer_auth(&fork_token)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let fork51 = c
+        .get(format!("{fork_url}/checkpoint"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let fork_cp = note::verify_checkpoint(fork51.as_bytes(), &log_vkey).unwrap();
+    assert_eq!(fork_cp.size, 51, "validly signed by the log's key");
+    assert_ne!(fork_cp.root, honest_cp.root);
+    // The witnesses refuse it: same size, another root (409)...
+    let (st, _, _) = add(&c, &u1, request(51, &[], &fork51)).await;
+    assert_eq!(st, 409);
+    // ...and, grown, its proof from the witnessed size fails (422).
+    let batch: Vec<_> = (0..9)
+        .map(|j| auth_event(950 + j, json!("forged")))
+        .collect();
+    c.post(format!("{fork_url}/v1/events"))
+        .bearer_auth(&fork_token)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    let fork60 = c
+        .get(format!("{fork_url}/checkpoint"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let proof: sealog::receipt::ConsistencyProof = serde_json::from_str(
+        &c.get(format!("{fork_url}/v1/proof/consistency?from=51&to=60"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        add(&c, &u2, request(51, &proof.hashes, &fork60)).await.0,
+        422
+    );
+
+    // The auditor, pointed at the fork, exits 2 with evidence.
+    let fork_policy = format!("log {log_vkey}\nquorum none\n");
+    std::fs::write(p("fork-policy"), fork_policy).unwrap();
+    let out = sealog(&[
+        "audit",
+        "--log",
+        &fork_url,
+        "--policy",
+        &p("fork-policy"),
+        "--state",
+        &p("auditor"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let evidence: Vec<_> = std::fs::read_dir(p("auditor"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.starts_with("evidence-").then_some(name)
+        })
+        .collect();
+    assert_eq!(evidence.len(), 1);
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("auditor").join(&evidence[0])).unwrap(),
+    )
+    .unwrap();
+    // Anyone with the log's key can check the evidence: both notes verify,
+    // and the proof between them does not.
+    let old = note::verify_checkpoint(
+        doc["old_checkpoint"].as_str().unwrap().as_bytes(),
+        &log_vkey,
+    )
+    .unwrap();
+    let new = note::verify_checkpoint(
+        doc["new_checkpoint"].as_str().unwrap().as_bytes(),
+        &log_vkey,
+    )
+    .unwrap();
+    assert_eq!((old.size, new.size), (51, 60));
+    let p2: sealog::receipt::ConsistencyProof =
+        serde_json::from_value(doc["consistency_proof"].clone()).unwrap();
+    assert!(sealog::client::verify_consistency(&p2, &old, &new).is_err());
+    // The honest log still audits clean from the same state.
+    assert!(audit(&url, "auditor", &[]).status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quietly_edited_event_is_caught_by_replay() {
+    let mut s = Server::start(&[]);
+    let c = Server::client();
+    let evs: Vec<_> = (0..20).map(|i| auth_event(i, json!(i))).collect();
+    s.append(&c, json!(evs)).await;
+    assert_eq!(s.stop(), Some(0));
+    // Someone with the disk edits event 7 in the private store.
+    {
+        use redb::ReadableTable;
+        let db = redb::Database::open(s.data_dir().join("sealog.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut t = tx
+                .open_table(redb::TableDefinition::<u64, &[u8]>::new("events"))
+                .unwrap();
+            let row = t.get(7).unwrap().unwrap().value().to_vec();
+            let edited = String::from_utf8(row[32..].to_vec())
+                .unwrap()
+                .replace("\"status_id\":1", "\"status_id\":2");
+            let mut new = row[..32].to_vec();
+            new.extend_from_slice(edited.as_bytes());
+            t.insert(7, new.as_slice()).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    s.restart_after_stop();
+    let state = tempfile::tempdir().unwrap();
+    let token_file = s.data_dir().join("admin.token");
+    let out = sealog(&[
+        "audit",
+        "--log",
+        &s.url,
+        "--vkey",
+        &s.vkey,
+        "--state",
+        state.path().to_str().unwrap(),
+        "--replay",
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("event 7 does not match its commitment"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
