@@ -1,9 +1,11 @@
 //! Witness cosignatures, C2SP tlog-cosignature v1.0.1: timestamped Ed25519
 //! signatures of type 0x04 over
 //!
-//!     cosignature/v1\n
-//!     time <unix seconds>\n
-//!     <checkpoint body>
+//! ```text
+//! cosignature/v1\n
+//! time <unix seconds>\n
+//! <checkpoint body>
+//! ```
 //!
 //! carried as signed-note signature lines whose signature is the 72-byte
 //! `timestamp (u64 BE) || Ed25519 signature`. Depends on nothing

@@ -2,10 +2,12 @@
 //! witnesses (with optional URLs), groups and the quorum; and checking a
 //! checkpoint against one. Depends on nothing server-side.
 //!
-//!     log <vkey> [<url>]
-//!     witness <name> <vkey> [<url>]
-//!     group <name> all|any|<k> <name>...
-//!     quorum <name>|none
+//! ```text
+//! log <vkey> [<url>]
+//! witness <name> <vkey> [<url>]
+//! group <name> all|any|<k> <name>...
+//! quorum <name>|none
+//! ```
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -440,6 +440,7 @@ async fn every_route_enforces_its_scope_and_revocation() {
             401,
             "{path} with a wrong token"
         );
+        assert_eq!(call(Some(&spent)).await, 401, "{path} with a revoked token");
         let (right, wrong) = match *scope {
             "append" => (w, r),
             "read" => (r, w),
