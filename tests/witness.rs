@@ -583,6 +583,30 @@ async fn three_witnesses_one_down_a_forged_fork_and_the_auditor() {
     assert!(sealog::client::verify_consistency(&p2, &old, &new).is_err());
     // The honest log still audits clean from the same state.
     assert!(audit(&url, "auditor", &[]).status.success());
+    // A replay resumes where the last one stopped.
+    let batch: Vec<_> = (0..5).map(|j| auth_event(500 + j, json!(j))).collect();
+    c.post(format!("{url}/v1/events"))
+        .bearer_auth(&token)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    wait_for_cosigned(&c, &url, &policy, 56).await;
+    let out = audit(
+        &url,
+        "replayer",
+        &["--replay", "--token-file", p("log/admin.token").leak()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("replayed 5 new leaves"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
