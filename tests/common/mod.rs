@@ -84,6 +84,14 @@ impl Server {
         self.spawn();
     }
 
+    /// Kills the server with SIGKILL: no chance to drain or flush.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            send_signal(child.id(), "KILL");
+            let _ = child.wait();
+        }
+    }
+
     /// Starts the server again after `stop`.
     pub fn restart_after_stop(&mut self) {
         assert!(self.child.is_none(), "stop it first");
@@ -120,6 +128,24 @@ impl Server {
         let r = c.get(format!("{}{path}", self.url)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
         r.text().await.unwrap()
+    }
+
+    /// GET with the admin token; panics unless 200.
+    pub async fn get_json_auth<T: serde::de::DeserializeOwned>(
+        &self,
+        c: &reqwest::Client,
+        path: &str,
+    ) -> T {
+        let r = c
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 200, "{path}: {text}");
+        serde_json::from_str(&text).unwrap()
     }
 
     pub async fn get_json<T: serde::de::DeserializeOwned>(
