@@ -308,6 +308,41 @@ struct Worker {
 }
 
 impl Worker {
+    /// After an I/O error: reopen the database and take its durable state
+    /// (redb commits are atomic, so it is either the old state or, if the
+    /// failed-looking commit did land, the new one; either way signed only
+    /// now that it is durable).
+    fn recover(&mut self) {
+        let state = self.store.reopen().and_then(|()| self.store.tree_state());
+        match state {
+            Ok(state) => {
+                if state != self.state {
+                    tracing::warn!(
+                        size = state.size,
+                        "a batch reported as failed was durable; adopting it"
+                    );
+                    self.publish(state);
+                }
+                tracing::info!(size = state.size, "database reopened after an I/O error");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "database not reopened; will retry on the next batch")
+            }
+        }
+    }
+
+    /// Signs `state`, which must be durable, and makes it the head.
+    fn publish(&mut self, state: TreeState) -> Arc<Head> {
+        let head = Arc::new(Head {
+            size: state.size,
+            root: state.root,
+            checkpoint: self.signer.sign(state.size, state.root),
+        });
+        *self.head.write().expect("not poisoned") = head.clone();
+        self.state = state;
+        head
+    }
+
     fn run(mut self, jobs: Receiver<Option<Job>>) {
         loop {
             let (batch, stop) = self.gather(&jobs);
@@ -369,23 +404,20 @@ impl Worker {
                 for reply in replies {
                     let _ = reply.send(Err(AppendError::Storage(e.to_string())));
                 }
+                if e.is_io() {
+                    self.recover();
+                }
                 return;
             }
         };
         // Durable: now, and only now, the new root may be signed.
-        let head = Arc::new(Head {
-            size: state.size,
-            root: state.root,
-            checkpoint: self.signer.sign(state.size, state.root),
-        });
-        *self.head.write().expect("not poisoned") = head.clone();
+        let head = self.publish(state);
         tracing::debug!(
             size = state.size,
             events = count,
             micros = started.elapsed().as_micros() as u64,
             "batch committed"
         );
-        self.state = state;
         for ((reply, outcome), write) in replies.into_iter().zip(outcomes).zip(writes) {
             let _ = reply.send(Ok(Sequenced {
                 outcome,

@@ -54,6 +54,21 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store belongs to another log: {0}")]
     Identity(String),
+    #[error("the database is being reopened")]
+    Closed,
+}
+
+impl StoreError {
+    /// Whether this is an I/O failure (disk full, write error) after which
+    /// redb wants the database closed and opened again.
+    pub fn is_io(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Redb(redb::Error::Io(_))
+                | StoreError::Redb(redb::Error::PreviousIo)
+                | StoreError::Closed
+        )
+    }
 }
 
 macro_rules! redb_from {
@@ -139,12 +154,22 @@ pub enum Refusal {
 
 /// The log's database.
 pub struct Store {
-    db: Database,
+    path: std::path::PathBuf,
+    /// None only while `reopen` swaps it.
+    db: std::sync::RwLock<Option<Database>>,
 }
 
 impl Store {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Self::open_db(path)?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            db: std::sync::RwLock::new(Some(db)),
+        })
+    }
+
+    fn open_db(path: &Path) -> Result<Database, StoreError> {
         let db = Database::create(path)?;
         let tx = db.begin_write()?;
         tx.open_table(HASHES)?;
@@ -162,14 +187,44 @@ impl Store {
         tx.open_table(META)?;
         tx.open_table(TOKENS)?;
         tx.commit()?;
-        Ok(Store { db })
+        Ok(db)
+    }
+
+    /// Closes and opens the database again: after an I/O error (disk
+    /// full) redb refuses every operation until then. Readers still
+    /// holding transactions keep the file open, so this retries briefly.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let mut guard = self.db.write().expect("not poisoned");
+        drop(guard.take());
+        let mut last = StoreError::Closed;
+        for _ in 0..50 {
+            match Self::open_db(&self.path) {
+                Ok(db) => {
+                    *guard = Some(db);
+                    return Ok(());
+                }
+                Err(e) => last = e,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Err(last)
+    }
+
+    fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        let guard = self.db.read().expect("not poisoned");
+        Ok(guard.as_ref().ok_or(StoreError::Closed)?.begin_write()?)
+    }
+
+    fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        let guard = self.db.read().expect("not poisoned");
+        Ok(guard.as_ref().ok_or(StoreError::Closed)?.begin_read()?)
     }
 
     /// Binds the store to a log identity on first use and refuses a
     /// different one later: a new key for an existing tree would be a new
     /// log claiming the old one's history.
     pub fn bind_identity(&self, origin: &str, vkey: &str) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         {
             let mut meta = tx.open_table(META)?;
             for (k, want) in [("origin", origin), ("vkey", vkey)] {
@@ -245,7 +300,7 @@ impl Store {
         state: TreeState,
         writes: Vec<Write>,
     ) -> Result<(TreeState, Vec<Outcome>, Vec<Write>), StoreError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.begin_write()?;
         let (state, outcomes) = {
             let mut t = Tables::open(&tx, state.size)?;
             let outcomes = writes
@@ -265,7 +320,7 @@ impl Store {
 
     /// A consistent read-only view of everything committed so far.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.begin_read()?;
         Ok(Snapshot {
             hashes: tx.open_table(HASHES)?,
             entries: tx.open_table(ENTRIES)?,
@@ -279,7 +334,7 @@ impl Store {
 
     /// Every token record with its hash.
     pub fn tokens(&self) -> Result<Vec<([u8; 32], Vec<u8>)>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.begin_read()?;
         let t = tx.open_table(TOKENS)?;
         let mut out = Vec::new();
         for row in t.iter()? {
