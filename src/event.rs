@@ -70,6 +70,9 @@ pub struct Facets {
     pub src_ip: Option<String>,
     /// `metadata.uid`: a retry with the same uid is the same event.
     pub uid: String,
+    /// `metadata.logged_time`, epoch milliseconds.
+    #[serde(default)]
+    pub logged_time: u64,
 }
 
 /// An event accepted for the log: its canonical bytes, its salt, the
@@ -139,6 +142,7 @@ pub fn prepare(event: Value, logged_time: u64) -> Result<Committed, EventError> 
             .and_then(Value::as_str)
             .map(String::from),
         uid,
+        logged_time,
     };
     let jcs = serde_json_canonicalizer::to_vec(&map)
         .map_err(|e| EventError::new("", format!("cannot canonicalize: {e}")))?;

@@ -183,7 +183,7 @@ async fn append(
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers, Scope::Append)?;
     let body = read_body(body, s.limits.max_body_bytes).await?;
-    let value: Value = serde_json::from_slice(&body)
+    let value = crate::json::parse(&body)
         .map_err(|e| ApiError::bad("body", format!("malformed JSON: {e}")))?;
     let (values, single) = match value {
         Value::Array(a) => (a, false),
@@ -651,8 +651,7 @@ async fn query_events(
 /// Parses a small JSON request body.
 async fn json_body(body: Body, limit: usize) -> Result<Value, ApiError> {
     let bytes = read_body(body, limit).await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad("body", format!("malformed JSON: {e}")))
+    crate::json::parse(&bytes).map_err(|e| ApiError::bad("body", format!("malformed JSON: {e}")))
 }
 
 /// `POST /v1/events/<index>/redact` with `{"reason": "…"}` (scope `admin`).

@@ -14,6 +14,7 @@ pub mod cosign;
 pub mod datadir;
 pub mod event;
 pub mod http;
+pub mod json;
 pub mod note;
 pub mod ocsf;
 pub mod policy;

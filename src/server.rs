@@ -99,6 +99,7 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, std::thread::JoinHandle<()
     store.bind_identity(signer.origin(), &vkey)?;
     let tokens = Tokens::load(&store)?;
     let mut state = store.tree_state()?;
+    clock::advance_to(store.last_logged_time()?);
     if tokens.list().is_empty() {
         // A new log: its first event records the admin token's creation.
         let (token, s) = create_token(
@@ -269,4 +270,11 @@ pub fn token_revoke(data: &std::path::Path, name: &str) -> Result<(), ServeError
         Outcome::Refused(r) => Err(ServeError::Refused(r.to_string())),
         other => Err(ServeError::Refused(format!("{other:?}"))),
     }
+}
+
+/// `sealog check`: verifies a stopped log's whole store (see
+/// `Store::verify_all`), printing progress.
+pub fn check(data: &std::path::Path) -> Result<TreeState, ServeError> {
+    let (store, _, _) = open_offline(data)?;
+    Ok(store.verify_all(|done, size| eprintln!("check: {done}/{size} leaves"))?)
 }

@@ -312,6 +312,15 @@ impl Store {
                 .map_err(|err| StoreError::Corrupt(format!("root at {size}: {err}")))?;
             t.meta.insert("size", size.to_be_bytes().as_slice())?;
             t.meta.insert("root", root.0.as_slice())?;
+            let last = t
+                .meta
+                .get("logged_time")?
+                .map(|v| be_u64(v.value()))
+                .unwrap_or(0);
+            if t.logged_time > last {
+                t.meta
+                    .insert("logged_time", t.logged_time.to_be_bytes().as_slice())?;
+            }
             (TreeState { size, root }, outcomes)
         };
         tx.commit()?;
@@ -330,6 +339,66 @@ impl Store {
             redacted: tx.open_table(REDACTED)?,
             tx,
         })
+    }
+
+    /// The largest `metadata.logged_time` ever appended.
+    pub fn last_logged_time(&self) -> Result<u64, StoreError> {
+        let tx = self.begin_read()?;
+        let meta = tx.open_table(META)?;
+        Ok(meta
+            .get("logged_time")?
+            .map(|v| be_u64(v.value()))
+            .unwrap_or(0))
+    }
+
+    /// Checks everything the store holds against everything else: redb's
+    /// own integrity check; every stored hash re-derived from the entries
+    /// (leaf by leaf, each from hashes already checked); every event
+    /// against its commitment; the root against `meta`. Slow (reads it
+    /// all): for `sealog check`, not startup. Calls `progress(done, size)`.
+    pub fn verify_all(&self, mut progress: impl FnMut(u64, u64)) -> Result<TreeState, StoreError> {
+        {
+            let mut guard = self.db.write().expect("not poisoned");
+            let db = guard.as_mut().ok_or(StoreError::Closed)?;
+            if !db
+                .check_integrity()
+                .map_err(|e| StoreError::Corrupt(format!("redb integrity check: {e}")))?
+            {
+                return Err(StoreError::Corrupt(
+                    "redb's integrity check repaired the file".into(),
+                ));
+            }
+        }
+        let state = self.tree_state()?;
+        let snap = self.snapshot()?;
+        for n in 0..state.size {
+            let commitment = snap.commitments(n, 1)?[0];
+            let want = tree::stored_hashes(n, tree::leaf_hash(&commitment.0), &snap)
+                .map_err(|e| StoreError::Corrupt(format!("leaf {n}: {e}")))?;
+            let first = tree::stored_hash_index(0, n);
+            let idx: Vec<u64> = (first..first + want.len() as u64).collect();
+            let have = snap
+                .read_hashes(&idx)
+                .map_err(|e| StoreError::Corrupt(format!("leaf {n}: {e}")))?;
+            if let Some(i) = (0..want.len()).find(|&i| want[i] != have[i]) {
+                return Err(StoreError::Corrupt(format!(
+                    "stored hash {} (appended with leaf {n}) is not what the entries give",
+                    idx[i]
+                )));
+            }
+            if let EventRow::Present(e) = snap.event(n)? {
+                if crate::event::commitment(&e.salt, &e.jcs) != commitment {
+                    return Err(StoreError::Corrupt(format!(
+                        "event {n} does not match its commitment"
+                    )));
+                }
+            }
+            if n % 100_000 == 0 {
+                progress(n, state.size);
+            }
+        }
+        progress(state.size, state.size);
+        Ok(state)
     }
 
     /// Every token record with its hash.
@@ -364,6 +433,8 @@ struct Tables<'tx> {
     tokens: Table<'tx, [u8; 32], &'static [u8]>,
     /// uids appended in this transaction, for in-batch retries.
     batch_uids: HashMap<String, u64>,
+    /// The largest logged_time appended in this transaction.
+    logged_time: u64,
     body: Vec<u8>,
 }
 
@@ -386,6 +457,7 @@ impl<'tx> Tables<'tx> {
             meta: tx.open_table(META)?,
             tokens: tx.open_table(TOKENS)?,
             batch_uids: HashMap::new(),
+            logged_time: 0,
             body: Vec::new(),
         })
     }
@@ -512,6 +584,7 @@ impl<'tx> Tables<'tx> {
         }
         self.by_class.insert((f.class_uid, n), ())?;
         self.by_time.insert((f.time, n), ())?;
+        self.logged_time = self.logged_time.max(f.logged_time);
         self.size += 1;
         Ok(n)
     }
@@ -530,6 +603,10 @@ impl<'tx> Tables<'tx> {
         self.by_time.remove((f.time, n))?;
         Ok(())
     }
+}
+
+fn be_u64(b: &[u8]) -> u64 {
+    b.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
 
 /// Reads hashes from a hash table, in a read or a write transaction.

@@ -17,6 +17,7 @@ pub struct Server {
     pub token: String,
     pub vkey: String,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -32,19 +33,48 @@ impl Server {
             token: String::new(),
             vkey: String::new(),
             args: args.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             _tmp: Some(tmp),
         };
         s.spawn();
         s
     }
 
+    /// Starts a server on the data directory `dir`.
+    pub fn start_in(dir: &Path, args: &[&str]) -> Server {
+        let mut s = Server {
+            child: None,
+            url: String::new(),
+            dir: dir.to_path_buf(),
+            token: String::new(),
+            vkey: String::new(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+            _tmp: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// Sets an environment variable for the next start.
+    pub fn set_env(&mut self, k: &str, v: &str) {
+        self.env.push((k.to_string(), v.to_string()));
+    }
+
     fn spawn(&mut self) {
+        if let Err(e) = self.try_spawn() {
+            panic!("server did not start: {e}");
+        }
+    }
+
+    fn try_spawn(&mut self) -> Result<(), String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sealog"))
             .arg("serve")
             .arg("--data")
             .arg(&self.dir)
             .args(["--listen", "127.0.0.1:0"])
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -53,22 +83,35 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut printed = String::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = line.split("serving addr=").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
+                    let _ = tx.send(Ok(addr.trim().to_string()));
                 }
                 if std::env::var_os("SEALOG_TEST_LOG").is_some() {
                     eprintln!("server: {line}");
                 }
+                printed.push_str(&line);
+                printed.push('\n');
             }
+            let _ = tx.send(Err(printed));
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server did not report its address");
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(printed)) => {
+                let _ = child.wait();
+                return Err(printed);
+            }
+            Err(e) => {
+                let _ = child.kill();
+                return Err(format!("no address: {e}"));
+            }
+        };
         self.url = format!("http://{addr}");
         self.token = read_trimmed(&self.dir.join("admin.token"));
         self.vkey = read_trimmed(&self.dir.join("log.vkey"));
         self.child = Some(child);
+        Ok(())
     }
 
     /// Stops the server with SIGTERM and waits for it; returns its exit code.
@@ -254,4 +297,21 @@ pub fn terminate(mut k: Kill) -> Option<i32> {
     let code = k.0.wait().ok()?.code();
     std::mem::forget(k);
     code
+}
+
+/// Starts `sealog serve` on `data` if it will start: Err with what it
+/// printed when it exits instead.
+pub fn try_start(data: &str) -> Result<Server, String> {
+    let mut s = Server {
+        child: None,
+        url: String::new(),
+        dir: Path::new(data).to_path_buf(),
+        token: String::new(),
+        vkey: String::new(),
+        args: Vec::new(),
+        env: Vec::new(),
+        _tmp: None,
+    };
+    s.try_spawn()?;
+    Ok(s)
 }

@@ -1,0 +1,294 @@
+//! Faults: graceful shutdown, a full disk, corruption at rest, a clock
+//! that steps back.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{auth_event, receipts, Server};
+use serde_json::{json, Value};
+
+fn sealog(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+async fn size(s: &Server, c: &reqwest::Client) -> u64 {
+    let text = s.get_text(c, "/checkpoint").await;
+    sealog::note::verify_checkpoint(text.as_bytes(), &s.vkey)
+        .unwrap()
+        .size
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_drains_the_pending_batch_answers_and_exits_0() {
+    // Batches linger 400 ms, so requests are queued when SIGTERM comes.
+    let mut s = Server::start(&["--batch-wait-us", "400000"]);
+    let c = Server::client();
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let (c, url, token) = (c.clone(), s.url.clone(), s.token.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = c
+                .post(format!("{url}/v1/events"))
+                .bearer_auth(token)
+                .json(&auth_event(i, json!(i)))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let code = s.stop();
+    let mut acked = 0;
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(
+            status, 200,
+            "a queued request is answered, not dropped: {body}"
+        );
+        acked += receipts(&body).len() as u64;
+    }
+    assert_eq!(code, Some(0), "graceful stop exits 0");
+    s.restart_after_stop();
+    assert_eq!(size(&s, &c).await, acked + 1);
+}
+
+/// A size-limited tmpfs for the data directory; None where mounting is
+/// not allowed (not root, no CAP_SYS_ADMIN).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, mb: u32) -> Option<SmallDisk> {
+        std::fs::create_dir_all(dir).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ok.then(|| SmallDisk(dir.to_path_buf()))
+    }
+    fn grow(&self, mb: u32) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={mb}m")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_503_stays_consistent_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&tmp.path().join("disk"), 3) else {
+        if std::env::var_os("CI").is_some() {
+            panic!("cannot mount a small tmpfs in CI");
+        }
+        eprintln!("\n!!!!!!!! SKIPPING the disk-full test: cannot mount a tmpfs here (needs root) !!!!!!!!\n");
+        return;
+    };
+    let mut s = Server::start_in(&disk.0.join("data"), &[]);
+    let c = Server::client();
+    let pad = "x".repeat(2000);
+    let batch: Vec<Value> = (0..100).map(|i| auth_event(i, json!(pad))).collect();
+    let mut ok = Vec::new();
+    let mut full = 0;
+    for _ in 0..40 {
+        let r = c
+            .post(format!("{}/v1/events", s.url))
+            .bearer_auth(&s.token)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            200 => ok.extend(receipts(&r.text().await.unwrap())),
+            503 => {
+                full += 1;
+                let v: Value = r.json().await.unwrap();
+                assert_eq!(v["error"]["code"], "storage");
+            }
+            other => panic!("{other}: a full disk must answer 503"),
+        }
+    }
+    assert!(full > 0, "the disk never filled");
+    let before = size(&s, &c).await;
+    assert_eq!(
+        before,
+        ok.len() as u64 + 1,
+        "only acknowledged events are in the log"
+    );
+    let cp_before =
+        sealog::note::verify_checkpoint(s.get_text(&c, "/checkpoint").await.as_bytes(), &s.vkey)
+            .unwrap();
+    // Space returns: appends resume without a restart.
+    disk.grow(64);
+    let mut resumed = false;
+    for _ in 0..20 {
+        let r = c
+            .post(format!("{}/v1/events", s.url))
+            .bearer_auth(&s.token)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            ok.extend(receipts(&r.text().await.unwrap()));
+            resumed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(resumed, "appends resume when space returns");
+    let after =
+        sealog::note::verify_checkpoint(s.get_text(&c, "/checkpoint").await.as_bytes(), &s.vkey)
+            .unwrap();
+    let p: sealog::receipt::ConsistencyProof = s
+        .get_json(
+            &c,
+            &format!(
+                "/v1/proof/consistency?from={}&to={}",
+                cp_before.size, after.size
+            ),
+        )
+        .await;
+    sealog::client::verify_consistency(&p, &cp_before, &after).unwrap();
+    for r in &ok {
+        sealog::client::verify_receipt(r, &s.vkey).unwrap();
+    }
+    // And the store checks clean after a restart.
+    assert_eq!(s.stop(), Some(0));
+    let out = sealog(&["check", "--data", s.data_dir().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.restart_after_stop();
+    assert_eq!(size(&s, &c).await, after.size);
+}
+
+/// Flips the first byte of every copy of `needle` in the file.
+fn flip_all(path: &std::path::Path, needle: &[u8]) -> usize {
+    let mut data = std::fs::read(path).unwrap();
+    let mut n = 0;
+    let mut i = 0;
+    while i + needle.len() <= data.len() {
+        if &data[i..i + needle.len()] == needle {
+            data[i] ^= 0x01;
+            n += 1;
+        }
+        i += 1;
+    }
+    std::fs::write(path, data).unwrap();
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corruption_at_rest_is_detected() {
+    let mut s = Server::start(&[]);
+    let c = Server::client();
+    let evs: Vec<Value> = (0..299).map(|i| auth_event(i, json!(i))).collect();
+    let rs = receipts(&s.append(&c, json!(evs)).await);
+    let level1 = c
+        .get(format!("{}/tile/1/000.p/1", s.url))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    assert_eq!(s.stop(), Some(0));
+    let db = s.data_dir().join("sealog.redb");
+    let data = s.data_dir().to_str().unwrap().to_string();
+    assert!(sealog(&["check", "--data", &data]).status.success());
+    let saved = std::fs::read(&db).unwrap();
+
+    // A commitment in the public entries: `check` finds it, and so does
+    // the server at startup or an auditor's replay.
+    assert!(flip_all(&db, &rs[100].commitment.0) > 0);
+    let out = sealog(&["check", "--data", &data]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success() && err.contains("store is corrupt"),
+        "{err}"
+    );
+    eprintln!("check, flipped commitment: {}", err.trim());
+    std::fs::write(&db, &saved).unwrap();
+    assert!(flip_all(&db, &rs[100].commitment.0) > 0);
+    match common::try_start(&data) {
+        Err(err) => eprintln!("startup, flipped commitment: {}", err.trim()),
+        Ok(mut server) => {
+            let state = tempfile::tempdir().unwrap();
+            let out = sealog(&[
+                "audit",
+                "--log",
+                &server.url,
+                "--vkey",
+                &s.vkey,
+                "--state",
+                state.path().to_str().unwrap(),
+                "--replay",
+            ]);
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            assert!(!out.status.success(), "the replay must fail");
+            eprintln!("replay, flipped commitment: {}", err.trim());
+            assert_eq!(server.stop(), Some(0));
+        }
+    }
+
+    // A hash on the tree's right edge: the server refuses to start (it
+    // would sign a root it cannot re-derive).
+    std::fs::write(&db, &saved).unwrap();
+    assert!(flip_all(&db, &level1) > 0);
+    let out = sealog(&["serve", "--data", &data, "--listen", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("store is corrupt"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A byte inside a private event: `check` finds it.
+    std::fs::write(&db, &saved).unwrap();
+    assert!(flip_all(&db, b"\"tag\":17}") > 0);
+    let out = sealog(&["check", "--data", &data]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("store is corrupt"), "{err}");
+    eprintln!("check on a flipped event byte: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logged_times_stay_monotonic_when_the_clock_steps_back() {
+    let mut s = Server::start(&[]);
+    let c = Server::client();
+    let logged = |body: &str| -> u64 {
+        let r = &receipts(body)[0];
+        let v: Value = serde_json::from_str(r.event.as_ref().unwrap().get()).unwrap();
+        v["metadata"]["logged_time"].as_u64().unwrap()
+    };
+    let t1 = logged(&s.append(&c, auth_event(1, json!(1))).await);
+    assert_eq!(s.stop(), Some(0));
+    // The wall clock steps back a day while the log is down.
+    s.set_env("SEALOG_CLOCK_SKEW_MS", "-86400000");
+    s.restart_after_stop();
+    let t2 = logged(&s.append(&c, auth_event(2, json!(2))).await);
+    assert!(t2 >= t1, "logged_time went back: {t2} < {t1}");
+    let t3 = logged(&s.append(&c, auth_event(3, json!(3))).await);
+    assert!(t3 >= t2);
+    assert_eq!(size(&s, &c).await, 4, "checkpoints keep growing");
+}
