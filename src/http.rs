@@ -30,6 +30,8 @@ use crate::witnessing::Witnessing;
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_events: usize,
+    /// Time a client has to send a request body.
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -37,6 +39,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 4 << 20,
             max_events: 1000,
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -87,6 +90,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("method not allowed on this route")]
     MethodNotAllowed,
+    #[error("the request body did not arrive in time")]
+    Timeout,
     #[error("{0}")]
     TooLarge(String),
     #[error("{error}")]
@@ -123,6 +128,7 @@ impl IntoResponse for ApiError {
             ApiError::Auth(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::InvalidEvent { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
             ApiError::Gone { .. } => (StatusCode::GONE, "redacted"),
@@ -182,7 +188,7 @@ async fn append(
     body: Body,
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers, Scope::Append)?;
-    let body = read_body(body, s.limits.max_body_bytes).await?;
+    let body = read_body(body, &s.limits).await?;
     let value = crate::json::parse(&body)
         .map_err(|e| ApiError::bad("body", format!("malformed JSON: {e}")))?;
     let (values, single) = match value {
@@ -218,8 +224,13 @@ async fn append(
     })
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+async fn read_body(body: Body, limits: &Limits) -> Result<Bytes, ApiError> {
+    let limit = limits.max_body_bytes;
+    let read = tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, limit));
+    let Ok(read) = read.await else {
+        return Err(ApiError::Timeout);
+    };
+    read.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if too_large {
@@ -650,7 +661,11 @@ async fn query_events(
 
 /// Parses a small JSON request body.
 async fn json_body(body: Body, limit: usize) -> Result<Value, ApiError> {
-    let bytes = read_body(body, limit).await?;
+    let limits = Limits {
+        max_body_bytes: limit,
+        ..Limits::default()
+    };
+    let bytes = read_body(body, &limits).await?;
     crate::json::parse(&bytes).map_err(|e| ApiError::bad("body", format!("malformed JSON: {e}")))
 }
 

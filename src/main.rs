@@ -9,11 +9,11 @@ use clap::{Parser, Subcommand};
 use sealog::audit::{Auditor, Finding};
 use sealog::auth::Scope;
 use sealog::client;
+use sealog::config::ServeConfig;
 use sealog::datadir::DataDir;
-use sealog::http::Limits;
 use sealog::policy::Policy;
 use sealog::receipt::Receipt;
-use sealog::{sequencer, server};
+use sealog::server;
 
 #[derive(Parser)]
 #[command(
@@ -30,37 +30,12 @@ struct Cli {
 enum Command {
     /// Run the log server (creates the log on first use).
     Serve {
-        /// Data directory: key, admin token, database.
-        #[arg(long, default_value = "./sealog-data")]
-        data: PathBuf,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: String,
-        /// The log's origin (and key name); only used when the key is created.
+        /// A TOML file of these options [./sealog.toml if present]; flags
+        /// override it.
         #[arg(long)]
-        origin: Option<String>,
-        /// Largest request body, in bytes.
-        #[arg(long, default_value_t = Limits::default().max_body_bytes)]
-        max_body_bytes: usize,
-        /// Most events in one request.
-        #[arg(long, default_value_t = Limits::default().max_events)]
-        max_events: usize,
-        /// Most events in one batch (one transaction, one checkpoint).
-        #[arg(long, default_value_t = sequencer::Config::default().max_batch)]
-        batch_max: usize,
-        /// Longest a batch waits for more events, in microseconds.
-        #[arg(long, default_value_t = sequencer::Config::default().max_wait.as_micros() as u64)]
-        batch_wait_us: u64,
-        /// Most events waiting for the sequencer before appends get 503.
-        #[arg(long, default_value_t = sequencer::Config::default().queue_capacity)]
-        queue_capacity: usize,
-        /// Witnesses to ask for cosignatures: a tlog-policy file with
-        /// `witness <name> <vkey> <url>` lines and a `quorum` line.
-        #[arg(long)]
-        witnesses: Option<PathBuf>,
-        /// Most often a new checkpoint is sent to the witnesses, in ms.
-        #[arg(long, default_value_t = 1000)]
-        witness_interval_ms: u64,
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        opts: ServeConfig,
     },
     /// Create a log key pair (log.key, log.vkey) for an operator who manages keys.
     Keygen {
@@ -308,47 +283,42 @@ fn token_command(c: TokenCommand) -> Result<(), String> {
     Ok(())
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    let result = match Cli::parse().command {
-        Command::Serve {
-            data,
-            listen,
-            origin,
-            max_body_bytes,
-            max_events,
-            batch_max,
-            batch_wait_us,
-            queue_capacity,
-            witnesses,
-            witness_interval_ms,
-        } => {
-            let opts = server::Options {
-                data,
-                listen,
-                origin,
-                limits: Limits {
-                    max_body_bytes,
-                    max_events,
-                },
-                sequencer: sequencer::Config {
-                    max_batch: batch_max.max(1),
-                    max_wait: Duration::from_micros(batch_wait_us),
-                    queue_capacity: queue_capacity.max(1),
-                },
-                witnesses,
-                witness_interval: Duration::from_millis(witness_interval_ms.max(10)),
-            };
-            tokio::runtime::Runtime::new()
-                .map_err(|e| e.to_string())
-                .and_then(|rt| rt.block_on(server::serve(opts)).map_err(|e| e.to_string()))
+fn init_logs(json: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+fn serve(config: Option<PathBuf>, flags: ServeConfig) -> Result<(), String> {
+    let file = match config {
+        Some(p) => ServeConfig::load(&p)?,
+        None if std::path::Path::new("sealog.toml").exists() => {
+            ServeConfig::load(std::path::Path::new("sealog.toml"))?
         }
+        None => ServeConfig::default(),
+    };
+    let cfg = flags.or(file);
+    init_logs(cfg.json_logs()?);
+    let opts = cfg.options();
+    tokio::runtime::Runtime::new()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(server::serve(opts)).map_err(|e| e.to_string()))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logs(false);
+    }
+    let result = match cli.command {
+        Command::Serve { config, opts } => serve(config, opts),
         Command::Token { command } => token_command(command),
         Command::Check { data } => server::check(&data)
             .map(|s| println!("ok: {} leaves, root {}", s.size, s.root))

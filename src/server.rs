@@ -31,6 +31,7 @@ pub struct Options {
     pub witnesses: Option<PathBuf>,
     /// Most often a checkpoint is sent to the witnesses.
     pub witness_interval: std::time::Duration,
+    pub net: crate::listener::NetLimits,
 }
 
 /// Why the log could not start or stopped badly.
@@ -163,10 +164,13 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
         tokio::spawn(w.clone().run(app.sequencer.clone(), app.store.clone()));
     }
     tracing::info!(%addr, "serving");
-    axum::serve(listener, http::router(app.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(io_err("serving"))?;
+    crate::listener::serve(
+        listener,
+        http::router(app.clone()),
+        opts.net.clone(),
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("stopping: draining the append queue");
     app.sequencer.stop();
     sequencer_thread
