@@ -120,6 +120,7 @@ impl ServeConfig {
                     .body_timeout_ms
                     .map(Duration::from_millis)
                     .unwrap_or(limits.body_timeout),
+                max_header_bytes: self.max_header_bytes.unwrap_or(limits.max_header_bytes),
             },
             sequencer: sequencer::Config {
                 max_batch: self.batch_max.unwrap_or(seq.max_batch).max(1),
@@ -139,7 +140,8 @@ impl ServeConfig {
                     .header_timeout_ms
                     .map(Duration::from_millis)
                     .unwrap_or(net.header_timeout),
-                max_header_bytes: self.max_header_bytes.unwrap_or(net.max_header_bytes),
+                // hyper's buffer holds the head and some body: leave room.
+                max_header_bytes: 2 * self.max_header_bytes.unwrap_or(net.max_header_bytes),
             },
         }
     }

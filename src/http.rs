@@ -32,6 +32,8 @@ pub struct Limits {
     pub max_events: usize,
     /// Time a client has to send a request body.
     pub body_timeout: std::time::Duration,
+    /// Bytes of request target and headers at most (431 beyond).
+    pub max_header_bytes: usize,
 }
 
 impl Default for Limits {
@@ -40,12 +42,15 @@ impl Default for Limits {
             max_body_bytes: 4 << 20,
             max_events: 1000,
             body_timeout: std::time::Duration::from_secs(30),
+            max_header_bytes: 64 << 10,
         }
     }
 }
 
 /// What the handlers share.
 pub struct AppState {
+    /// The data directory (backups are written under it).
+    pub data: std::path::PathBuf,
     pub store: Arc<Store>,
     pub sequencer: Arc<Sequencer>,
     /// Set when witnesses are configured.
@@ -67,6 +72,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/events/{index}/redact", post(redact))
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{name}/revoke", post(revoke_token))
+        .route("/v1/admin/backup", post(admin_backup))
         .route("/checkpoint", get(checkpoint))
         .route("/checkpoint/latest", get(latest_checkpoint))
         .route("/tile/{*path}", get(tile))
@@ -75,7 +81,30 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            header_limit,
+        ))
         .with_state(state)
+}
+
+/// Refuses requests whose target and headers exceed the limit: hyper's
+/// own bound is its read buffer (about 400 KB), too loose to rely on.
+async fn header_limit(
+    State(s): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let size = req.uri().to_string().len()
+        + req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if size > s.limits.max_header_bytes {
+        return ApiError::HeadersTooLarge(size).into_response();
+    }
+    next.run(req).await
 }
 
 /// An error answer: a status and a JSON body
@@ -92,6 +121,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the request body did not arrive in time")]
     Timeout,
+    #[error("request target and headers are {0} bytes, over the limit")]
+    HeadersTooLarge(usize),
     #[error("{0}")]
     TooLarge(String),
     #[error("{error}")]
@@ -129,6 +160,10 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout"),
+            ApiError::HeadersTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+            ),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::InvalidEvent { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
             ApiError::Gone { .. } => (StatusCode::GONE, "redacted"),
@@ -188,6 +223,17 @@ async fn append(
     body: Body,
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers, Scope::Append)?;
+    // Refuse on the declared length, before the client sends it all.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > s.limits.max_body_bytes as u64) {
+        return Err(ApiError::TooLarge(format!(
+            "request body over {} bytes",
+            s.limits.max_body_bytes
+        )));
+    }
     let body = read_body(body, &s.limits).await?;
     let value = crate::json::parse(&body)
         .map_err(|e| ApiError::bad("body", format!("malformed JSON: {e}")))?;
@@ -813,6 +859,36 @@ async fn revoke_token(
         Outcome::Refused(r) => Err(ApiError::NotFound(r.to_string())),
         other => unreachable!("a token write answers Token or Refused, not {other:?}"),
     }
+}
+
+/// `POST /v1/admin/backup` (scope `admin`): writes a consistent snapshot
+/// to `DIR/backups/backup-<ms>.redb` (0600) while appends go on, and
+/// answers its file name and tree state. `sealog backup` calls this.
+async fn admin_backup(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let by = authorize(&s, &headers, Scope::Admin)?;
+    let dir = s.data.join("backups");
+    let file = format!("backup-{}.redb", clock::now_ms());
+    let path = dir.join(&file);
+    let store = s.store.clone();
+    let state = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+        crate::datadir::DataDir(dir)
+            .create()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let state = store.backup_to(&path)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(state)
+    })
+    .await
+    .map_err(|e| StoreError::Corrupt(e.to_string()))??;
+    tracing::info!(file = %file, size = state.size, by = %by.name, "backup written");
+    Ok(Json(
+        json!({"file": file, "size": state.size, "root": state.root.to_string()}),
+    ))
 }
 
 async fn healthz(State(s): State<Arc<AppState>>) -> Json<Value> {

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod client;
 pub mod clock;
 pub mod config;

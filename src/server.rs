@@ -143,6 +143,7 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, std::thread::JoinHandle<()
     let (sequencer, thread) =
         Sequencer::start(store.clone(), signer.clone(), state, opts.sequencer.clone());
     let app = Arc::new(AppState {
+        data: opts.data.clone(),
         store,
         sequencer: Arc::new(sequencer),
         witnessing,
@@ -160,6 +161,9 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
         .await
         .map_err(io_err(format!("listening on {}", opts.listen)))?;
     let addr = listener.local_addr().map_err(io_err("local address"))?;
+    // Where local tools (sealog backup) find the running log.
+    let addr_file = opts.data.join("serve.addr");
+    let _ = std::fs::write(&addr_file, format!("{addr}\n"));
     if let Some(w) = &app.witnessing {
         tokio::spawn(w.clone().run(app.sequencer.clone(), app.store.clone()));
     }
@@ -171,6 +175,7 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
         shutdown_signal(),
     )
     .await;
+    let _ = std::fs::remove_file(&addr_file);
     tracing::info!("stopping: draining the append queue");
     app.sequencer.stop();
     sequencer_thread

@@ -250,8 +250,13 @@ impl Store {
     /// The stored tree state, after checking that the stored hashes
     /// re-derive the stored root (log₂ n reads, not a rebuild).
     pub fn tree_state(&self) -> Result<TreeState, StoreError> {
-        let snap = self.snapshot()?;
-        let meta = snap.tx.open_table(META)?;
+        let tx = self.begin_read()?;
+        self.tree_state_in(&tx)
+    }
+
+    fn tree_state_in(&self, tx: &redb::ReadTransaction) -> Result<TreeState, StoreError> {
+        let snap = TableHashes(&tx.open_table(HASHES)?);
+        let meta = tx.open_table(META)?;
         let size = match meta.get("size")? {
             None => 0,
             Some(v) => u64::from_be_bytes(
@@ -339,6 +344,40 @@ impl Store {
             redacted: tx.open_table(REDACTED)?,
             tx,
         })
+    }
+
+    /// Copies a consistent snapshot of every table into a new database at
+    /// `path`, while appends go on (redb readers see one committed state).
+    /// Returns the snapshot's tree state.
+    pub fn backup_to(&self, path: &Path) -> Result<TreeState, StoreError> {
+        let tx = self.begin_read()?;
+        let state = self.tree_state_in(&tx)?;
+        let out = Database::create(path)?;
+        macro_rules! copy {
+            ($($t:ident),*) => {$({
+                let src = tx.open_table($t)?;
+                let mut rows = src.iter()?.peekable();
+                while rows.peek().is_some() {
+                    let w = out.begin_write()?;
+                    {
+                        let mut dst = w.open_table($t)?;
+                        for row in rows.by_ref().take(50_000) {
+                            let (k, v) = row?;
+                            dst.insert(k.value(), v.value())?;
+                        }
+                    }
+                    w.commit()?;
+                }
+                let w = out.begin_write()?;
+                w.open_table($t)?;
+                w.commit()?;
+            })*};
+        }
+        copy!(
+            HASHES, ENTRIES, EVENTS, LEAVES, UIDS, FACETS, BY_USER, BY_ACTOR, BY_IP, BY_CLASS,
+            BY_TIME, REDACTED, META, TOKENS
+        );
+        Ok(state)
     }
 
     /// The largest `metadata.logged_time` ever appended.

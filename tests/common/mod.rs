@@ -213,7 +213,7 @@ impl Drop for Server {
     }
 }
 
-fn send_signal(pid: u32, sig: &str) {
+pub fn send_signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
