@@ -4,9 +4,12 @@
 //!       --token-file ./sealog-data/admin.token --scenario append --batch 1 \
 //!       --concurrency 64 --seconds 20
 //!
-//! Scenarios: `append` (events per request = --batch), `inclusion` (proofs
-//! by index at random past sizes), `query` (newest 20 events of a random
-//! user, needs a `read` token), `fill` (append --events events in
+//! Scenarios: `append` (events per request = --batch), `noop` (the same
+//! bodies to `POST /v1/bench/noop`, served with `--bench-floor true`: the
+//! floor), `inclusion` (proofs by index at random past sizes), `leaf`
+//! (proofs by leaf hash at random past sizes), `tiles` (random full hash
+//! tiles and entry bundles), `query` (newest 20 events of a random user,
+//! needs a `read` token), `fill` (append --events events in
 //! 1000-event batches as fast as possible). Every run is bounded by
 //! --seconds and --requests and stops by itself. Reports requests/s,
 //! events/s and latency percentiles; with --data DIR also the database's
@@ -28,6 +31,7 @@ struct Args {
     requests: u64,
     events: u64,
     data: Option<String>,
+    server_pid: Option<u32>,
 }
 
 fn parse_args() -> Args {
@@ -41,6 +45,7 @@ fn parse_args() -> Args {
         requests: u64::MAX,
         events: 1_000_000,
         data: None,
+        server_pid: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -56,6 +61,7 @@ fn parse_args() -> Args {
             "--requests" => a.requests = val().parse().unwrap(),
             "--events" => a.events = val().parse().unwrap(),
             "--data" => a.data = Some(val()),
+            "--server-pid" => a.server_pid = Some(val().parse().unwrap()),
             "--bench" => {} // cargo bench passes this
             other => panic!("unknown flag {other}"),
         }
@@ -89,6 +95,32 @@ async fn main() {
         .build()
         .unwrap();
     let size_before = current_size(&client, &a.url).await;
+    let cpu_before = a.server_pid.map(cpu_seconds);
+    // For proofs by leaf hash: the leaf hashes of the first 256 leaves.
+    let leaf_hashes: Option<Arc<Vec<String>>> = if a.scenario == "leaf" {
+        let tile = client
+            .get(format!("{}/tile/0/000", a.url))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        use base64::Engine;
+        Some(Arc::new(
+            tile.chunks(32)
+                .map(|h| {
+                    base64::prelude::BASE64_STANDARD
+                        .encode(h)
+                        .replace('+', "%2B")
+                        .replace('/', "%2F")
+                        .replace('=', "%3D")
+                })
+                .collect(),
+        ))
+    } else {
+        None
+    };
     let db_before = a.data.as_ref().map(|d| db_bytes(d));
 
     let (concurrency, batch, limit_requests, seconds) = match a.scenario.as_str() {
@@ -111,6 +143,7 @@ async fn main() {
         );
         let (stop, sent, errors, counter) =
             (stop.clone(), sent.clone(), errors.clone(), counter.clone());
+        let leaf_hashes = leaf_hashes.clone();
         tasks.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new(3).unwrap();
             let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ w as u64;
@@ -158,6 +191,53 @@ async fn main() {
                                 false
                             }
                         }
+                    }
+                    "noop" => {
+                        let base = counter.fetch_add(batch as u64, Ordering::Relaxed);
+                        let body = if batch == 1 {
+                            serde_json::to_vec(&auth_event(base)).unwrap()
+                        } else {
+                            let v: Vec<_> =
+                                (0..batch as u64).map(|i| auth_event(base + i)).collect();
+                            serde_json::to_vec(&v).unwrap()
+                        };
+                        let r = client
+                            .post(format!("{url}/v1/bench/noop"))
+                            .header("content-type", "application/json")
+                            .body(body)
+                            .send()
+                            .await;
+                        ok_body(r).await
+                    }
+                    "leaf" => {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        let leaves = leaf_hashes.as_ref().expect("leaf hashes fetched");
+                        let i = rng % leaves.len() as u64;
+                        let s = i + 1 + (rng >> 20) % (size_before - i);
+                        let r = client
+                            .get(format!(
+                                "{url}/v1/proof/inclusion?leaf_hash={}&size={s}",
+                                leaves[i as usize]
+                            ))
+                            .send()
+                            .await;
+                        ok_body(r).await
+                    }
+                    "tiles" => {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        let full = size_before / 256;
+                        let n = rng % full.max(1);
+                        let path = if rng & 1 == 0 {
+                            format!("tile/0/{}", tile_index(n))
+                        } else {
+                            format!("tile/entries/{}", tile_index(n))
+                        };
+                        let r = client.get(format!("{url}/{path}")).send().await;
+                        ok_body(r).await
                     }
                     "query" => {
                         rng ^= rng << 13;
@@ -208,7 +288,20 @@ async fn main() {
     stop.store(true, Ordering::Relaxed);
     let secs = started.elapsed().as_secs_f64();
     let ok = hist.len();
-    let events = if matches!(a.scenario.as_str(), "inclusion" | "query") {
+    if let (Some(pid), Some(before)) = (a.server_pid, cpu_before) {
+        let cpu = cpu_seconds(pid) - before;
+        println!(
+            "server CPU {:.1} s over {:.1} s ({:.2} cores); peak RSS {} MiB",
+            cpu,
+            secs,
+            cpu / secs,
+            peak_rss_kib(pid) / 1024
+        );
+    }
+    let events = if matches!(
+        a.scenario.as_str(),
+        "inclusion" | "query" | "leaf" | "tiles"
+    ) {
         0
     } else {
         ok * batch as u64
@@ -236,6 +329,55 @@ async fn main() {
             (after.saturating_sub(before)) as f64 / (size_after - size_before).max(1) as f64
         );
     }
+}
+
+async fn ok_body(r: reqwest::Result<reqwest::Response>) -> bool {
+    match r {
+        Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
+        _ => false,
+    }
+}
+
+/// A tile index in the `x001/x234/067` encoding.
+fn tile_index(n: u64) -> String {
+    let mut parts = vec![format!("{:03}", n % 1000)];
+    let mut n = n / 1000;
+    while n > 0 {
+        parts.push(format!("x{:03}", n % 1000));
+        n /= 1000;
+    }
+    parts.reverse();
+    parts.join("/")
+}
+
+/// User + system CPU seconds of a process (Linux /proc).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// Peak resident set size of a process, KiB (VmHWM).
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 async fn current_size(client: &reqwest::Client, url: &str) -> u64 {

@@ -62,6 +62,9 @@ pub struct ServeConfig {
     /// Log format: text or json [text].
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Serve POST /v1/bench/noop, the benchmarks' floor [false].
+    #[arg(long)]
+    pub bench_floor: Option<bool>,
 }
 
 impl ServeConfig {
@@ -91,7 +94,8 @@ impl ServeConfig {
             header_timeout_ms,
             body_timeout_ms,
             max_header_bytes,
-            log_format
+            log_format,
+            bench_floor
         )
     }
 
@@ -131,6 +135,7 @@ impl ServeConfig {
                 queue_capacity: self.queue_capacity.unwrap_or(seq.queue_capacity).max(1),
             },
             witnesses: self.witnesses,
+            bench_floor: self.bench_floor.unwrap_or(false),
             witness_interval: Duration::from_millis(
                 self.witness_interval_ms.unwrap_or(1000).max(10),
             ),

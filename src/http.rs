@@ -49,6 +49,8 @@ impl Default for Limits {
 
 /// What the handlers share.
 pub struct AppState {
+    /// Serve `POST /v1/bench/noop` (benchmarks' floor).
+    pub bench_floor: bool,
     /// The data directory (backups are written under it).
     pub data: std::path::PathBuf,
     pub store: Arc<Store>,
@@ -65,8 +67,11 @@ pub struct AppState {
 
 /// The routes.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/v1/events", post(append).get(query_events))
+    let mut r = Router::new();
+    if state.bench_floor {
+        r = r.route("/v1/bench/noop", post(bench_noop));
+    }
+    r.route("/v1/events", post(append).get(query_events))
         .route("/v1/events/{index}", get(read_event))
         .route("/v1/events/{index}/receipt", get(event_receipt))
         .route("/v1/events/{index}/redact", post(redact))
@@ -79,6 +84,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/proof/inclusion", get(inclusion_proof))
         .route("/v1/proof/consistency", get(consistency_proof))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(
@@ -222,7 +228,29 @@ async fn append(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    authorize(&s, &headers, Scope::Append)?;
+    let mut events = 0;
+    let r = append_inner(&s, &headers, body, &mut events).await;
+    let outcome = match &r {
+        Ok(_) => "ok",
+        Err(ApiError::BadRequest { .. }) => "bad_request",
+        Err(ApiError::Auth(_)) => "unauthorized",
+        Err(ApiError::InvalidEvent { .. }) => "invalid_event",
+        Err(ApiError::TooLarge(_)) => "too_large",
+        Err(ApiError::Append(AppendError::QueueFull)) => "overloaded",
+        Err(ApiError::Append(_)) | Err(ApiError::Store(_)) => "storage",
+        Err(_) => "other",
+    };
+    crate::metrics::append(outcome, events);
+    r
+}
+
+async fn append_inner(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    events: &mut usize,
+) -> Result<Response, ApiError> {
+    authorize(s, headers, Scope::Append)?;
     // Refuse on the declared length, before the client sends it all.
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -241,6 +269,7 @@ async fn append(
         Value::Array(a) => (a, false),
         v => (vec![v], true),
     };
+    *events = values.len();
     if values.is_empty() {
         return Err(ApiError::bad("body", "an empty array appends nothing"));
     }
@@ -263,6 +292,10 @@ async fn append(
         })
         .collect::<Result<Vec<Committed>, _>>()?;
     let receipts = s.sequencer.append(committed).await?;
+    let dups = receipts.iter().filter(|r| r.duplicate).count() as u64;
+    crate::metrics::METRICS
+        .duplicates
+        .fetch_add(dups, std::sync::atomic::Ordering::Relaxed);
     Ok(if single {
         Json(&receipts[0]).into_response()
     } else {
@@ -328,6 +361,9 @@ async fn tile(State(s): State<Arc<AppState>>, uri: Uri) -> Result<Response, ApiE
             "{t} does not exist in the tree of size {size}"
         )));
     }
+    crate::metrics::METRICS
+        .tiles
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let snap = s.store.snapshot()?;
     let data = match t.level {
         None => {
@@ -448,6 +484,9 @@ async fn inclusion_proof(
             ))
         }
     };
+    crate::metrics::METRICS
+        .inclusion_proofs
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let hashes = tree::prove_inclusion(size, index, &snap)
         .map_err(|e| StoreError::Corrupt(format!("inclusion {index} in {size}: {e}")))?;
     Ok(Json(InclusionProof {
@@ -477,6 +516,9 @@ async fn consistency_proof(
         return Err(ApiError::bad("from", format!("from must be in 1..={to}")));
     }
     let snap = s.store.snapshot()?;
+    crate::metrics::METRICS
+        .consistency_proofs
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let hashes = tree::prove_consistency(from, to, &snap)
         .map_err(|e| StoreError::Corrupt(format!("consistency {from}..{to}: {e}")))?;
     Ok(Json(ConsistencyProof { from, to, hashes }))
@@ -694,6 +736,9 @@ async fn query_events(
     }
     let size = s.sequencer.head().size;
     let snap = s.store.snapshot()?;
+    crate::metrics::METRICS
+        .queries
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let page = q.run(&snap, size)?;
     let mut events = Vec::with_capacity(page.events.len());
     for (index, e) in &page.events {
@@ -889,6 +934,33 @@ async fn admin_backup(
     Ok(Json(
         json!({"file": file, "size": state.size, "root": state.root.to_string()}),
     ))
+}
+
+/// `POST /v1/bench/noop` (only with `--bench-floor`): reads and parses
+/// the body as an append would, and answers 200 with nothing appended. The
+/// load generator's floor: what HTTP and JSON alone cost on this machine.
+async fn bench_noop(State(s): State<Arc<AppState>>, body: Body) -> Result<Json<Value>, ApiError> {
+    let body = read_body(body, &s.limits).await?;
+    let v = crate::json::parse(&body).map_err(|e| ApiError::bad("body", e.to_string()))?;
+    Ok(Json(json!({"ok": v.is_object() || v.is_array()})))
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
+    let head = s.sequencer.head();
+    let g = crate::metrics::Gauges {
+        tree_size: head.size,
+        queue_depth: s.sequencer.queue_depth() as u64,
+        witness_lag: s
+            .witnessing
+            .as_ref()
+            .map(|w| head.size - w.latest().map_or(0, |c| c.size.min(head.size))),
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(&g),
+    )
+        .into_response()
 }
 
 async fn healthz(State(s): State<Arc<AppState>>) -> Json<Value> {

@@ -18,6 +18,7 @@ pub mod event;
 pub mod http;
 pub mod json;
 pub mod listener;
+pub mod metrics;
 pub mod note;
 pub mod ocsf;
 pub mod policy;

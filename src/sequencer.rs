@@ -410,6 +410,10 @@ impl Worker {
                 return;
             }
         };
+        crate::metrics::METRICS
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        crate::metrics::METRICS.batch_events.observe(count as f64);
         // Durable: now, and only now, the new root may be signed.
         let head = self.publish(state);
         tracing::debug!(

@@ -32,6 +32,7 @@ pub struct Options {
     /// Most often a checkpoint is sent to the witnesses.
     pub witness_interval: std::time::Duration,
     pub net: crate::listener::NetLimits,
+    pub bench_floor: bool,
 }
 
 /// Why the log could not start or stopped badly.
@@ -143,6 +144,7 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, std::thread::JoinHandle<()
     let (sequencer, thread) =
         Sequencer::start(store.clone(), signer.clone(), state, opts.sequencer.clone());
     let app = Arc::new(AppState {
+        bench_floor: opts.bench_floor,
         data: opts.data.clone(),
         store,
         sequencer: Arc::new(sequencer),
