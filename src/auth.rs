@@ -35,6 +35,8 @@ pub enum Scope {
     Append,
     Read,
     Admin,
+    /// Only `GET /v1/risk`: for risk engines that need no event content.
+    Risk,
 }
 
 /// A stored token, less the token itself.
@@ -56,7 +58,11 @@ impl TokenRecord {
     }
 
     fn allows(&self, scope: Scope) -> bool {
-        !self.revoked && self.scopes.iter().any(|&s| s == scope || s == Scope::Admin)
+        // admin implies every scope; read implies risk.
+        !self.revoked
+            && self.scopes.iter().any(|&s| {
+                s == scope || s == Scope::Admin || (s == Scope::Read && scope == Scope::Risk)
+            })
     }
 }
 

@@ -65,6 +65,9 @@ pub struct ServeConfig {
     /// Serve POST /v1/bench/noop, the benchmarks' floor [false].
     #[arg(long)]
     pub bench_floor: Option<bool>,
+    /// Detection thresholds (file only: a `[detections]` table).
+    #[arg(skip)]
+    pub detections: Option<crate::detect::Rules>,
 }
 
 impl ServeConfig {
@@ -95,7 +98,8 @@ impl ServeConfig {
             body_timeout_ms,
             max_header_bytes,
             log_format,
-            bench_floor
+            bench_floor,
+            detections
         )
     }
 
@@ -136,6 +140,7 @@ impl ServeConfig {
             },
             witnesses: self.witnesses,
             bench_floor: self.bench_floor.unwrap_or(false),
+            rules: self.detections.unwrap_or_default(),
             witness_interval: Duration::from_millis(
                 self.witness_interval_ms.unwrap_or(1000).max(10),
             ),

@@ -49,6 +49,10 @@ impl Default for Limits {
 
 /// What the handlers share.
 pub struct AppState {
+    /// The detection rules' state.
+    pub engine: Arc<std::sync::Mutex<crate::detect::Engine>>,
+    /// Where the detections start reading at startup.
+    pub replay_from: u64,
     /// Serve `POST /v1/bench/noop` (benchmarks' floor).
     pub bench_floor: bool,
     /// The data directory (backups are written under it).
@@ -84,6 +88,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/proof/inclusion", get(inclusion_proof))
         .route("/v1/proof/consistency", get(consistency_proof))
         .route("/healthz", get(healthz))
+        .route("/v1/risk", get(risk))
         .route("/metrics", get(metrics_text))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -821,7 +826,7 @@ async fn create_token(
         .ok_or_else(|| {
             ApiError::bad(
                 "scopes",
-                "a non-empty array of \"append\", \"read\", \"admin\"",
+                "a non-empty array of \"append\", \"read\", \"admin\", \"risk\"",
             )
         })?;
     let now = clock::now_ms();
@@ -943,6 +948,25 @@ async fn bench_noop(State(s): State<Arc<AppState>>, body: Body) -> Result<Json<V
     let body = read_body(body, &s.limits).await?;
     let v = crate::json::parse(&body).map_err(|e| ApiError::bad("body", e.to_string()))?;
     Ok(Json(json!({"ok": v.is_object() || v.is_array()})))
+}
+
+/// `GET /v1/risk?user=<uid or name>` (scope `risk` or `read`): the user's
+/// current risk level and score, the active reasons with their evidence
+/// indices, and the last successful MFA authentication.
+async fn risk(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&s, &headers, Scope::Risk)?;
+    let p = Params::parse(q)?;
+    p.only(&["user"])?;
+    let user = p
+        .str("user")
+        .filter(|u| !u.is_empty() && u.len() <= 256)
+        .ok_or_else(|| ApiError::bad("user", "a user uid or name of 1 to 256 bytes is required"))?;
+    let r = s.engine.lock().expect("not poisoned").risk(user);
+    Ok(Json(serde_json::to_value(r).expect("JSON")))
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -14,6 +14,8 @@ pub mod clock;
 pub mod config;
 pub mod cosign;
 pub mod datadir;
+pub mod detect;
+pub mod detecting;
 pub mod event;
 pub mod http;
 pub mod json;

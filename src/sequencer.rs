@@ -101,6 +101,8 @@ pub struct Sequencer {
     capacity: usize,
     head: Arc<RwLock<Arc<Head>>>,
     store: Arc<Store>,
+    /// The signed size, for followers (detections, streams).
+    size: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Sequencer {
@@ -119,6 +121,7 @@ impl Sequencer {
         })));
         let (tx, rx) = crossbeam_channel::unbounded();
         let queued = Arc::new(AtomicUsize::new(0));
+        let (size_tx, size_rx) = tokio::sync::watch::channel(state.size);
         let worker = Worker {
             store: store.clone(),
             signer,
@@ -126,6 +129,7 @@ impl Sequencer {
             config: config.clone(),
             queued: queued.clone(),
             head: head.clone(),
+            size: size_tx,
         };
         let thread = std::thread::Builder::new()
             .name("sequencer".into())
@@ -137,6 +141,7 @@ impl Sequencer {
             capacity: config.queue_capacity,
             head,
             store,
+            size: size_rx,
         };
         (seq, thread)
     }
@@ -144,6 +149,11 @@ impl Sequencer {
     /// The latest signed tree head.
     pub fn head(&self) -> Arc<Head> {
         self.head.read().expect("not poisoned").clone()
+    }
+
+    /// Follows the signed tree size.
+    pub fn watch_size(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.size.clone()
     }
 
     /// Events waiting for the sequencer.
@@ -305,6 +315,7 @@ struct Worker {
     config: Config,
     queued: Arc<AtomicUsize>,
     head: Arc<RwLock<Arc<Head>>>,
+    size: tokio::sync::watch::Sender<u64>,
 }
 
 impl Worker {
@@ -340,6 +351,7 @@ impl Worker {
         });
         *self.head.write().expect("not poisoned") = head.clone();
         self.state = state;
+        self.size.send_replace(state.size);
         head
     }
 

@@ -33,6 +33,7 @@ pub struct Options {
     pub witness_interval: std::time::Duration,
     pub net: crate::listener::NetLimits,
     pub bench_floor: bool,
+    pub rules: crate::detect::Rules,
 }
 
 /// Why the log could not start or stopped badly.
@@ -143,7 +144,13 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, std::thread::JoinHandle<()
     let signer = Arc::new(signer);
     let (sequencer, thread) =
         Sequencer::start(store.clone(), signer.clone(), state, opts.sequencer.clone());
+    let start = state.size.saturating_sub(crate::detecting::REPLAY);
+    let engine = Arc::new(std::sync::Mutex::new(crate::detect::Engine::new(
+        opts.rules.clone(),
+    )));
     let app = Arc::new(AppState {
+        engine,
+        replay_from: start,
         bench_floor: opts.bench_floor,
         data: opts.data.clone(),
         store,
@@ -169,6 +176,12 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
     if let Some(w) = &app.witnessing {
         tokio::spawn(w.clone().run(app.sequencer.clone(), app.store.clone()));
     }
+    tokio::spawn(crate::detecting::run(
+        app.engine.clone(),
+        app.sequencer.clone(),
+        app.store.clone(),
+        app.replay_from,
+    ));
     tracing::info!(%addr, "serving");
     crate::listener::serve(
         listener,
