@@ -222,46 +222,68 @@ impl Auditor {
             return Err(err("the stored replay is longer than the checkpoint"));
         }
         let mut report = Replay::default();
-        let mut leaves: Vec<(u64, Hash)> = Vec::new();
         let mut file = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .open(&hashes_path)
             .map_err(err)?;
         let mut n = start;
+        // In chunks of 64 bundles: a chunk's hashes are kept (and a later
+        // run resumes after them) only once its tiles and events checked.
         while n < cp.size {
-            let tile = n / 256;
-            let width = (cp.size - tile * 256).min(256) as u32;
-            let t = TileRef {
-                level: None,
-                index: tile,
-                width,
-            };
-            let bundle = self.get_ok(&format!("/{t}")).await?;
-            if bundle.len() != width as usize * 34 {
-                return Err(err(format!(
-                    "{t}: {} bytes, want {}",
-                    bundle.len(),
-                    width as usize * 34
-                )));
+            let chunk_end = cp.size.min((n / 256 + 64) * 256);
+            let kept = mem.0.len();
+            let mut leaves: Vec<(u64, Hash)> = Vec::new();
+            while n < chunk_end {
+                let tile = n / 256;
+                let width = (cp.size - tile * 256).min(256) as u32;
+                let t = TileRef {
+                    level: None,
+                    index: tile,
+                    width,
+                };
+                let bundle = self.get_ok(&format!("/{t}")).await?;
+                if bundle.len() != width as usize * 34 {
+                    return Err(err(format!(
+                        "{t}: {} bytes, want {}",
+                        bundle.len(),
+                        width as usize * 34
+                    )));
+                }
+                for (i, e) in bundle.chunks(34).enumerate() {
+                    let index = tile * 256 + i as u64;
+                    if index < n {
+                        continue;
+                    }
+                    if e[..2] != [0, 32] {
+                        return Err(err(format!("{t}: entry {i} is not 32 bytes")));
+                    }
+                    let commitment = Hash(e[2..].try_into().expect("32 bytes"));
+                    mem.append(tree::leaf_hash(&commitment.0));
+                    leaves.push((index, commitment));
+                }
+                n = tile * 256 + u64::from(width);
             }
-            for (i, e) in bundle.chunks(34).enumerate() {
-                let index = tile * 256 + i as u64;
-                if index < n {
-                    continue;
+            // Every hash tile this chunk completed or grew, byte for byte.
+            for t in tlog_tiles::Tile::new_tiles(crate::tiles::HEIGHT, leaves[0].0, n) {
+                let ours = t.read_data(&mem).map_err(err)?;
+                let r = TileRef {
+                    level: Some(t.level()),
+                    index: t.level_index(),
+                    width: t.width(),
+                };
+                let theirs = self.get_ok(&format!("/{r}")).await?;
+                if theirs[..] != ours[..] {
+                    return Err(err(format!("{r} differs from the tile the entries give")));
                 }
-                if e[..2] != [0, 32] {
-                    return Err(err(format!("{t}: entry {i} is not 32 bytes")));
-                }
-                let commitment = Hash(e[2..].try_into().expect("32 bytes"));
-                let before = mem.0.len();
-                mem.append(tree::leaf_hash(&commitment.0));
-                for h in &mem.0[before..] {
-                    file.write_all(&h.0).map_err(err)?;
-                }
-                leaves.push((index, commitment));
+                report.tiles += 1;
             }
-            n = tile * 256 + u64::from(width);
+            if self.token.is_some() {
+                self.check_events(&leaves, &mut report).await?;
+            }
+            for h in &mem.0[kept..] {
+                file.write_all(&h.0).map_err(err)?;
+            }
             file.sync_data().map_err(err)?;
             if cp.size > 10_000 {
                 eprintln!("replay: {n}/{} leaves ({}%)", cp.size, n * 100 / cp.size);
@@ -275,44 +297,39 @@ impl Auditor {
                 cp.root
             )));
         }
-        // Every hash tile the new leaves completed or grew, byte for byte.
-        for t in tlog_tiles::Tile::new_tiles(crate::tiles::HEIGHT, start, cp.size) {
-            let ours = t.read_data(&mem).map_err(err)?;
-            let r = TileRef {
-                level: Some(t.level()),
-                index: t.level_index(),
-                width: t.width(),
-            };
-            let theirs = self.get_ok(&format!("/{r}")).await?;
-            if theirs[..] != ours[..] {
-                return Err(err(format!("{r} differs from the tile the entries give")));
-            }
-            report.tiles += 1;
-        }
-        if self.token.is_some() {
-            for (index, commitment) in leaves {
-                let r = self.get(&format!("/v1/events/{index}")).await?;
-                match r.status().as_u16() {
-                    200 => {
-                        let v: Value =
-                            serde_json::from_slice(&r.bytes().await.map_err(err)?).map_err(err)?;
-                        let jcs = event::canonical(&v["event"]).map_err(err)?;
-                        let salt = base64::Engine::decode(
-                            &base64::prelude::BASE64_STANDARD,
-                            v["salt"].as_str().unwrap_or_default(),
-                        )
-                        .map_err(err)?;
-                        if event::commitment(&salt, &jcs) != commitment {
-                            return Err(err(format!("event {index} does not match its commitment: the private store was edited")));
-                        }
-                        report.events_checked += 1;
-                    }
-                    410 => report.events_redacted += 1,
-                    s => return Err(err(format!("GET /v1/events/{index}: {s}"))),
-                }
-            }
-        }
         Ok(report)
+    }
+
+    /// Each event's commitment recomputed from its salt and content.
+    async fn check_events(
+        &self,
+        leaves: &[(u64, Hash)],
+        report: &mut Replay,
+    ) -> Result<(), AuditError> {
+        for (index, commitment) in leaves {
+            let r = self.get(&format!("/v1/events/{index}")).await?;
+            match r.status().as_u16() {
+                200 => {
+                    let v: Value =
+                        serde_json::from_slice(&r.bytes().await.map_err(err)?).map_err(err)?;
+                    let jcs = event::canonical(&v["event"]).map_err(err)?;
+                    let salt = base64::Engine::decode(
+                        &base64::prelude::BASE64_STANDARD,
+                        v["salt"].as_str().unwrap_or_default(),
+                    )
+                    .map_err(err)?;
+                    if event::commitment(&salt, &jcs) != *commitment {
+                        return Err(err(format!(
+                            "event {index} does not match its commitment: the private store was edited"
+                        )));
+                    }
+                    report.events_checked += 1;
+                }
+                410 => report.events_redacted += 1,
+                s => return Err(err(format!("GET /v1/events/{index}: {s}"))),
+            }
+        }
+        Ok(())
     }
 }
 

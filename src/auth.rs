@@ -118,20 +118,19 @@ impl Tokens {
             .insert(hash, record);
     }
 
-    /// Sets the revoked flag of the unrevoked token named `name` (or, to
-    /// undo a revocation that did not commit, of a revoked one). Returns
-    /// whether a token changed.
-    pub fn set_revoked(&self, name: &str, revoked: bool) -> bool {
+    /// Marks the active token named `name` revoked in memory; returns its
+    /// hash, to undo exactly this if the revocation does not commit.
+    pub fn revoke(&self, name: &str) -> Option<[u8; 32]> {
         let mut map = self.by_hash.write().expect("not poisoned");
-        match map
-            .values_mut()
-            .find(|r| r.name == name && r.revoked != revoked)
-        {
-            Some(r) => {
-                r.revoked = revoked;
-                true
-            }
-            None => false,
+        let (hash, record) = map.iter_mut().find(|(_, r)| r.name == name && !r.revoked)?;
+        record.revoked = true;
+        Some(*hash)
+    }
+
+    /// Undoes `revoke` for the token with this hash.
+    pub fn unrevoke(&self, hash: &[u8; 32]) {
+        if let Some(r) = self.by_hash.write().expect("not poisoned").get_mut(hash) {
+            r.revoked = false;
         }
     }
 
@@ -208,8 +207,8 @@ mod tests {
             tokens.authorize(Some("Bearer sealog_wrong"), Scope::Append),
             Err(AuthError::Invalid)
         ));
-        assert!(tokens.set_revoked("writer", true));
-        assert!(!tokens.set_revoked("writer", true), "already revoked");
+        assert!(tokens.revoke("writer").is_some());
+        assert!(tokens.revoke("writer").is_none(), "already revoked");
         assert!(matches!(
             tokens.authorize(Some(&h(&writer)), Scope::Append),
             Err(AuthError::Invalid)

@@ -76,9 +76,17 @@ fn set_private(p: &Path) -> Result<(), String> {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).map_err(e)
 }
 
-/// `sealog restore --from FILE --data DIR`: a new data directory from a
-/// backup, checked (root re-derived, key matching the tree) before use.
-pub fn restore(from: &Path, data: &Path) -> Result<TreeState, String> {
+/// `sealog restore --from FILE --data DIR [--checkpoint CP]`: a new data
+/// directory from a backup, checked (root re-derived, key matching the
+/// tree) before use.
+///
+/// The restored log is read-only (it serves reads and proofs, refuses
+/// appends): the original may have signed sizes past the snapshot, and a
+/// restored log appending under the same key would sign other roots for
+/// them — two histories. Give `checkpoint`, the newest checkpoint the
+/// original published (from its witnesses, say), to show the snapshot has
+/// everything it ever signed; the restored log then appends.
+pub fn restore(from: &Path, data: &Path, checkpoint: Option<&Path>) -> Result<TreeState, String> {
     let dir = DataDir(data.to_path_buf());
     if dir.db().exists() {
         return Err(format!(
@@ -117,5 +125,28 @@ pub fn restore(from: &Path, data: &Path) -> Result<TreeState, String> {
     store
         .bind_identity(signer.origin(), &signer.vkey())
         .map_err(e)?;
+    let complete = match checkpoint {
+        None => false,
+        Some(p) => {
+            let note = std::fs::read(p).map_err(|x| format!("{}: {x}", p.display()))?;
+            let cp = crate::note::verify_checkpoint(&note, &signer.vkey())
+                .map_err(|x| format!("{}: {x}", p.display()))?;
+            if (cp.size, cp.root) != (state.size, state.root) {
+                return Err(format!(
+                    "the checkpoint is of size {}, the snapshot of size {}: the snapshot lacks what the log signed; restore without --checkpoint for a read-only log",
+                    cp.size, state.size
+                ));
+            }
+            true
+        }
+    };
+    if !complete {
+        store
+            .set_read_only(&format!(
+                "restored from a snapshot of size {}; appending could fork the original log",
+                state.size
+            ))
+            .map_err(e)?;
+    }
     Ok(state)
 }

@@ -64,7 +64,10 @@ pub async fn run(
             loop {
                 match sequencer.append(events.clone()).await {
                     Ok(_) => break,
-                    Err(crate::sequencer::AppendError::Stopped) => return,
+                    Err(
+                        crate::sequencer::AppendError::Stopped
+                        | crate::sequencer::AppendError::ReadOnly(_),
+                    ) => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "detections: finding not appended; retrying");
                         tokio::time::sleep(std::time::Duration::from_millis(200)).await;

@@ -73,6 +73,10 @@ pub struct Facets {
     /// `metadata.logged_time`, epoch milliseconds.
     #[serde(default)]
     pub logged_time: u64,
+    /// SHA-256 of the canonical event without `metadata.logged_time`: a
+    /// retry carries the same; another event reusing the uid does not.
+    #[serde(default)]
+    pub content: [u8; 32],
 }
 
 /// An event accepted for the log: its canonical bytes, its salt, the
@@ -114,6 +118,16 @@ pub fn prepare(event: Value, logged_time: u64) -> Result<Committed, EventError> 
         .get_mut("metadata")
         .and_then(Value::as_object_mut)
         .expect("validated: metadata is an object");
+    metadata.remove("logged_time");
+    let content: [u8; 32] = {
+        let without_time = serde_json_canonicalizer::to_vec(&map)
+            .map_err(|e| EventError::new("", format!("cannot canonicalize: {e}")))?;
+        Sha256::digest(&without_time).into()
+    };
+    let metadata = map
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .expect("validated: metadata is an object");
     metadata.insert("logged_time".into(), Value::from(logged_time));
     let uid = match metadata.get("uid") {
         None | Some(Value::Null) => {
@@ -143,6 +157,7 @@ pub fn prepare(event: Value, logged_time: u64) -> Result<Committed, EventError> 
             .map(String::from),
         uid,
         logged_time,
+        content,
     };
     let jcs = serde_json_canonicalizer::to_vec(&map)
         .map_err(|e| EventError::new("", format!("cannot canonicalize: {e}")))?;

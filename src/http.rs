@@ -184,6 +184,10 @@ impl IntoResponse for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "overloaded")
             }
             ApiError::Append(AppendError::Stopped) => (StatusCode::SERVICE_UNAVAILABLE, "stopping"),
+            ApiError::Append(AppendError::Refused(_)) => (StatusCode::CONFLICT, "uid_conflict"),
+            ApiError::Append(AppendError::ReadOnly(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "read_only")
+            }
             ApiError::Append(AppendError::Unwitnessed) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unwitnessed")
             }
@@ -396,8 +400,9 @@ impl Params {
     fn parse(q: Option<String>) -> Result<Self, ApiError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
             .map_err(|e| ApiError::bad("query", e.to_string()))?;
-        for (i, (k, _)) in pairs.iter().enumerate() {
-            if pairs[..i].iter().any(|(k2, _)| k2 == k) {
+        let mut seen = std::collections::HashSet::new();
+        for (k, _) in &pairs {
+            if !seen.insert(k.as_str()) {
                 return Err(ApiError::bad(k, "parameter given more than once"));
             }
         }
@@ -883,8 +888,14 @@ async fn revoke_token(
     let now = clock::now_ms();
     let audit = event::prepare(records::token_revoked(&name, &by.name, now), now)
         .map_err(|error| ApiError::InvalidEvent { index: None, error })?;
-    // Refuse the token at once; put it back only if the revocation fails.
-    s.tokens.set_revoked(&name, true);
+    // Refuse the token at once. Put it back only if the revocation surely
+    // did not commit (never queued); after a storage error it stays
+    // refused, the safe side, until a restart reads the store.
+    let Some(hash) = s.tokens.revoke(&name) else {
+        return Err(ApiError::NotFound(format!(
+            "no active token is named {name:?}"
+        )));
+    };
     let done = match s
         .sequencer
         .submit(Write::RevokeToken {
@@ -895,7 +906,9 @@ async fn revoke_token(
     {
         Ok(done) => done,
         Err(e) => {
-            s.tokens.set_revoked(&name, false);
+            if matches!(e, AppendError::QueueFull | AppendError::Stopped) {
+                s.tokens.unrevoke(&hash);
+            }
             return Err(e.into());
         }
     };

@@ -87,12 +87,16 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Make a new data directory from a backup.
+    /// Make a new data directory from a backup: read-only unless
+    /// --checkpoint shows the snapshot holds all the original ever signed.
     Restore {
         #[arg(long)]
         from: PathBuf,
         #[arg(long)]
         data: PathBuf,
+        /// The newest checkpoint the original log published.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
     },
     /// Check a stopped log's whole store: redb integrity, every stored hash
     /// re-derived from the entries, every event against its commitment.
@@ -346,7 +350,11 @@ fn main() -> ExitCode {
                     out.display()
                 )
             }),
-        Command::Restore { from, data } => sealog::backup::restore(&from, &data).map(|s| {
+        Command::Restore {
+            from,
+            data,
+            checkpoint,
+        } => sealog::backup::restore(&from, &data, checkpoint.as_deref()).map(|s| {
             println!(
                 "restored size {} root {} into {}",
                 s.size,

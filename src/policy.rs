@@ -137,6 +137,9 @@ impl Policy {
                     if members.iter().any(|m| !p.is_name(m)) {
                         return Err(err("a member is not defined on an earlier line"));
                     }
+                    if members.iter().collect::<BTreeSet<_>>().len() != members.len() {
+                        return Err(err("a member is listed twice"));
+                    }
                     let n = members.len();
                     let k = match f[2] {
                         "all" => n,
@@ -300,6 +303,7 @@ mod tests {
             ("quorum none\nquorum none\n".to_string(), 2),
             ("frobnicate\nquorum none\n".to_string(), 1),
             (format!("group G any A\nwitness A {vk}\nquorum G\n"), 1),
+            (format!("witness A {vk}\ngroup G 2 A A\nquorum G\n"), 2),
         ] {
             let e = Policy::parse(&text)
                 .err()

@@ -72,6 +72,10 @@ pub enum AppendError {
     Storage(String),
     #[error("no checkpoint has met the witness quorum yet")]
     Unwitnessed,
+    #[error("{0}")]
+    Refused(crate::store::Refusal),
+    #[error("the log is read-only: {0}")]
+    ReadOnly(String),
 }
 
 struct Job {
@@ -130,6 +134,8 @@ impl Sequencer {
             queued: queued.clone(),
             head: head.clone(),
             size: size_tx,
+            halted: false,
+            read_only: store.read_only().ok().flatten(),
         };
         let thread = std::thread::Builder::new()
             .name("sequencer".into())
@@ -189,8 +195,10 @@ impl Sequencer {
     /// its receipt is the original one, marked `duplicate`.
     pub async fn append(&self, events: Vec<Committed>) -> Result<Vec<Receipt>, AppendError> {
         let done = self.submit(Write::Append(events)).await?;
-        let (Outcome::Appended(placed), Write::Append(events)) = (done.outcome, done.write) else {
-            unreachable!("an append answers Appended");
+        let (placed, events) = match (done.outcome, done.write) {
+            (Outcome::Appended(placed), Write::Append(events)) => (placed, events),
+            (Outcome::Refused(r), _) => return Err(AppendError::Refused(r)),
+            _ => unreachable!("an append answers Appended or Refused"),
         };
         let snap = self
             .store
@@ -316,25 +324,32 @@ struct Worker {
     queued: Arc<AtomicUsize>,
     head: Arc<RwLock<Arc<Head>>>,
     size: tokio::sync::watch::Sender<u64>,
+    /// Set when the durable state is in doubt: no more writes or
+    /// signatures until a restart.
+    halted: bool,
+    /// Set for a restored log (see `Store::read_only`).
+    read_only: Option<String>,
 }
 
 impl Worker {
-    /// After an I/O error: reopen the database and take its durable state
-    /// (redb commits are atomic, so it is either the old state or, if the
-    /// failed-looking commit did land, the new one; either way signed only
-    /// now that it is durable).
+    /// After an I/O error: reopen the database. If it then shows a state
+    /// other than the last one committed, the failed commit may sit in the
+    /// page cache only: signing it could sign a root a power loss takes
+    /// back. The sequencer halts instead (every write then 503s) and a
+    /// restart reads what is durable.
     fn recover(&mut self) {
         let state = self.store.reopen().and_then(|()| self.store.tree_state());
         match state {
-            Ok(state) => {
-                if state != self.state {
-                    tracing::warn!(
-                        size = state.size,
-                        "a batch reported as failed was durable; adopting it"
-                    );
-                    self.publish(state);
-                }
+            Ok(state) if state == self.state => {
                 tracing::info!(size = state.size, "database reopened after an I/O error");
+            }
+            Ok(state) => {
+                tracing::error!(
+                    size = state.size,
+                    signed = self.state.size,
+                    "a batch reported as failed is in the store; halting appends until a restart"
+                );
+                self.halted = true;
             }
             Err(e) => {
                 tracing::error!(error = %e, "database not reopened; will retry on the next batch")
@@ -406,6 +421,20 @@ impl Worker {
 
     fn commit(&mut self, batch: Vec<Job>) {
         let count: usize = batch.iter().map(|j| weight(&j.write)).sum();
+        if let Some(why) = &self.read_only {
+            for job in batch {
+                let _ = job.reply.send(Err(AppendError::ReadOnly(why.clone())));
+            }
+            return;
+        }
+        if self.halted {
+            for job in batch {
+                let _ = job.reply.send(Err(AppendError::Storage(
+                    "halted after a storage failure; restart the log".into(),
+                )));
+            }
+            return;
+        }
         let started = Instant::now();
         let (writes, replies): (Vec<Write>, Vec<_>) =
             batch.into_iter().map(|j| (j.write, j.reply)).unzip();

@@ -34,7 +34,7 @@ const HASHES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("hashes");
 const ENTRIES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("entries");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const LEAVES: TableDefinition<[u8; 32], u64> = TableDefinition::new("leaves");
-const UIDS: TableDefinition<&str, u64> = TableDefinition::new("uids");
+const UIDS: TableDefinition<&str, &[u8]> = TableDefinition::new("uids");
 const FACETS: TableDefinition<u64, &[u8]> = TableDefinition::new("facets");
 const BY_USER: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_user");
 const BY_ACTOR: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_actor");
@@ -150,6 +150,8 @@ pub enum Refusal {
     TokenExists(String),
     #[error("no active token is named {0:?}")]
     NoSuchToken(String),
+    #[error("metadata.uid {uid:?} is event {index}, whose content differs")]
+    UidConflict { uid: String, index: u64 },
 }
 
 /// The log's database.
@@ -352,6 +354,16 @@ impl Store {
     pub fn backup_to(&self, path: &Path) -> Result<TreeState, StoreError> {
         let tx = self.begin_read()?;
         let state = self.tree_state_in(&tx)?;
+        // Private from the first byte: it will hold every event.
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?;
+        }
         let out = Database::create(path)?;
         macro_rules! copy {
             ($($t:ident),*) => {$({
@@ -378,6 +390,25 @@ impl Store {
             BY_TIME, REDACTED, META, TOKENS
         );
         Ok(state)
+    }
+
+    /// Why this store must not be appended to, if it must not: a log
+    /// restored from a backup could sign, under the original key, sizes the
+    /// original already signed with other roots.
+    pub fn read_only(&self) -> Result<Option<String>, StoreError> {
+        let tx = self.begin_read()?;
+        let meta = tx.open_table(META)?;
+        Ok(meta
+            .get("read_only")?
+            .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+    }
+
+    /// Marks the store read-only, with the reason.
+    pub fn set_read_only(&self, why: &str) -> Result<(), StoreError> {
+        let tx = self.begin_write()?;
+        tx.open_table(META)?.insert("read_only", why.as_bytes())?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// The largest `metadata.logged_time` ever appended.
@@ -460,7 +491,7 @@ struct Tables<'tx> {
     entries: Table<'tx, u64, [u8; 32]>,
     events: Table<'tx, u64, &'static [u8]>,
     leaves: Table<'tx, [u8; 32], u64>,
-    uids: Table<'tx, &'static str, u64>,
+    uids: Table<'tx, &'static str, &'static [u8]>,
     facets: Table<'tx, u64, &'static [u8]>,
     by_user: Table<'tx, (&'static str, u64), ()>,
     by_actor: Table<'tx, (&'static str, u64), ()>,
@@ -471,7 +502,7 @@ struct Tables<'tx> {
     meta: Table<'tx, &'static str, &'static [u8]>,
     tokens: Table<'tx, [u8; 32], &'static [u8]>,
     /// uids appended in this transaction, for in-batch retries.
-    batch_uids: HashMap<String, u64>,
+    batch_uids: HashMap<String, (u64, [u8; 32])>,
     /// The largest logged_time appended in this transaction.
     logged_time: u64,
     body: Vec<u8>,
@@ -503,12 +534,32 @@ impl<'tx> Tables<'tx> {
 
     fn apply(&mut self, w: &Write) -> Result<Outcome, StoreError> {
         Ok(match w {
-            Write::Append(events) => Outcome::Appended(
-                events
-                    .iter()
-                    .map(|e| self.append_once(e))
-                    .collect::<Result<_, _>>()?,
-            ),
+            Write::Append(events) => {
+                // A uid reused for other content refuses the whole request.
+                let mut mine: HashMap<&str, &[u8; 32]> = HashMap::new();
+                for e in events {
+                    let f = &e.facets;
+                    let known = match self.known_uid(&f.uid)? {
+                        Some((index, content)) => Some((index, content)),
+                        None => mine.get(f.uid.as_str()).map(|c| (u64::MAX, **c)),
+                    };
+                    if let Some((index, content)) = known {
+                        if content != f.content {
+                            return Ok(Outcome::Refused(Refusal::UidConflict {
+                                uid: f.uid.clone(),
+                                index,
+                            }));
+                        }
+                    }
+                    mine.insert(&f.uid, &f.content);
+                }
+                Outcome::Appended(
+                    events
+                        .iter()
+                        .map(|e| self.append_once(e))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
             Write::Redact { index, record } => {
                 if *index >= self.size {
                     return Ok(Outcome::Refused(Refusal::NoSuchEvent(*index)));
@@ -576,13 +627,22 @@ impl<'tx> Tables<'tx> {
         Ok(None)
     }
 
-    /// Appends `e` unless its uid is already in the log.
-    fn append_once(&mut self, e: &Committed) -> Result<Placed, StoreError> {
-        if let Some(&i) = self.batch_uids.get(&e.facets.uid) {
-            return Ok(Placed::Duplicate(i));
+    /// The index and content hash of the event with `uid`, if logged.
+    fn known_uid(&self, uid: &str) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+        if let Some(&v) = self.batch_uids.get(uid) {
+            return Ok(Some(v));
         }
-        if let Some(i) = self.uids.get(e.facets.uid.as_str())? {
-            return Ok(Placed::Duplicate(i.value()));
+        match self.uids.get(uid)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(decode_uid(v.value())?)),
+        }
+    }
+
+    /// Appends `e` unless its uid is already in the log (with the same
+    /// content: `apply` refused other content before).
+    fn append_once(&mut self, e: &Committed) -> Result<Placed, StoreError> {
+        if let Some((i, _)) = self.known_uid(&e.facets.uid)? {
+            return Ok(Placed::Duplicate(i));
         }
         Ok(Placed::New(self.append(e)?))
     }
@@ -608,8 +668,10 @@ impl<'tx> Tables<'tx> {
             self.leaves.insert(leaf.0, n)?;
         }
         let f = &e.facets;
-        self.uids.insert(f.uid.as_str(), n)?;
-        self.batch_uids.insert(f.uid.clone(), n);
+        let mut uid_row = n.to_be_bytes().to_vec();
+        uid_row.extend_from_slice(&f.content);
+        self.uids.insert(f.uid.as_str(), uid_row.as_slice())?;
+        self.batch_uids.insert(f.uid.clone(), (n, f.content));
         let facets = serde_json::to_vec(f).expect("facets serialize");
         self.facets.insert(n, facets.as_slice())?;
         for u in &f.users {
@@ -642,6 +704,13 @@ impl<'tx> Tables<'tx> {
         self.by_time.remove((f.time, n))?;
         Ok(())
     }
+}
+
+fn decode_uid(v: &[u8]) -> Result<(u64, [u8; 32]), StoreError> {
+    if v.len() != 40 {
+        return Err(StoreError::Corrupt("a uids row is not 40 bytes".into()));
+    }
+    Ok((be_u64(&v[..8]), v[8..].try_into().expect("32 bytes")))
 }
 
 fn be_u64(b: &[u8]) -> u64 {
@@ -769,7 +838,10 @@ impl Snapshot {
     /// The index of the event with `metadata.uid` = `uid`.
     pub fn uid_index(&self, uid: &str) -> Result<Option<u64>, StoreError> {
         let t = self.tx.open_table(UIDS)?;
-        Ok(t.get(uid)?.map(|v| v.value()))
+        match t.get(uid)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(decode_uid(v.value())?.0)),
+        }
     }
 
     /// Leaf indexes under `key`, in (key, index) order or its reverse,
@@ -949,6 +1021,29 @@ mod tests {
         let (s2, placed) = store.append(s1, vec![event(1), event(2)]).unwrap();
         assert_eq!(placed, [Placed::Duplicate(1), Placed::New(2)]);
         assert_eq!(s2.size, 3);
+    }
+
+    #[test]
+    fn a_uid_reused_for_other_content_refuses_the_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let (s, _) = store
+            .append(store.tree_state().unwrap(), vec![event(0)])
+            .unwrap();
+        let mut other = event(1);
+        other.facets.uid = "uid-0".into();
+        other.facets.content = [9; 32];
+        let (s2, out, _) = store
+            .write(s, vec![Write::Append(vec![event(2), other])])
+            .unwrap();
+        assert_eq!(
+            out,
+            [Outcome::Refused(Refusal::UidConflict {
+                uid: "uid-0".into(),
+                index: 0
+            })]
+        );
+        assert_eq!(s2.size, 1, "nothing of the request appended");
     }
 
     #[test]

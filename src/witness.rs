@@ -250,10 +250,14 @@ impl Witness {
             return Err(AddError::Conflict(have_size));
         }
         match have_root {
-            None if !req.proof.is_empty() => {
-                return Err(AddError::BadProof(
-                    "a proof from size 0 must be empty".into(),
-                ))
+            // From size 0 (never cosigned, or a size-0 checkpoint) there is
+            // nothing to prove consistent with: the proof must be empty.
+            _ if req.old == 0 => {
+                if !req.proof.is_empty() {
+                    return Err(AddError::BadProof(
+                        "a proof from size 0 must be empty".into(),
+                    ));
+                }
             }
             None => {}
             Some(r) if req.old == size => {

@@ -130,6 +130,20 @@ async fn an_online_backup_restores_to_a_log_consistent_with_the_live_one() {
     // The restored log reads events with the same admin token, and checks clean.
     let v: serde_json::Value = restored.get_json_auth(&c, "/v1/events/7").await;
     assert_eq!(v["event"]["unmapped"]["tag"], 6);
+    // It refuses appends: the original signed sizes past the snapshot, and
+    // appending under the same key would sign other roots for them.
+    let r = c
+        .post(format!("{}/v1/events", restored.url))
+        .bearer_auth(&restored.token)
+        .json(&auth_event(1, json!(1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"]["code"],
+        "read_only"
+    );
     let mut restored = restored;
     assert_eq!(restored.stop(), Some(0));
     assert!(sealog(&["check", "--data", restored_dir.to_str().unwrap()])
@@ -145,4 +159,42 @@ async fn an_online_backup_restores_to_a_log_consistent_with_the_live_one() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("backup of size {}", now.size)));
+    // With the original's newest checkpoint, a complete snapshot restores
+    // to a log that appends; an incomplete one is refused that way.
+    let cp_file = tmp.path().join("newest.checkpoint");
+    let (child_note, _) = {
+        let mut l = Server::start_in(live.data_dir(), &[]);
+        let note = l.get_text(&c, "/checkpoint").await;
+        assert_eq!(l.stop(), Some(0));
+        (note, ())
+    };
+    std::fs::write(&cp_file, &child_note).unwrap();
+    let full = tmp.path().join("full");
+    let out = sealog(&[
+        "restore",
+        "--from",
+        file2.to_str().unwrap(),
+        "--data",
+        full.to_str().unwrap(),
+        "--checkpoint",
+        cp_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let full_log = Server::start_in(&full, &[]);
+    full_log.append(&c, auth_event(2, json!(2))).await;
+    let partial = tmp.path().join("partial");
+    let out = sealog(&[
+        "restore",
+        "--from",
+        file.to_str().unwrap(),
+        "--data",
+        partial.to_str().unwrap(),
+        "--checkpoint",
+        cp_file.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
 }

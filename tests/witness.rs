@@ -152,6 +152,14 @@ async fn the_witness_answers_every_case_of_the_spec() {
         422
     );
 
+    // A size-0 checkpoint is cosigned, and the witness goes on from it.
+    assert_eq!(add(&c, &url, b.body(0, 0)).await.0, 200);
+    assert_eq!(
+        add(&c, &url, b.body(0, 5)).await.0,
+        200,
+        "onward from a cosigned size 0"
+    );
+
     // 200: the first checkpoint, from size 0; the cosignature verifies.
     let (st, _, text) = add(&c, &url, a.body(0, 5)).await;
     assert_eq!(st, 200, "{text}");
