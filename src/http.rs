@@ -79,6 +79,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/events/{index}", get(read_event))
         .route("/v1/events/{index}/receipt", get(event_receipt))
         .route("/v1/events/{index}/redact", post(redact))
+        .route("/v1/events/{index}/assurance", get(assurance))
+        .route("/v1/stream", get(stream))
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{name}/revoke", post(revoke_token))
         .route("/v1/admin/backup", post(admin_backup))
@@ -980,6 +982,132 @@ async fn risk(
         .ok_or_else(|| ApiError::bad("user", "a user uid or name of 1 to 256 bytes is required"))?;
     let r = s.engine.lock().expect("not poisoned").risk(user);
     Ok(Json(serde_json::to_value(r).expect("JSON")))
+}
+
+/// `GET /v1/events/<index>/assurance[?window_ms=N]` (scope `read`): the
+/// step-up authentication covering a sensitive action (same user, and
+/// session when the action names one; a successful MFA logon within the
+/// window before it, default 15 min), as two receipts proven against the
+/// same checkpoint; or `"step_up": null` with the window searched.
+async fn assurance(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Path(index): axum::extract::Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&s, &headers, Scope::Read)?;
+    let index = path_index(&index)?;
+    let p = Params::parse(q)?;
+    p.only(&["window_ms"])?;
+    let window = p.u64("window_ms")?.unwrap_or(15 * 60_000);
+    if window == 0 || window > 24 * 3_600_000 {
+        return Err(ApiError::bad("window_ms", "must be in 1..=86400000"));
+    }
+    let head = s.sequencer.head();
+    let snap = s.store.snapshot()?;
+    let action = stored_event(&snap, index, head.size)?;
+    let v: Value =
+        serde_json::from_slice(&action.jcs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let (user, session) = crate::assurance::subject(&v);
+    let user =
+        user.ok_or_else(|| ApiError::bad("index", "the event names no user or actor.user"))?;
+    let time = v["time"].as_u64().unwrap_or(0);
+    let searched = json!({"user": user, "session": session, "from": time.saturating_sub(window), "to": time, "window_ms": window});
+    let reader = MemoHashes::new(&snap);
+    let action_receipt = sequencer::stored_receipt(&snap, &reader, index, &head)?;
+    match crate::assurance::find(&snap, index, &user, session.as_deref(), time, window)? {
+        Some(i) => Ok(Json(json!({
+            "action": action_receipt,
+            "step_up": sequencer::stored_receipt(&snap, &reader, i, &head)?,
+            "searched": searched,
+        }))),
+        None => Ok(Json(json!({
+            "action": action_receipt,
+            "step_up": null,
+            "message": "no step-up found",
+            "searched": searched,
+        }))),
+    }
+}
+
+/// `GET /v1/stream?from=<index>&class_uid=&user=` (scope `read`):
+/// server-sent events, one per committed event in index order, from `from`
+/// (or after the `Last-Event-ID` a reconnecting client sends), then live.
+/// Each SSE id is the event's index. The stream reads the store at the
+/// consumer's pace: nothing is buffered per consumer, so a slow one never
+/// holds up appends, and any consumer resumes exactly where it stopped.
+async fn stream(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    authorize(&s, &headers, Scope::Read)?;
+    let p = Params::parse(q)?;
+    p.only(&["from", "class_uid", "user"])?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| ApiError::bad("Last-Event-ID", "not an index"))
+        })
+        .transpose()?;
+    let from = match resume {
+        Some(id) => id + 1,
+        None => p.u64("from")?.unwrap_or(0),
+    };
+    let class = p.u64("class_uid")?;
+    let user = p.str("user").map(String::from);
+    let state = (
+        s.clone(),
+        from,
+        s.sequencer.watch_size(),
+        Vec::<(u64, Value)>::new(),
+    );
+    let events = futures_util::stream::unfold(state, move |(s, mut next, mut size, mut buf)| {
+        let user = user.clone();
+        async move {
+            loop {
+                if let Some((i, v)) = buf.pop() {
+                    let ev = Event::default()
+                        .id(i.to_string())
+                        .json_data(json!({"index": i, "event": v}))
+                        .ok()?;
+                    return Some((Ok::<_, std::convert::Infallible>(ev), (s, next, size, buf)));
+                }
+                let target = *size.borrow_and_update();
+                if next < target {
+                    let end = target.min(next + 256);
+                    let snap = s.store.snapshot().ok()?;
+                    for i in next..end {
+                        if let Ok(EventRow::Present(e)) = snap.event(i) {
+                            let Ok(v) = serde_json::from_slice::<Value>(&e.jcs) else {
+                                continue;
+                            };
+                            let class_ok = class.is_none_or(|c| v["class_uid"].as_u64() == Some(c));
+                            let user_ok = user.as_ref().is_none_or(|u| {
+                                snap.facets(i)
+                                    .ok()
+                                    .flatten()
+                                    .is_some_and(|f| f.users.contains(u) || f.actors.contains(u))
+                            });
+                            if class_ok && user_ok {
+                                buf.push((i, v));
+                            }
+                        }
+                    }
+                    buf.reverse();
+                    next = end;
+                    continue;
+                }
+                size.changed().await.ok()?;
+            }
+        }
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 /// `GET /metrics`: Prometheus text format.

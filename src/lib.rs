@@ -6,6 +6,7 @@
 //! `receipt` and `client` are the verification side and depend on
 //! nothing server-side.
 
+pub mod assurance;
 pub mod audit;
 pub mod auth;
 pub mod backup;

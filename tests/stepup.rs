@@ -1,0 +1,199 @@
+//! Step-up evidence and the live stream, with the real binary.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{auth_event, receipts, Server};
+use serde_json::{json, Value};
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn mfa_logon(user: &str, session: &str, time: u64) -> Value {
+    json!({
+        "class_uid": 3002, "activity_id": 1, "severity_id": 1, "status_id": 1, "time": time, "is_mfa": true,
+        "auth_factors": [{"factor_type_id": 10}], "user": {"uid": user}, "session": {"uid": session},
+        "dst_endpoint": {"hostname": "sso.example.com"},
+        "metadata": {"version": "1.8.0", "product": {"name": "Example IdP"}}
+    })
+}
+
+fn sensitive(user: &str, session: &str, time: u64) -> Value {
+    json!({
+        "class_uid": 6003, "activity_id": 3, "severity_id": 3, "time": time,
+        "actor": {"user": {"uid": user}, "session": {"uid": session}},
+        "api": {"operation": "DeleteAuditPolicy"}, "src_endpoint": {"ip": "10.1.1.1"},
+        "metadata": {"version": "1.8.0", "product": {"name": "Admin API"}}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assurance_finds_present_and_refuses_absent_expired_and_other_session_step_ups() {
+    let s = Server::start(&[]);
+    let c = Server::client();
+    let t0 = now_ms() - 3_600_000;
+    let mfa = receipts(&s.append(&c, mfa_logon("u-5", "s-1", t0)).await)[0].index;
+    let idx = |body: String| receipts(&body)[0].index;
+    let present = idx(s.append(&c, sensitive("u-5", "s-1", t0 + 5 * 60_000)).await);
+    let expired = idx(s
+        .append(&c, sensitive("u-5", "s-1", t0 + 30 * 60_000))
+        .await);
+    let other_session = idx(s.append(&c, sensitive("u-5", "s-2", t0 + 5 * 60_000)).await);
+    let absent = idx(s.append(&c, sensitive("u-6", "s-9", t0 + 5 * 60_000)).await);
+    let before = idx(s.append(&c, sensitive("u-7", "s-7", t0 - 60_000)).await);
+    let later_mfa = idx(s.append(&c, mfa_logon("u-7", "s-7", t0)).await);
+    let _ = later_mfa;
+
+    let v: Value = s
+        .get_json_auth(&c, &format!("/v1/events/{present}/assurance"))
+        .await;
+    let action: sealog::receipt::Receipt = serde_json::from_value(v["action"].clone()).unwrap();
+    let step_up: sealog::receipt::Receipt = serde_json::from_value(v["step_up"].clone()).unwrap();
+    assert_eq!((action.index, step_up.index), (present, mfa));
+    assert_eq!(
+        action.checkpoint, step_up.checkpoint,
+        "proven against the same checkpoint"
+    );
+    let a = sealog::client::verify_receipt(&action, &s.vkey).unwrap();
+    let b = sealog::client::verify_receipt(&step_up, &s.vkey).unwrap();
+    assert_eq!(a, b);
+
+    for (what, index) in [
+        ("expired", expired),
+        ("other session", other_session),
+        ("absent", absent),
+        ("after the action", before),
+    ] {
+        let v: Value = s
+            .get_json_auth(&c, &format!("/v1/events/{index}/assurance"))
+            .await;
+        assert!(v["step_up"].is_null(), "{what}: {v}");
+        assert_eq!(v["message"], "no step-up found");
+        assert_eq!(v["searched"]["window_ms"], 900_000);
+        assert!(v["searched"]["from"].as_u64().is_some());
+    }
+    // A wider window reaches the expired one's step-up.
+    let v: Value = s
+        .get_json_auth(
+            &c,
+            &format!("/v1/events/{expired}/assurance?window_ms=3600000"),
+        )
+        .await;
+    assert_eq!(v["step_up"]["index"], mfa);
+    for bad in ["window_ms=0", "window_ms=999999999", "x=1"] {
+        let r = c
+            .get(format!("{}/v1/events/{present}/assurance?{bad}", s.url))
+            .bearer_auth(&s.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+}
+
+/// Reads SSE events until `want` ids are seen or the stream ends; stops
+/// early (a forced disconnect) after `cut` events.
+async fn read_sse(
+    c: &reqwest::Client,
+    s: &Server,
+    last: Option<u64>,
+    cut: usize,
+    seen: &mut Vec<u64>,
+    want: u64,
+) {
+    let mut req = c
+        .get(format!("{}/v1/stream?from=0", s.url))
+        .bearer_auth(&s.token);
+    if let Some(id) = last {
+        req = req.header("Last-Event-ID", id.to_string());
+    }
+    let mut r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut buf = String::new();
+    let mut got = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, r.chunk())
+        .await
+        .unwrap_or(Ok(None))
+    {
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            if let Some(id) = block.lines().find_map(|l| l.strip_prefix("id: ")) {
+                let id: u64 = id.parse().unwrap();
+                let data: Value = serde_json::from_str(
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix("data: "))
+                        .unwrap(),
+                )
+                .unwrap();
+                assert_eq!(data["index"], id);
+                seen.push(id);
+                got += 1;
+                if got == cut || seen.len() as u64 >= want {
+                    return; // drop the connection
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_stream_delivers_every_event_once_across_disconnects_under_load() {
+    let s = Server::start(&[]);
+    let c = Server::client();
+    let total = 400u64;
+    let writer = {
+        let (c, url, token) = (c.clone(), s.url.clone(), s.token.clone());
+        tokio::spawn(async move {
+            for k in 0..(total / 10) {
+                let batch: Vec<Value> = (0..10)
+                    .map(|j| auth_event(k * 10 + j, json!(k * 10 + j)))
+                    .collect();
+                let r = c
+                    .post(format!("{url}/v1/events"))
+                    .bearer_auth(&token)
+                    .json(&batch)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let want = total + 1; // and the admin token's record
+    let mut seen = Vec::new();
+    let mut last = None;
+    for _ in 0..50 {
+        read_sse(&c, &s, last, 60, &mut seen, want).await;
+        last = seen.last().copied();
+        if seen.len() as u64 >= want {
+            break;
+        }
+    }
+    writer.await.unwrap();
+    assert_eq!(seen.len() as u64, want, "every event delivered");
+    let distinct: BTreeSet<u64> = seen.iter().copied().collect();
+    assert_eq!(distinct.len(), seen.len(), "exactly once");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in index order");
+    assert_eq!(distinct, (0..want).collect());
+    // Filters, and the scope.
+    let r = c.get(format!("{}/v1/stream", s.url)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c
+        .get(format!("{}/v1/stream", s.url))
+        .bearer_auth(&s.token)
+        .header("Last-Event-ID", "x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
