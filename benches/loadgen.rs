@@ -69,9 +69,23 @@ fn parse_args() -> Args {
     a
 }
 
-/// A realistic OCSF 1.8 Authentication (3002) event, about 600 bytes.
+/// A realistic OCSF 1.8 event of about 600 bytes: every tenth an Account
+/// Change (3001: lock, MFA factor enable, password change), the others
+/// Authentication (3002).
 fn auth_event(n: u64) -> serde_json::Value {
     let user = n % 5000;
+    if n % 10 == 5 {
+        let activity = [9, 10, 3][(n / 10 % 3) as usize];
+        return serde_json::json!({
+            "class_uid": 3001, "category_uid": 3, "activity_id": activity, "time": 1_763_800_000_000u64 + n,
+            "severity_id": 2, "status_id": 1,
+            "user": {"uid": format!("u-{user:06}"), "name": format!("user{user}@example.com"), "type_id": 1},
+            "actor": {"user": {"uid": "svc-iam", "name": "iam-automation"}},
+            "src_endpoint": {"ip": format!("10.{}.{}.{}", n % 7, n % 251, n % 253)},
+            "message": "account policy enforcement",
+            "metadata": {"version": "1.8.0", "product": {"name": "Example Directory", "vendor_name": "Example"}, "uid": format!("evt-{n:012}")}
+        });
+    }
     serde_json::json!({
         "class_uid": 3002, "category_uid": 3, "activity_id": 1, "type_uid": 300201,
         "time": 1_763_800_000_000u64 + n, "severity_id": 1,
@@ -237,6 +251,17 @@ async fn main() {
                             format!("tile/entries/{}", tile_index(n))
                         };
                         let r = client.get(format!("{url}/{path}")).send().await;
+                        ok_body(r).await
+                    }
+                    "risk" => {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        let r = client
+                            .get(format!("{url}/v1/risk?user=u-{:06}", rng % 5000))
+                            .bearer_auth(&token)
+                            .send()
+                            .await;
                         ok_body(r).await
                     }
                     "query" => {
