@@ -171,14 +171,8 @@ async fn main() {
                 let t0 = Instant::now();
                 let ok = match scenario.as_str() {
                     "append" | "fill" => {
-                        let base = counter.fetch_add(batch as u64, Ordering::Relaxed);
-                        let body = if batch == 1 {
-                            serde_json::to_vec(&auth_event(base)).unwrap()
-                        } else {
-                            let v: Vec<_> =
-                                (0..batch as u64).map(|i| auth_event(base + i)).collect();
-                            serde_json::to_vec(&v).unwrap()
-                        };
+                        let body =
+                            request_body(counter.fetch_add(batch as u64, Ordering::Relaxed), batch);
                         let r = client
                             .post(format!("{url}/v1/events"))
                             .bearer_auth(&token)
@@ -207,14 +201,8 @@ async fn main() {
                         }
                     }
                     "noop" => {
-                        let base = counter.fetch_add(batch as u64, Ordering::Relaxed);
-                        let body = if batch == 1 {
-                            serde_json::to_vec(&auth_event(base)).unwrap()
-                        } else {
-                            let v: Vec<_> =
-                                (0..batch as u64).map(|i| auth_event(base + i)).collect();
-                            serde_json::to_vec(&v).unwrap()
-                        };
+                        let body =
+                            request_body(counter.fetch_add(batch as u64, Ordering::Relaxed), batch);
                         let r = client
                             .post(format!("{url}/v1/bench/noop"))
                             .header("content-type", "application/json")
@@ -353,6 +341,16 @@ async fn main() {
             after as f64 / size_after.max(1) as f64,
             (after.saturating_sub(before)) as f64 / (size_after - size_before).max(1) as f64
         );
+    }
+}
+
+/// One event, or an array of `batch` events, numbered from `base`.
+fn request_body(base: u64, batch: usize) -> Vec<u8> {
+    if batch == 1 {
+        serde_json::to_vec(&auth_event(base)).unwrap()
+    } else {
+        let v: Vec<_> = (0..batch as u64).map(|i| auth_event(base + i)).collect();
+        serde_json::to_vec(&v).unwrap()
     }
 }
 
