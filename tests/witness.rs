@@ -454,28 +454,29 @@ async fn three_witnesses_one_down_a_forged_fork_and_the_auditor() {
         a.extend(extra);
         sealog(&a)
     };
+    // A replay with a read token; returns what it printed.
+    let replay = |log: &str| {
+        let out = audit(
+            log,
+            "replayer",
+            &["--replay", "--token-file", p("log/admin.token").leak()],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
     let out = audit(&url, "auditor", &[]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = audit(
-        &url,
-        "replayer",
-        &["--replay", "--token-file", p("log/admin.token").leak()],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("replayed 51 new leaves"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("51 events checked"));
+    let stdout = replay(&url);
+    assert!(stdout.contains("replayed 51 new leaves"), "{stdout}");
+    assert!(stdout.contains("51 events checked"), "{stdout}");
 
     // A forged fork: a second instance with the same key signs another
     // tree of the same origin.
@@ -600,21 +601,8 @@ async fn three_witnesses_one_down_a_forged_fork_and_the_auditor() {
         .await
         .unwrap();
     wait_for_cosigned(&c, &url, &policy, 56).await;
-    let out = audit(
-        &url,
-        "replayer",
-        &["--replay", "--token-file", p("log/admin.token").leak()],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("replayed 5 new leaves"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let stdout = replay(&url);
+    assert!(stdout.contains("replayed 5 new leaves"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
