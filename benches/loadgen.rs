@@ -69,6 +69,28 @@ fn parse_args() -> Args {
     a
 }
 
+/// A producer-style `metadata.uid`: a random-looking UUID, unique to this
+/// run (`RUN`) and `n`, so that runs on one log never repeat an event and
+/// the uid index sees keys as scattered as real producers' UUIDs.
+fn event_uid(n: u64) -> String {
+    use sha2::Digest;
+    let run = *RUN.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    });
+    let h = sha2::Sha256::new()
+        .chain_update(run.to_be_bytes())
+        .chain_update(n.to_be_bytes())
+        .finalize();
+    let x: String = h[..16].iter().map(|b| format!("{b:02x}")).collect();
+    if std::env::var("SEQ_UIDS").is_ok() { return format!("evt-{run}-{n:012}"); }
+    format!("{}-{}-4{}-a{}-{}", &x[..8], &x[8..12], &x[13..16], &x[17..20], &x[20..32])
+}
+
+static RUN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
 /// A realistic OCSF 1.8 event of about 600 bytes: every tenth an Account
 /// Change (3001: lock, MFA factor enable, password change), the others
 /// Authentication (3002).
@@ -83,7 +105,7 @@ fn auth_event(n: u64) -> serde_json::Value {
             "actor": {"user": {"uid": "svc-iam", "name": "iam-automation"}},
             "src_endpoint": {"ip": format!("10.{}.{}.{}", n % 7, n % 251, n % 253)},
             "message": "account policy enforcement",
-            "metadata": {"version": "1.8.0", "product": {"name": "Example Directory", "vendor_name": "Example"}, "uid": format!("evt-{n:012}")}
+            "metadata": {"version": "1.8.0", "product": {"name": "Example Directory", "vendor_name": "Example"}, "uid": event_uid(n)}
         });
     }
     serde_json::json!({
@@ -96,7 +118,7 @@ fn auth_event(n: u64) -> serde_json::Value {
         "dst_endpoint": {"svc_name": "sso", "hostname": "login.example.com"},
         "http_request": {"user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0", "http_method": "POST"},
         "auth_factors": [{"factor_type_id": 3, "device": {"type_id": 5, "uid": format!("dev-{}", user % 97)}}],
-        "metadata": {"version": "1.8.0", "product": {"name": "Example IdP", "vendor_name": "Example"}, "uid": format!("evt-{n:012}")}
+        "metadata": {"version": "1.8.0", "product": {"name": "Example IdP", "vendor_name": "Example"}, "uid": event_uid(n)}
     })
 }
 

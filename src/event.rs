@@ -68,14 +68,16 @@ pub struct Facets {
     pub actors: Vec<String>,
     /// `src_endpoint.ip`.
     pub src_ip: Option<String>,
-    /// `metadata.uid`: a retry with the same uid is the same event.
+    /// `metadata.uid`: a retry with the same uid is the same event. Kept
+    /// in the uid index, not in the stored facets row (nor the next two).
+    #[serde(default, skip_serializing)]
     pub uid: String,
     /// `metadata.logged_time`, epoch milliseconds.
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub logged_time: u64,
     /// SHA-256 of the canonical event without `metadata.logged_time`: a
     /// retry carries the same; another event reusing the uid does not.
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub content: [u8; 32],
 }
 
@@ -118,16 +120,6 @@ pub fn prepare(event: Value, logged_time: u64) -> Result<Committed, EventError> 
         .get_mut("metadata")
         .and_then(Value::as_object_mut)
         .expect("validated: metadata is an object");
-    metadata.remove("logged_time");
-    let content: [u8; 32] = {
-        let without_time = serde_json_canonicalizer::to_vec(&map)
-            .map_err(|e| EventError::new("", format!("cannot canonicalize: {e}")))?;
-        Sha256::digest(&without_time).into()
-    };
-    let metadata = map
-        .get_mut("metadata")
-        .and_then(Value::as_object_mut)
-        .expect("validated: metadata is an object");
     metadata.insert("logged_time".into(), Value::from(logged_time));
     let uid = match metadata.get("uid") {
         None | Some(Value::Null) => {
@@ -143,7 +135,7 @@ pub fn prepare(event: Value, logged_time: u64) -> Result<Committed, EventError> 
             ))
         }
     };
-    let facets = Facets {
+    let mut facets = Facets {
         class_uid,
         activity_id: map["activity_id"].as_i64().expect("validated"),
         status_id: map.get("status_id").and_then(Value::as_i64),
@@ -157,10 +149,17 @@ pub fn prepare(event: Value, logged_time: u64) -> Result<Committed, EventError> 
             .map(String::from),
         uid,
         logged_time,
-        content,
+        content: [0; 32],
     };
-    let jcs = serde_json_canonicalizer::to_vec(&map)
-        .map_err(|e| EventError::new("", format!("cannot canonicalize: {e}")))?;
+    let (jcs, logged_time_member) = crate::jcs::event(&map);
+    // The content hash is over the canonical event without logged_time:
+    // the same bytes with that member cut out.
+    let cut = logged_time_member.expect("logged_time was just set");
+    facets.content = Sha256::new()
+        .chain_update(&jcs[..cut.start])
+        .chain_update(&jcs[cut.end..])
+        .finalize()
+        .into();
     Ok(Committed::new(jcs, facets))
 }
 
@@ -207,8 +206,7 @@ pub fn canonical(event: &Value) -> Result<Vec<u8>, EventError> {
         return Err(EventError::new("", "an event must be a JSON object"));
     };
     check_numbers_in(map, &mut String::new())?;
-    serde_json_canonicalizer::to_vec(event)
-        .map_err(|e| EventError::new("", format!("cannot canonicalize: {e}")))
+    Ok(crate::jcs::to_vec(event))
 }
 
 fn check_numbers(v: &Value, path: &mut String) -> Result<(), EventError> {

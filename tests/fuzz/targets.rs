@@ -47,10 +47,12 @@ pub fn event(data: &[u8]) {
     }
 }
 
-/// JCS: canonicalizing is idempotent.
+/// JCS: canonicalizing is idempotent, and the log's one-pass writer
+/// agrees byte for byte with `serde_json_canonicalizer`, the oracle.
 pub fn jcs(data: &[u8]) {
     if let Ok(v) = sealog::json::parse(data) {
         if let Ok(once) = sealog::event::canonical(&v) {
+            assert_eq!(serde_json_canonicalizer::to_vec(&v).unwrap(), once);
             let v2 = sealog::json::parse(&once).expect("canonical JSON parses");
             assert_eq!(sealog::event::canonical(&v2).unwrap(), once);
         }
