@@ -4,7 +4,8 @@
 
 use serde_json::Value;
 
-use crate::store::{EventRow, IndexKey, Snapshot, StoreError};
+use crate::index::{IndexError, IndexKey, View};
+use crate::store::{EventRow, Snapshot};
 
 /// Candidates examined at most (newest first) for one answer.
 pub const MAX_SCAN: usize = 10_000;
@@ -41,16 +42,17 @@ pub fn is_step_up(v: &Value) -> bool {
 /// The newest step-up before `index` for `user` (in `session` if given)
 /// whose time lies in [time - window, time].
 pub fn find(
+    view: &View,
     snap: &Snapshot,
     index: u64,
     user: &str,
     session: Option<&str>,
     time: u64,
     window: u64,
-) -> Result<Option<u64>, StoreError> {
+) -> Result<Option<u64>, IndexError> {
     let from = time.saturating_sub(window);
-    for (n, key) in snap
-        .scan_index(&IndexKey::User(user.to_string()), true, Some((0, index)))?
+    for (n, key) in view
+        .scan(&IndexKey::User(user.to_string()), true, Some((0, index)))?
         .enumerate()
     {
         if n == MAX_SCAN {

@@ -28,6 +28,11 @@ impl DataDir {
         self.0.join("sealog.redb")
     }
 
+    /// The lookup indexes: derived from the log, rebuilt when missing.
+    pub fn index(&self) -> PathBuf {
+        self.0.join("index.redb")
+    }
+
     /// Creates the directory, readable by its owner only, if missing.
     pub fn create(&self) -> io::Result<()> {
         fs::DirBuilder::new()

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::auth::{self, AuthError, Scope, TokenRecord, Tokens};
 use crate::clock;
 use crate::event::{self, Committed};
+use crate::index::{Index, IndexError, View};
 use crate::note::LogSigner;
 use crate::query::{self, Cursor, Query};
 use crate::receipt::{self, ConsistencyProof, InclusionProof};
@@ -58,6 +59,8 @@ pub struct AppState {
     /// The data directory (backups are written under it).
     pub data: std::path::PathBuf,
     pub store: Arc<Store>,
+    /// The lookup indexes, kept by a follower of the log.
+    pub index: Arc<Index>,
     pub sequencer: Arc<Sequencer>,
     /// Set when witnesses are configured.
     pub witnessing: Option<Arc<Witnessing>>,
@@ -153,6 +156,8 @@ pub enum ApiError {
     Append(#[from] AppendError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Index(#[from] IndexError),
 }
 
 impl ApiError {
@@ -196,7 +201,12 @@ impl IntoResponse for ApiError {
             ApiError::Append(AppendError::Storage(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage")
             }
-            ApiError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage"),
+            ApiError::Store(_) | ApiError::Index(IndexError::Store(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "storage")
+            }
+            ApiError::Index(IndexError::Lagging { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "index_catching_up")
+            }
         };
         let mut body = json!({"code": code, "message": self.to_string()});
         match &self {
@@ -208,7 +218,9 @@ impl IntoResponse for ApiError {
                 }
             }
             ApiError::Gone { record, .. } => body["redacted_by"] = json!(record),
-            ApiError::Store(e) => tracing::error!(error = %e, "storage error on a request"),
+            ApiError::Store(e) | ApiError::Index(IndexError::Store(e)) => {
+                tracing::error!(error = %e, "storage error on a request")
+            }
             _ => {}
         }
         let mut response = (status, Json(json!({ "error": body }))).into_response();
@@ -224,6 +236,16 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// How long a read waits for the index to cover the size it answers for
+/// (normally milliseconds; longer only while it catches up after a restart).
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A view of the index covering the leaves below `size`.
+async fn index_view(s: &AppState, size: u64) -> Result<View, ApiError> {
+    s.index.wait_for(size, INDEX_WAIT).await?;
+    Ok(s.index.view()?)
 }
 
 fn authorize(s: &AppState, headers: &HeaderMap, scope: Scope) -> Result<TokenRecord, ApiError> {
@@ -480,7 +502,7 @@ async fn inclusion_proof(
             // spaces, so putting it back is unambiguous.
             let h = receipt::parse_hash(&h.replace(' ', "+"))
                 .ok_or_else(|| ApiError::bad("leaf_hash", "not a base64 32-byte hash"))?;
-            match snap.leaf_index(h)? {
+            match index_view(&s, size).await?.leaf_index(h)? {
                 Some(i) if i < size => i,
                 _ => {
                     return Err(ApiError::NotFound(format!(
@@ -747,11 +769,12 @@ async fn query_events(
         }
     }
     let size = s.sequencer.head().size;
+    let view = index_view(&s, size).await?;
     let snap = s.store.snapshot()?;
     crate::metrics::METRICS
         .queries
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let page = q.run(&snap, size)?;
+    let page = q.run(&view, &snap, size)?;
     let mut events = Vec::with_capacity(page.events.len());
     for (index, e) in &page.events {
         events.push(event_json(*index, e, snap.commitments(*index, 1)?[0])?);
@@ -1004,6 +1027,7 @@ async fn assurance(
         return Err(ApiError::bad("window_ms", "must be in 1..=86400000"));
     }
     let head = s.sequencer.head();
+    let view = index_view(&s, head.size).await?;
     let snap = s.store.snapshot()?;
     let action = stored_event(&snap, index, head.size)?;
     let v: Value =
@@ -1015,7 +1039,7 @@ async fn assurance(
     let searched = json!({"user": user, "session": session, "from": time.saturating_sub(window), "to": time, "window_ms": window});
     let reader = MemoHashes::new(&snap);
     let action_receipt = sequencer::stored_receipt(&snap, &reader, index, &head)?;
-    match crate::assurance::find(&snap, index, &user, session.as_deref(), time, window)? {
+    match crate::assurance::find(&view, &snap, index, &user, session.as_deref(), time, window)? {
         Some(i) => Ok(Json(json!({
             "action": action_receipt,
             "step_up": sequencer::stored_receipt(&snap, &reader, i, &head)?,

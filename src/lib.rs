@@ -19,6 +19,7 @@ pub mod detect;
 pub mod detecting;
 pub mod event;
 pub mod http;
+pub mod index;
 pub mod jcs;
 pub mod json;
 pub mod listener;

@@ -3,15 +3,18 @@
 //!
 //! A query walks the most selective secondary index it has a key for
 //! (user, actor, source IP, class, time range; else every event) and
-//! filters the rest by each candidate's facets. The indexes are written in
-//! the batch's transaction, so a query sees exactly the events the tree
-//! has. A query examines at most `MAX_EXAMINED` candidates per page; past
+//! filters the rest by each candidate's facets. The indexes are kept by a
+//! follower of the log (`index.rs`); a query is answered once they cover
+//! the checkpoint's size, and each candidate is checked against the log's
+//! own facets row, so a query sees exactly the unredacted events under
+//! that checkpoint. A query examines at most `MAX_EXAMINED` candidates per page; past
 //! that it returns what it found with a cursor to go on from.
 
 use base64::prelude::{Engine, BASE64_URL_SAFE_NO_PAD};
 
 use crate::event::Facets;
-use crate::store::{EventRow, IndexKey, Snapshot, StoreError, StoredEvent};
+use crate::index::{IndexError, IndexKey, View};
+use crate::store::{EventRow, Snapshot, StoredEvent};
 
 /// Candidates examined at most for one page.
 pub const MAX_EXAMINED: usize = 100_000;
@@ -131,11 +134,11 @@ impl Query {
     }
 
     /// Runs the query over the leaves below `size`.
-    pub fn run(&self, snap: &Snapshot, size: u64) -> Result<Page, StoreError> {
+    pub fn run(&self, index: &View, snap: &Snapshot, size: u64) -> Result<Page, IndexError> {
         let limit = self.limit.clamp(1, MAX_LIMIT);
         let mut events = Vec::new();
         let mut examined = 0;
-        let candidates = snap.scan_index(
+        let candidates = index.scan(
             &self.driver(),
             self.newest_first,
             self.cursor.map(|c| c.key),

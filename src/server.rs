@@ -9,6 +9,7 @@ use crate::auth::{Scope, TokenRecord, Tokens};
 use crate::datadir::{self, DataDir};
 use crate::event::{self, EventError};
 use crate::http::{self, AppState, Limits};
+use crate::index::{Index, IndexError};
 use crate::note::{self, LogSigner};
 use crate::policy::Policy;
 use crate::sequencer::{self, Sequencer};
@@ -45,6 +46,8 @@ pub enum ServeError {
     Key(#[from] note::NoteError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("index: {0}")]
+    Index(#[from] IndexError),
     #[error("{0}")]
     Refused(String),
     #[error("the log's own record is invalid: {0}")]
@@ -148,11 +151,20 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, std::thread::JoinHandle<()
     let engine = Arc::new(std::sync::Mutex::new(crate::detect::Engine::new(
         opts.rules.clone(),
     )));
+    let index = Arc::new(Index::open(&dir.index(), &store)?);
+    {
+        let (index, store, size) = (index.clone(), store.clone(), sequencer.watch_size());
+        std::thread::Builder::new()
+            .name("index".into())
+            .spawn(move || crate::index::follow(index, store, size))
+            .map_err(io_err("spawning the index thread"))?;
+    }
     let app = Arc::new(AppState {
         engine,
         replay_from: start,
         bench_floor: opts.bench_floor,
         data: opts.data.clone(),
+        index,
         store,
         sequencer: Arc::new(sequencer),
         witnessing,

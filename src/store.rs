@@ -4,20 +4,22 @@
 //! - `hashes`:   stored-hash index → 32-byte node hash (tree.rs layout)
 //! - `entries`:  leaf index → 32-byte commitment (the public leaf data)
 //! - `events`:   leaf index → salt (32 bytes) || JCS(event) (private)
-//! - `leaves`:   leaf hash → leaf index (proofs by leaf hash)
-//! - `uids`:     metadata.uid → leaf index (idempotent retries)
+//! - `uids`:     metadata.uid → leaf index and content hash (idempotent retries)
 //! - `facets`:   leaf index → the event's facets (JSON), for query filters
-//! - `by_user`, `by_actor`, `by_ip`: (value, leaf index) → ()
-//! - `by_class`: (class_uid, leaf index) → (); `by_time`: (time ms, leaf index) → ()
 //! - `redacted`: leaf index → index of the redaction event
+//! - `redactions`: index of the redaction event → leaf index (in log
+//!   order, for the index follower)
 //! - `meta`:     "size", "root", "origin", "vkey"
 //! - `tokens`:   SHA-256(token) → token record (JSON)
 //!
+//! The lookup indexes (leaf hash, user, actor, IP, class, time) are kept
+//! apart, by a follower of the log: see `index.rs`. Every row written here
+//! per event is keyed by its leaf index, but the uid's.
+//!
 //! What must stay true: `meta.size` and `meta.root` change only in the
 //! transaction that writes the leaves and hashes they describe, so a
-//! durable (size, root) always has every hash behind it; and the secondary
-//! indexes change in that same transaction, so a query never sees an event
-//! the tree lacks nor misses one it has.
+//! durable (size, root) always has every hash behind it; and the uid,
+//! event, facets and redaction rows change in that same transaction.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -33,15 +35,10 @@ use crate::tree::{self, Hash, HashReader};
 const HASHES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("hashes");
 const ENTRIES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("entries");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-const LEAVES: TableDefinition<[u8; 32], u64> = TableDefinition::new("leaves");
 const UIDS: TableDefinition<&str, &[u8]> = TableDefinition::new("uids");
 const FACETS: TableDefinition<u64, &[u8]> = TableDefinition::new("facets");
-const BY_USER: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_user");
-const BY_ACTOR: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_actor");
-const BY_IP: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_ip");
-const BY_CLASS: TableDefinition<(u32, u64), ()> = TableDefinition::new("by_class");
-const BY_TIME: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_time");
 const REDACTED: TableDefinition<u64, u64> = TableDefinition::new("redacted");
+const REDACTIONS: TableDefinition<u64, u64> = TableDefinition::new("redactions");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TOKENS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("tokens");
 
@@ -177,15 +174,10 @@ impl Store {
         tx.open_table(HASHES)?;
         tx.open_table(ENTRIES)?;
         tx.open_table(EVENTS)?;
-        tx.open_table(LEAVES)?;
         tx.open_table(UIDS)?;
         tx.open_table(FACETS)?;
-        tx.open_table(BY_USER)?;
-        tx.open_table(BY_ACTOR)?;
-        tx.open_table(BY_IP)?;
-        tx.open_table(BY_CLASS)?;
-        tx.open_table(BY_TIME)?;
         tx.open_table(REDACTED)?;
+        tx.open_table(REDACTIONS)?;
         tx.open_table(META)?;
         tx.open_table(TOKENS)?;
         tx.commit()?;
@@ -341,7 +333,6 @@ impl Store {
             hashes: tx.open_table(HASHES)?,
             entries: tx.open_table(ENTRIES)?,
             events: tx.open_table(EVENTS)?,
-            leaves: tx.open_table(LEAVES)?,
             facets: tx.open_table(FACETS)?,
             redacted: tx.open_table(REDACTED)?,
             tx,
@@ -386,8 +377,7 @@ impl Store {
             })*};
         }
         copy!(
-            HASHES, ENTRIES, EVENTS, LEAVES, UIDS, FACETS, BY_USER, BY_ACTOR, BY_IP, BY_CLASS,
-            BY_TIME, REDACTED, META, TOKENS
+            HASHES, ENTRIES, EVENTS, UIDS, FACETS, REDACTED, REDACTIONS, META, TOKENS
         );
         Ok(state)
     }
@@ -490,15 +480,10 @@ struct Tables<'tx> {
     hashes: Table<'tx, u64, [u8; 32]>,
     entries: Table<'tx, u64, [u8; 32]>,
     events: Table<'tx, u64, &'static [u8]>,
-    leaves: Table<'tx, [u8; 32], u64>,
     uids: Table<'tx, &'static str, &'static [u8]>,
     facets: Table<'tx, u64, &'static [u8]>,
-    by_user: Table<'tx, (&'static str, u64), ()>,
-    by_actor: Table<'tx, (&'static str, u64), ()>,
-    by_ip: Table<'tx, (&'static str, u64), ()>,
-    by_class: Table<'tx, (u32, u64), ()>,
-    by_time: Table<'tx, (u64, u64), ()>,
     redacted: Table<'tx, u64, u64>,
+    redactions: Table<'tx, u64, u64>,
     meta: Table<'tx, &'static str, &'static [u8]>,
     tokens: Table<'tx, [u8; 32], &'static [u8]>,
     /// uids appended in this transaction, for in-batch retries.
@@ -515,15 +500,10 @@ impl<'tx> Tables<'tx> {
             hashes: tx.open_table(HASHES)?,
             entries: tx.open_table(ENTRIES)?,
             events: tx.open_table(EVENTS)?,
-            leaves: tx.open_table(LEAVES)?,
             uids: tx.open_table(UIDS)?,
             facets: tx.open_table(FACETS)?,
-            by_user: tx.open_table(BY_USER)?,
-            by_actor: tx.open_table(BY_ACTOR)?,
-            by_ip: tx.open_table(BY_IP)?,
-            by_class: tx.open_table(BY_CLASS)?,
-            by_time: tx.open_table(BY_TIME)?,
             redacted: tx.open_table(REDACTED)?,
+            redactions: tx.open_table(REDACTIONS)?,
             meta: tx.open_table(META)?,
             tokens: tx.open_table(TOKENS)?,
             batch_uids: HashMap::new(),
@@ -570,15 +550,11 @@ impl<'tx> Tables<'tx> {
                         record: r.value(),
                     }));
                 }
-                let facets = self.facets.remove(index)?.map(|f| f.value().to_vec());
-                if let Some(f) = facets {
-                    let f: Facets = serde_json::from_slice(&f)
-                        .map_err(|e| StoreError::Corrupt(format!("facets of {index}: {e}")))?;
-                    self.unindex(*index, &f)?;
-                }
+                self.facets.remove(index)?;
                 self.events.remove(index)?;
                 let record_index = self.append(record)?;
                 self.redacted.insert(index, record_index)?;
+                self.redactions.insert(record_index, index)?;
                 Outcome::Redacted {
                     record: record_index,
                 }
@@ -662,11 +638,6 @@ impl<'tx> Tables<'tx> {
         self.body.extend_from_slice(&e.salt);
         self.body.extend_from_slice(&e.jcs);
         self.events.insert(n, self.body.as_slice())?;
-        // Leaf hashes are unique but for a SHA-256 collision; the first
-        // index keeps its claim if one ever happened.
-        if self.leaves.get(leaf.0)?.is_none() {
-            self.leaves.insert(leaf.0, n)?;
-        }
         let f = &e.facets;
         let mut uid_row = n.to_be_bytes().to_vec();
         uid_row.extend_from_slice(&f.content);
@@ -674,35 +645,9 @@ impl<'tx> Tables<'tx> {
         self.batch_uids.insert(f.uid.clone(), (n, f.content));
         let facets = serde_json::to_vec(f).expect("facets serialize");
         self.facets.insert(n, facets.as_slice())?;
-        for u in &f.users {
-            self.by_user.insert((u.as_str(), n), ())?;
-        }
-        for a in &f.actors {
-            self.by_actor.insert((a.as_str(), n), ())?;
-        }
-        if let Some(ip) = &f.src_ip {
-            self.by_ip.insert((ip.as_str(), n), ())?;
-        }
-        self.by_class.insert((f.class_uid, n), ())?;
-        self.by_time.insert((f.time, n), ())?;
         self.logged_time = self.logged_time.max(f.logged_time);
         self.size += 1;
         Ok(n)
-    }
-
-    fn unindex(&mut self, n: u64, f: &Facets) -> Result<(), StoreError> {
-        for u in &f.users {
-            self.by_user.remove((u.as_str(), n))?;
-        }
-        for a in &f.actors {
-            self.by_actor.remove((a.as_str(), n))?;
-        }
-        if let Some(ip) = &f.src_ip {
-            self.by_ip.remove((ip.as_str(), n))?;
-        }
-        self.by_class.remove((f.class_uid, n))?;
-        self.by_time.remove((f.time, n))?;
-        Ok(())
     }
 }
 
@@ -749,29 +694,12 @@ pub enum EventRow {
     Absent,
 }
 
-/// Which secondary index a query walks.
-#[derive(Clone, Debug, PartialEq)]
-pub enum IndexKey {
-    User(String),
-    Actor(String),
-    Ip(String),
-    Class(u32),
-    /// Every event with time in the range, in time order.
-    Time {
-        from: u64,
-        to: u64,
-    },
-    /// Every unredacted event, in index order.
-    All,
-}
-
 /// A read transaction over the log's tables.
 pub struct Snapshot {
     tx: redb::ReadTransaction,
     hashes: ReadOnlyTable<u64, [u8; 32]>,
     entries: ReadOnlyTable<u64, [u8; 32]>,
     events: ReadOnlyTable<u64, &'static [u8]>,
-    leaves: ReadOnlyTable<[u8; 32], u64>,
     facets: ReadOnlyTable<u64, &'static [u8]>,
     redacted: ReadOnlyTable<u64, u64>,
 }
@@ -797,11 +725,6 @@ impl Snapshot {
             )));
         }
         Ok(out)
-    }
-
-    /// The index of the leaf with hash `leaf`, if the log has it.
-    pub fn leaf_index(&self, leaf: Hash) -> Result<Option<u64>, StoreError> {
-        Ok(self.leaves.get(leaf.0)?.map(|v| v.value()))
     }
 
     /// Leaf `index`'s event, or why there is none.
@@ -844,104 +767,37 @@ impl Snapshot {
         }
     }
 
-    /// Leaf indexes under `key`, in (key, index) order or its reverse,
-    /// starting after `after` (the last (time, index) or index seen).
-    pub fn scan_index(
+    /// The facets rows (JSON) of the unredacted leaves in `range`.
+    pub fn facet_rows(
         &self,
-        key: &IndexKey,
-        newest_first: bool,
-        after: Option<(u64, u64)>,
-    ) -> Result<Box<dyn Iterator<Item = Result<(u64, u64), StoreError>> + '_>, StoreError> {
-        fn by_str(
-            t: ReadOnlyTable<(&'static str, u64), ()>,
-            k: &str,
-            newest_first: bool,
-            after: Option<u64>,
-        ) -> Result<Box<dyn Iterator<Item = Result<(u64, u64), StoreError>>>, StoreError> {
-            let range = match (newest_first, after) {
-                (false, None) => t.range((k, 0)..=(k, u64::MAX))?,
-                (false, Some(a)) => t.range((k, a.saturating_add(1))..=(k, u64::MAX))?,
-                (true, None) => t.range((k, 0)..=(k, u64::MAX))?,
-                (true, Some(a)) => t.range((k, 0)..(k, a))?,
-            };
-            let it = range.map(|r| r.map(|(k, _)| (0, k.value().1)).map_err(StoreError::from));
-            Ok(if newest_first {
-                Box::new(it.rev())
-            } else {
-                Box::new(it)
-            })
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.facets.range(range)? {
+            let (k, v) = row?;
+            out.push((k.value(), v.value().to_vec()));
         }
-        match key {
-            IndexKey::User(u) => by_str(
-                self.tx.open_table(BY_USER)?,
-                u,
-                newest_first,
-                after.map(|a| a.1),
-            ),
-            IndexKey::Actor(a) => by_str(
-                self.tx.open_table(BY_ACTOR)?,
-                a,
-                newest_first,
-                after.map(|x| x.1),
-            ),
-            IndexKey::Ip(ip) => by_str(
-                self.tx.open_table(BY_IP)?,
-                ip,
-                newest_first,
-                after.map(|a| a.1),
-            ),
-            IndexKey::Class(c) => {
-                let t = self.tx.open_table(BY_CLASS)?;
-                let c = *c;
-                let range = match (newest_first, after.map(|a| a.1)) {
-                    (false, Some(a)) => t.range((c, a.saturating_add(1))..=(c, u64::MAX))?,
-                    (true, Some(a)) => t.range((c, 0)..(c, a))?,
-                    (_, None) => t.range((c, 0)..=(c, u64::MAX))?,
-                };
-                let it = range.map(|r| r.map(|(k, _)| (0, k.value().1)).map_err(StoreError::from));
-                Ok(if newest_first {
-                    Box::new(it.rev())
-                } else {
-                    Box::new(it)
-                })
-            }
-            IndexKey::All => {
-                let range = match (newest_first, after.map(|a| a.1)) {
-                    (false, Some(a)) => self.facets.range(a.saturating_add(1)..)?,
-                    (true, Some(a)) => self.facets.range(..a)?,
-                    (_, None) => self.facets.range(0..)?,
-                };
-                let it = range.map(|r| r.map(|(k, _)| (0, k.value())).map_err(StoreError::from));
-                Ok(if newest_first {
-                    Box::new(it.rev())
-                } else {
-                    Box::new(it)
-                })
-            }
-            IndexKey::Time { from, to } => {
-                let t = self.tx.open_table(BY_TIME)?;
-                let (lo, hi) = ((*from, 0u64), (*to, u64::MAX));
-                let range = match (newest_first, after) {
-                    (false, Some(a)) if a >= lo => t.range((a.0, a.1.saturating_add(1))..=hi)?,
-                    (true, Some(a)) if a <= hi => t.range(lo..a)?,
-                    _ => t.range(lo..=hi)?,
-                };
-                let it = range.map(|r| r.map(|(k, _)| k.value()).map_err(StoreError::from));
-                Ok(if newest_first {
-                    Box::new(it.rev())
-                } else {
-                    Box::new(it)
-                })
-            }
+        Ok(out)
+    }
+
+    /// The redactions whose record is a leaf in `range`, as (record index,
+    /// redacted leaf index).
+    pub fn redactions(&self, range: std::ops::Range<u64>) -> Result<Vec<(u64, u64)>, StoreError> {
+        let t = self.tx.open_table(REDACTIONS)?;
+        let mut out = Vec::new();
+        for row in t.range(range)? {
+            let (k, v) = row?;
+            out.push((k.value(), v.value()));
         }
+        Ok(out)
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    pub fn event(i: usize) -> Committed {
+    pub(crate) fn event(i: usize) -> Committed {
         let facets = Facets {
             class_uid: 3002,
             uid: format!("uid-{i}"),
@@ -993,8 +849,6 @@ mod tests {
         }
         let c = snap.commitments(256, 3).unwrap();
         assert_eq!(c[1], evs[257].commitment);
-        let leaf = tree::leaf_hash(&evs[600].commitment.0);
-        assert_eq!(snap.leaf_index(leaf).unwrap(), Some(600));
         assert_eq!(
             snap.event(600).unwrap(),
             EventRow::Present(StoredEvent {
@@ -1070,12 +924,8 @@ mod tests {
         assert_eq!(tree::root(6, &snap).unwrap(), s.root, "the old root stays");
         assert_eq!(snap.event(3).unwrap(), EventRow::Redacted(6));
         assert_eq!(snap.facets(3).unwrap(), None);
-        let user0: Vec<u64> = snap
-            .scan_index(&IndexKey::User("user0".into()), false, None)
-            .unwrap()
-            .map(|r| r.unwrap().1)
-            .collect();
-        assert_eq!(user0, [0], "3 was user0 too, and is gone from the index");
+        assert_eq!(snap.redactions(0..7).unwrap(), [(6, 3)]);
+        assert_eq!(snap.facet_rows(0..7).unwrap().len(), 6, "all but 3's");
         let (_, out, _) = store
             .write(
                 s2,
@@ -1101,39 +951,5 @@ mod tests {
                 Outcome::Refused(Refusal::NoSuchEvent(99))
             ]
         );
-    }
-
-    #[test]
-    fn index_scans_page_in_both_orders() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
-        store
-            .append(store.tree_state().unwrap(), events(0..30))
-            .unwrap();
-        let snap = store.snapshot().unwrap();
-        let scan = |k: IndexKey, newest: bool, after| -> Vec<u64> {
-            snap.scan_index(&k, newest, after)
-                .unwrap()
-                .map(|r| r.unwrap().1)
-                .collect()
-        };
-        let all: Vec<u64> = (0..30).filter(|i| i % 3 == 1).collect();
-        assert_eq!(scan(IndexKey::User("user1".into()), false, None), all);
-        assert_eq!(
-            scan(IndexKey::User("user1".into()), false, Some((0, 10))),
-            [13, 16, 19, 22, 25, 28]
-        );
-        assert_eq!(
-            scan(IndexKey::User("user1".into()), true, Some((0, 10))),
-            [7, 4, 1]
-        );
-        let t = IndexKey::Time {
-            from: 1005,
-            to: 1009,
-        };
-        assert_eq!(scan(t.clone(), false, None), [5, 6, 7, 8, 9]);
-        assert_eq!(scan(t.clone(), true, Some((1008, 8))), [7, 6, 5]);
-        assert_eq!(scan(IndexKey::Class(3002), true, None).len(), 30);
-        assert!(scan(IndexKey::Class(3001), true, None).is_empty());
     }
 }
