@@ -275,7 +275,7 @@ pub fn follow(index: Arc<Index>, store: Arc<Store>, mut size: tokio::sync::watch
         }
         // Idle: wait for the log to grow; make the progress durable if it
         // stays quiet for a while, and before returning.
-        let changed = rt.block_on(tokio::time::timeout(DURABLE_EVERY, size.changed()));
+        let changed = rt.block_on(async { tokio::time::timeout(DURABLE_EVERY, size.changed()).await });
         if dirty && !matches!(changed, Ok(Ok(()))) && index.persist().is_ok() {
             dirty = false;
             last_durable = Instant::now();
