@@ -126,7 +126,12 @@ fn batch_append(c: &mut Criterion) {
                     .map(|_| event::prepare(sample_event(), 1).unwrap())
                     .collect::<Vec<_>>()
             },
-            |evs| state = store.append(state, evs).unwrap().0,
+            |evs| {
+                state = store
+                    .append(state, evs, &sealog::store::NoKnownUids)
+                    .unwrap()
+                    .0
+            },
             BatchSize::SmallInput,
         )
     });

@@ -85,8 +85,17 @@ fn event_uid(n: u64) -> String {
         .chain_update(n.to_be_bytes())
         .finalize();
     let x: String = h[..16].iter().map(|b| format!("{b:02x}")).collect();
-    if std::env::var("SEQ_UIDS").is_ok() { return format!("evt-{run}-{n:012}"); }
-    format!("{}-{}-4{}-a{}-{}", &x[..8], &x[8..12], &x[13..16], &x[17..20], &x[20..32])
+    if std::env::var("SEQ_UIDS").is_ok() {
+        return format!("evt-{run}-{n:012}");
+    }
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &x[..8],
+        &x[8..12],
+        &x[13..16],
+        &x[17..20],
+        &x[20..32]
+    )
 }
 
 static RUN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();

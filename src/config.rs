@@ -137,6 +137,7 @@ impl ServeConfig {
                     .map(Duration::from_micros)
                     .unwrap_or(seq.max_wait),
                 queue_capacity: self.queue_capacity.unwrap_or(seq.queue_capacity).max(1),
+                ..seq
             },
             witnesses: self.witnesses,
             bench_floor: self.bench_floor.unwrap_or(false),

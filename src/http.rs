@@ -61,6 +61,8 @@ pub struct AppState {
     pub store: Arc<Store>,
     /// The lookup indexes, kept by a follower of the log.
     pub index: Arc<Index>,
+    /// Full tiles already read.
+    pub tile_cache: crate::tile_cache::TileCache,
     pub sequencer: Arc<Sequencer>,
     /// Set when witnesses are configured.
     pub witnessing: Option<Arc<Witnessing>>,
@@ -195,6 +197,9 @@ impl IntoResponse for ApiError {
             ApiError::Append(AppendError::ReadOnly(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "read_only")
             }
+            ApiError::Append(AppendError::IndexBehind(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "index_catching_up")
+            }
             ApiError::Append(AppendError::Unwitnessed) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unwitnessed")
             }
@@ -269,7 +274,7 @@ async fn append(
         Err(ApiError::Auth(_)) => "unauthorized",
         Err(ApiError::InvalidEvent { .. }) => "invalid_event",
         Err(ApiError::TooLarge(_)) => "too_large",
-        Err(ApiError::Append(AppendError::QueueFull)) => "overloaded",
+        Err(ApiError::Append(AppendError::QueueFull | AppendError::IndexBehind(_))) => "overloaded",
         Err(ApiError::Append(_)) | Err(ApiError::Store(_)) => "storage",
         Err(_) => "other",
     };
@@ -397,6 +402,9 @@ async fn tile(State(s): State<Arc<AppState>>, uri: Uri) -> Result<Response, ApiE
     crate::metrics::METRICS
         .tiles
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Some(data) = s.tile_cache.get(&t) {
+        return Ok(tile_response(data));
+    }
     let snap = s.store.snapshot()?;
     let data = match t.level {
         None => {
@@ -407,14 +415,20 @@ async fn tile(State(s): State<Arc<AppState>>, uri: Uri) -> Result<Response, ApiE
             .read_data(&snap)
             .map_err(|e| StoreError::Corrupt(format!("{t}: {e}")))?,
     };
-    Ok((
+    let data = Bytes::from(data);
+    s.tile_cache.put(&t, data.clone());
+    Ok(tile_response(data))
+}
+
+fn tile_response(data: Bytes) -> Response {
+    (
         [
             (header::CONTENT_TYPE, "application/octet-stream"),
             (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
         ],
         data,
     )
-        .into_response())
+        .into_response()
 }
 
 /// Query parameters, parsed strictly: each at most once.

@@ -1,5 +1,5 @@
-//! The log's lookup indexes (leaf hash, user, actor, source IP, class,
-//! time), kept in a database of their own by a follower of the log rather
+//! The log's lookup indexes (leaf hash, metadata.uid, user, actor, source
+//! IP, class, time), kept in a database of their own by a follower of the log rather
 //! than in each append's transaction.
 //!
 //! Why: these rows are keyed by values spread all over their B-trees, and
@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redb::{
-    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table,
-    TableDefinition, WriteTransaction,
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition,
+    WriteTransaction,
 };
 
 use crate::event::Facets;
@@ -37,6 +37,8 @@ use crate::store::{Store, StoreError};
 use crate::tree::{self, Hash};
 
 const LEAVES: TableDefinition<[u8; 32], u64> = TableDefinition::new("leaves");
+/// metadata.uid → leaf index (8 bytes) || content hash (32 bytes).
+const UIDS: TableDefinition<&str, &[u8]> = TableDefinition::new("uids");
 /// leaf index → the facets it was indexed under (to remove them again).
 const KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("keys");
 const BY_USER: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_user");
@@ -51,6 +53,11 @@ const CHUNK: u64 = 16_384;
 
 /// How often the follower makes its progress durable.
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
+
+/// How long the follower lets the log grow between two rounds, unless a
+/// reader is waiting: a round costs a commit whatever its size, so under a
+/// stream of small batches it indexes several at once.
+const PACE: Duration = Duration::from_millis(25);
 
 /// Which index a query walks.
 #[derive(Clone, Debug, PartialEq)]
@@ -103,6 +110,8 @@ redb_into!(
 pub struct Index {
     db: Database,
     indexed: tokio::sync::watch::Sender<u64>,
+    /// Signalled by a reader waiting for leaves not yet indexed.
+    hurry: tokio::sync::Notify,
 }
 
 impl Index {
@@ -112,8 +121,12 @@ impl Index {
         if path.exists() {
             match Self::open_matching(path, store) {
                 Ok(Some(index)) => return Ok(index),
-                Ok(None) => tracing::warn!(path = %path.display(), "the index is not of this log's tree; rebuilding it"),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "the index is unreadable; rebuilding it"),
+                Ok(None) => {
+                    tracing::warn!(path = %path.display(), "the index is not of this log's tree; rebuilding it")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "the index is unreadable; rebuilding it")
+                }
             }
             std::fs::remove_file(path)
                 .map_err(|e| StoreError::Corrupt(format!("removing {}: {e}", path.display())))?;
@@ -129,6 +142,7 @@ impl Index {
         Ok(Index {
             db,
             indexed: tokio::sync::watch::channel(0).0,
+            hurry: tokio::sync::Notify::new(),
         })
     }
 
@@ -158,6 +172,7 @@ impl Index {
         Ok(Some(Index {
             db,
             indexed: tokio::sync::watch::channel(indexed).0,
+            hurry: tokio::sync::Notify::new(),
         }))
     }
 
@@ -168,6 +183,10 @@ impl Index {
 
     /// Waits (at most `timeout`) until the leaves below `size` are indexed.
     pub async fn wait_for(&self, size: u64, timeout: Duration) -> Result<(), IndexError> {
+        if self.indexed() >= size {
+            return Ok(());
+        }
+        self.hurry.notify_one();
         let mut rx = self.indexed.subscribe();
         let reached = tokio::time::timeout(timeout, rx.wait_for(|&n| n >= size)).await;
         match reached {
@@ -205,18 +224,37 @@ impl Index {
         }
         {
             let mut t = Tables::open(&tx)?;
-            for (i, c) in (from..end).zip(snap.commitments(from, end - from)?) {
-                let leaf = tree::leaf_hash(&c.0);
+            // Each table's rows go in in key order: a run of inserts then
+            // walks its B-tree once, left to right, not once per row.
+            let mut leaves: Vec<([u8; 32], u64)> = (from..end)
+                .zip(snap.commitments(from, end - from)?)
+                .map(|(i, c)| (tree::leaf_hash(&c.0).0, i))
+                .collect();
+            leaves.sort_unstable();
+            for (leaf, i) in leaves {
                 // Leaf hashes are unique but for a SHA-256 collision; the
                 // first index keeps its claim if one ever happened.
-                if t.leaves.get(leaf.0)?.is_none() {
-                    t.leaves.insert(leaf.0, i)?;
+                if t.leaves.get(leaf)?.is_none() {
+                    t.leaves.insert(leaf, i)?;
                 }
             }
+            let mut uids = snap.uid_rows(from..end)?;
+            uids.sort_unstable_by(|a, b| (&a.2, a.0).cmp(&(&b.2, b.0)));
+            for (i, content, uid) in uids {
+                // Appends refuse a known uid; if one slipped in, the first
+                // index keeps it.
+                if t.uids.get(uid.as_str())?.is_none() {
+                    let mut row = i.to_be_bytes().to_vec();
+                    row.extend_from_slice(&content);
+                    t.uids.insert(uid.as_str(), row.as_slice())?;
+                }
+            }
+            let mut facets = Vec::new();
             for (i, bytes) in snap.facet_rows(from..end)? {
                 t.keys.insert(i, bytes.as_slice())?;
-                t.add(i, &decode(i, &bytes)?)?;
+                facets.push((i, decode(i, &bytes)?));
             }
+            t.add_all(&facets)?;
             for (_, redacted) in snap.redactions(from..end)? {
                 let old = t.keys.remove(redacted)?.map(|v| v.value().to_vec());
                 if let Some(bytes) = old {
@@ -272,10 +310,15 @@ pub fn follow(index: Arc<Index>, store: Arc<Store>, mut size: tokio::sync::watch
                     std::thread::sleep(Duration::from_millis(200));
                 }
             }
+            if index.indexed() >= target {
+                rt.block_on(async { tokio::time::timeout(PACE, index.hurry.notified()).await })
+                    .ok();
+            }
         }
         // Idle: wait for the log to grow; make the progress durable if it
         // stays quiet for a while, and before returning.
-        let changed = rt.block_on(async { tokio::time::timeout(DURABLE_EVERY, size.changed()).await });
+        let changed =
+            rt.block_on(async { tokio::time::timeout(DURABLE_EVERY, size.changed()).await });
         if dirty && !matches!(changed, Ok(Ok(()))) && index.persist().is_ok() {
             dirty = false;
             last_durable = Instant::now();
@@ -301,6 +344,7 @@ fn open_tables(tx: &WriteTransaction) -> Result<(), IndexError> {
 /// The tables of one index transaction.
 struct Tables<'tx> {
     leaves: Table<'tx, [u8; 32], u64>,
+    uids: Table<'tx, &'static str, &'static [u8]>,
     keys: Table<'tx, u64, &'static [u8]>,
     by_user: Table<'tx, (&'static str, u64), ()>,
     by_actor: Table<'tx, (&'static str, u64), ()>,
@@ -314,6 +358,7 @@ impl<'tx> Tables<'tx> {
     fn open(tx: &'tx WriteTransaction) -> Result<Self, IndexError> {
         Ok(Tables {
             leaves: tx.open_table(LEAVES)?,
+            uids: tx.open_table(UIDS)?,
             keys: tx.open_table(KEYS)?,
             by_user: tx.open_table(BY_USER)?,
             by_actor: tx.open_table(BY_ACTOR)?,
@@ -324,18 +369,33 @@ impl<'tx> Tables<'tx> {
         })
     }
 
-    fn add(&mut self, n: u64, f: &Facets) -> Result<(), IndexError> {
-        for u in &f.users {
-            self.by_user.insert((u.as_str(), n), ())?;
+    /// Indexes each (leaf index, facets), table by table in key order.
+    fn add_all(&mut self, facets: &[(u64, Facets)]) -> Result<(), IndexError> {
+        fn sorted<'a>(rows: impl Iterator<Item = (&'a str, u64)>) -> Vec<(&'a str, u64)> {
+            let mut rows: Vec<_> = rows.collect();
+            rows.sort_unstable();
+            rows
         }
-        for a in &f.actors {
-            self.by_actor.insert((a.as_str(), n), ())?;
+        let each = || facets.iter().map(|(n, f)| (*n, f));
+        for key in sorted(each().flat_map(|(n, f)| f.users.iter().map(move |u| (u.as_str(), n)))) {
+            self.by_user.insert(key, ())?;
         }
-        if let Some(ip) = &f.src_ip {
-            self.by_ip.insert((ip.as_str(), n), ())?;
+        for key in sorted(each().flat_map(|(n, f)| f.actors.iter().map(move |a| (a.as_str(), n)))) {
+            self.by_actor.insert(key, ())?;
         }
-        self.by_class.insert((f.class_uid, n), ())?;
-        self.by_time.insert((f.time, n), ())?;
+        for key in sorted(each().filter_map(|(n, f)| Some((f.src_ip.as_deref()?, n)))) {
+            self.by_ip.insert(key, ())?;
+        }
+        let mut classes: Vec<(u32, u64)> = each().map(|(n, f)| (f.class_uid, n)).collect();
+        classes.sort_unstable();
+        for key in classes {
+            self.by_class.insert(key, ())?;
+        }
+        let mut times: Vec<(u64, u64)> = each().map(|(n, f)| (f.time, n)).collect();
+        times.sort_unstable();
+        for key in times {
+            self.by_time.insert(key, ())?;
+        }
         Ok(())
     }
 
@@ -365,6 +425,29 @@ pub struct View {
 }
 
 impl View {
+    /// Leaves below this are in this view.
+    pub fn indexed(&self) -> Result<u64, IndexError> {
+        let meta = self.tx.open_table(META)?;
+        Ok(meta.get("indexed")?.map(|v| be_u64(v.value())).unwrap_or(0))
+    }
+
+    /// The (leaf index, content hash) of the event with `metadata.uid` =
+    /// `uid`, if indexed.
+    pub fn uid(&self, uid: &str) -> Result<Option<(u64, [u8; 32])>, IndexError> {
+        let t = self.tx.open_table(UIDS)?;
+        let Some(v) = t.get(uid)? else {
+            return Ok(None);
+        };
+        let v = v.value();
+        if v.len() != 40 {
+            return Err(StoreError::Corrupt(format!("index row of uid {uid:?}")).into());
+        }
+        Ok(Some((
+            be_u64(&v[..8]),
+            v[8..].try_into().expect("32 bytes"),
+        )))
+    }
+
     /// The index of the leaf with hash `leaf`, if indexed.
     pub fn leaf_index(&self, leaf: Hash) -> Result<Option<u64>, IndexError> {
         Ok(self.leaves.get(leaf.0)?.map(|v| v.value()))
@@ -406,7 +489,9 @@ impl View {
         let after_index = after.map(|a| a.1);
         match key {
             IndexKey::User(u) => by_str(self.tx.open_table(BY_USER)?, u, newest_first, after_index),
-            IndexKey::Actor(a) => by_str(self.tx.open_table(BY_ACTOR)?, a, newest_first, after_index),
+            IndexKey::Actor(a) => {
+                by_str(self.tx.open_table(BY_ACTOR)?, a, newest_first, after_index)
+            }
             IndexKey::Ip(ip) => by_str(self.tx.open_table(BY_IP)?, ip, newest_first, after_index),
             IndexKey::Class(c) => {
                 let (t, c) = (self.tx.open_table(BY_CLASS)?, *c);
@@ -451,7 +536,7 @@ pub fn path_for(db: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::store::tests::event;
-    use crate::store::Write;
+    use crate::store::{NoKnownUids, Write};
 
     fn scan(view: &View, k: IndexKey, newest: bool, after: Option<(u64, u64)>) -> Vec<u64> {
         view.scan(&k, newest, after)
@@ -472,20 +557,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
         let (s, _) = store
-            .append(store.tree_state().unwrap(), (0..20).map(event).collect())
+            .append(
+                store.tree_state().unwrap(),
+                (0..20).map(event).collect(),
+                &NoKnownUids,
+            )
             .unwrap();
         let index = Index::open(&dir.path().join("index"), &store).unwrap();
         assert_eq!(index.indexed(), 0);
         assert_eq!(index.index_up_to(&store, 12, false).unwrap(), 12);
         let view = index.view().unwrap();
-        assert_eq!(scan(&view, IndexKey::User("user1".into()), false, None), [1, 4, 7, 10]);
+        assert_eq!(
+            scan(&view, IndexKey::User("user1".into()), false, None),
+            [1, 4, 7, 10]
+        );
         drop(view);
-        store.append(s, (20..30).map(event).collect()).unwrap();
+        store
+            .append(s, (20..30).map(event).collect(), &NoKnownUids)
+            .unwrap();
         catch_up(&index, &store);
         assert_eq!(index.indexed(), 30);
         let view = index.view().unwrap();
         let all: Vec<u64> = (0..30).filter(|i| i % 3 == 1).collect();
-        assert_eq!(scan(&view, IndexKey::User("user1".into()), false, None), all);
+        assert_eq!(
+            scan(&view, IndexKey::User("user1".into()), false, None),
+            all
+        );
         assert_eq!(
             scan(&view, IndexKey::User("user1".into()), false, Some((0, 10))),
             [13, 16, 19, 22, 25, 28]
@@ -494,7 +591,10 @@ mod tests {
             scan(&view, IndexKey::User("user1".into()), true, Some((0, 10))),
             [7, 4, 1]
         );
-        let t = IndexKey::Time { from: 1005, to: 1009 };
+        let t = IndexKey::Time {
+            from: 1005,
+            to: 1009,
+        };
         assert_eq!(scan(&view, t.clone(), false, None), [5, 6, 7, 8, 9]);
         assert_eq!(scan(&view, t, true, Some((1008, 8))), [7, 6, 5]);
         assert_eq!(scan(&view, IndexKey::Class(3002), true, None).len(), 30);
@@ -512,14 +612,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
         let (s, _) = store
-            .append(store.tree_state().unwrap(), (0..6).map(event).collect())
+            .append(
+                store.tree_state().unwrap(),
+                (0..6).map(event).collect(),
+                &NoKnownUids,
+            )
             .unwrap();
         let index = Index::open(&dir.path().join("index"), &store).unwrap();
         catch_up(&index, &store);
-        let user0 = || scan(&index.view().unwrap(), IndexKey::User("user0".into()), false, None);
+        let user0 = || {
+            scan(
+                &index.view().unwrap(),
+                IndexKey::User("user0".into()),
+                false,
+                None,
+            )
+        };
         assert_eq!(user0(), [0, 3]);
         store
-            .write(s, vec![Write::Redact { index: 3, record: event(100) }])
+            .write(
+                s,
+                vec![Write::Redact {
+                    index: 3,
+                    record: event(100),
+                }],
+                &NoKnownUids,
+            )
             .unwrap();
         catch_up(&index, &store);
         assert_eq!(user0(), [0], "3 is gone from the index");
@@ -540,7 +658,11 @@ mod tests {
         {
             let other = Store::open(&dir.path().join("other")).unwrap();
             other
-                .append(other.tree_state().unwrap(), (0..5).map(event).collect())
+                .append(
+                    other.tree_state().unwrap(),
+                    (0..5).map(event).collect(),
+                    &NoKnownUids,
+                )
                 .unwrap();
             let index = Index::open(&path, &other).unwrap();
             catch_up(&index, &other);
@@ -548,7 +670,11 @@ mod tests {
         }
         let store = Store::open(&dir.path().join("db")).unwrap();
         store
-            .append(store.tree_state().unwrap(), (0..8).map(event).collect())
+            .append(
+                store.tree_state().unwrap(),
+                (0..8).map(event).collect(),
+                &NoKnownUids,
+            )
             .unwrap();
         let index = Index::open(&path, &store).unwrap();
         assert_eq!(index.indexed(), 0, "same size range, other roots: dropped");

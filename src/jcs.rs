@@ -62,9 +62,7 @@ pub fn event(event: &Map<String, Value>) -> (Vec<u8>, Option<Range<usize>>) {
     }
     out.push(b'}');
     // A first member takes the comma after it, if another follows.
-    let cut = cut.map(|(start, end, first)| {
-        start..end + usize::from(first && out[end] == b',')
-    });
+    let cut = cut.map(|(start, end, first)| start..end + usize::from(first && out[end] == b','));
     (out, cut)
 }
 
@@ -162,7 +160,14 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
         };
         out.extend_from_slice(&bytes[start..i]);
         if escape.is_empty() {
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 15) as usize],
+            ]);
         } else {
             out.extend_from_slice(escape);
         }

@@ -24,10 +24,12 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use crate::event::Committed;
+use crate::index::Index;
 use crate::note::LogSigner;
 use crate::receipt::Receipt;
 use crate::store::{EventRow, Outcome, Placed, Snapshot, Store, StoreError, TreeState, Write};
 use crate::tree::{self, Hash, HashReader};
+use crate::uids::RecentUids;
 
 /// Batching and queueing limits.
 #[derive(Clone, Debug)]
@@ -40,6 +42,9 @@ pub struct Config {
     pub max_wait: Duration,
     /// Events at most waiting for the sequencer; beyond, appends get 503.
     pub queue_capacity: usize,
+    /// Leaves at most beyond the index (their uids are held in memory);
+    /// beyond, appends get 503 until the index catches up.
+    pub max_unindexed: usize,
 }
 
 impl Default for Config {
@@ -48,6 +53,7 @@ impl Default for Config {
             max_batch: 4096,
             max_wait: Duration::from_millis(1),
             queue_capacity: 100_000,
+            max_unindexed: 1_000_000,
         }
     }
 }
@@ -76,6 +82,8 @@ pub enum AppendError {
     Refused(crate::store::Refusal),
     #[error("the log is read-only: {0}")]
     ReadOnly(String),
+    #[error("the index is {0} leaves behind; retry shortly")]
+    IndexBehind(usize),
 }
 
 struct Job {
@@ -111,13 +119,16 @@ pub struct Sequencer {
 
 impl Sequencer {
     /// Starts the sequencer thread on a store whose durable state is
-    /// `state`, signing that state's checkpoint first.
+    /// `state`, signing that state's checkpoint first. `index` is the
+    /// lookup index (for uids) that a follower keeps.
     pub fn start(
         store: Arc<Store>,
+        index: Arc<Index>,
         signer: Arc<LogSigner>,
         state: TreeState,
         config: Config,
-    ) -> (Self, JoinHandle<()>) {
+    ) -> Result<(Self, JoinHandle<()>), StoreError> {
+        let uids = RecentUids::load(index, &store, state.size)?;
         let head = Arc::new(RwLock::new(Arc::new(Head {
             size: state.size,
             root: state.root,
@@ -136,6 +147,7 @@ impl Sequencer {
             size: size_tx,
             halted: false,
             read_only: store.read_only().ok().flatten(),
+            uids,
         };
         let thread = std::thread::Builder::new()
             .name("sequencer".into())
@@ -149,7 +161,7 @@ impl Sequencer {
             store,
             size: size_rx,
         };
-        (seq, thread)
+        Ok((seq, thread))
     }
 
     /// The latest signed tree head.
@@ -316,6 +328,25 @@ impl<R: HashReader> HashReader for MemoHashes<'_, R> {
     }
 }
 
+/// The (uid, leaf index, content hash) of each event `write` appended.
+fn appended_uids(write: &Write, outcome: &Outcome) -> Vec<(String, u64, [u8; 32])> {
+    let one = |e: &Committed, i: u64| vec![(e.facets.uid.clone(), i, e.facets.content)];
+    match (write, outcome) {
+        (Write::Append(events), Outcome::Appended(placed)) => events
+            .iter()
+            .zip(placed)
+            .filter_map(|(e, p)| match p {
+                Placed::New(i) => Some((e.facets.uid.clone(), *i, e.facets.content)),
+                Placed::Duplicate(_) => None,
+            })
+            .collect(),
+        (Write::Redact { record, .. }, Outcome::Redacted { record: i }) => one(record, *i),
+        (Write::CreateToken { audit, .. }, Outcome::Token { audit: i })
+        | (Write::RevokeToken { audit, .. }, Outcome::Token { audit: i }) => one(audit, *i),
+        _ => Vec::new(),
+    }
+}
+
 struct Worker {
     store: Arc<Store>,
     signer: Arc<LogSigner>,
@@ -329,6 +360,8 @@ struct Worker {
     halted: bool,
     /// Set for a restored log (see `Store::read_only`).
     read_only: Option<String>,
+    /// The uids beyond the index.
+    uids: RecentUids,
 }
 
 impl Worker {
@@ -435,10 +468,24 @@ impl Worker {
             }
             return;
         }
+        if self.uids.len() > self.config.max_unindexed {
+            let _ = self.uids.lookup(); // forget what the index now covers
+            let behind = self.uids.len();
+            if behind > self.config.max_unindexed {
+                for job in batch {
+                    let _ = job.reply.send(Err(AppendError::IndexBehind(behind)));
+                }
+                return;
+            }
+        }
         let started = Instant::now();
         let (writes, replies): (Vec<Write>, Vec<_>) =
             batch.into_iter().map(|j| (j.write, j.reply)).unzip();
-        let (state, outcomes, writes) = match self.store.write(self.state, writes) {
+        let written = self
+            .uids
+            .lookup()
+            .and_then(|known| self.store.write(self.state, writes, &known));
+        let (state, outcomes, writes) = match written {
             Ok(done) => done,
             Err(e) => {
                 tracing::error!(error = %e, events = count, "batch not written");
@@ -455,6 +502,11 @@ impl Worker {
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
         crate::metrics::METRICS.batch_events.observe(count as f64);
+        for (write, outcome) in writes.iter().zip(&outcomes) {
+            for (uid, index, content) in appended_uids(write, outcome) {
+                self.uids.add(uid, index, content);
+            }
+        }
         // Durable: now, and only now, the new root may be signed.
         let head = self.publish(state);
         tracing::debug!(

@@ -13,7 +13,7 @@ use crate::index::{Index, IndexError};
 use crate::note::{self, LogSigner};
 use crate::policy::Policy;
 use crate::sequencer::{self, Sequencer};
-use crate::store::{Outcome, Store, StoreError, TreeState, Write};
+use crate::store::{NoKnownUids, Outcome, Store, StoreError, TreeState, Write};
 use crate::witnessing::Witnessing;
 use crate::{clock, records};
 
@@ -145,13 +145,18 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, std::thread::JoinHandle<()
         }
     };
     let signer = Arc::new(signer);
-    let (sequencer, thread) =
-        Sequencer::start(store.clone(), signer.clone(), state, opts.sequencer.clone());
+    let index = Arc::new(Index::open(&dir.index(), &store)?);
+    let (sequencer, thread) = Sequencer::start(
+        store.clone(),
+        index.clone(),
+        signer.clone(),
+        state,
+        opts.sequencer.clone(),
+    )?;
     let start = state.size.saturating_sub(crate::detecting::REPLAY);
     let engine = Arc::new(std::sync::Mutex::new(crate::detect::Engine::new(
         opts.rules.clone(),
     )));
-    let index = Arc::new(Index::open(&dir.index(), &store)?);
     {
         let (index, store, size) = (index.clone(), store.clone(), sequencer.watch_size());
         std::thread::Builder::new()
@@ -165,6 +170,7 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, std::thread::JoinHandle<()
         bench_floor: opts.bench_floor,
         data: opts.data.clone(),
         index,
+        tile_cache: Default::default(),
         store,
         sequencer: Arc::new(sequencer),
         witnessing,
@@ -241,7 +247,7 @@ pub fn create_token(
         name: name.to_string(),
         audit,
     };
-    let (state, outcomes, _) = store.write(state, vec![write])?;
+    let (state, outcomes, _) = store.write(state, vec![write], &NoKnownUids)?;
     match &outcomes[0] {
         Outcome::Token { .. } => {
             tokens.insert(hash, record);
@@ -300,6 +306,7 @@ pub fn token_revoke(data: &std::path::Path, name: &str) -> Result<(), ServeError
             name: name.to_string(),
             audit,
         }],
+        &NoKnownUids,
     )?;
     match &outcomes[0] {
         Outcome::Token { .. } => Ok(()),

@@ -4,7 +4,8 @@
 //! - `hashes`:   stored-hash index → 32-byte node hash (tree.rs layout)
 //! - `entries`:  leaf index → 32-byte commitment (the public leaf data)
 //! - `events`:   leaf index → salt (32 bytes) || JCS(event) (private)
-//! - `uids`:     metadata.uid → leaf index and content hash (idempotent retries)
+//! - `uid_log`:  leaf index → content hash (32 bytes) || metadata.uid, never
+//!   deleted (the index follower builds the uid lookup from it)
 //! - `facets`:   leaf index → the event's facets (JSON), for query filters
 //! - `redacted`: leaf index → index of the redaction event
 //! - `redactions`: index of the redaction event → leaf index (in log
@@ -12,15 +13,19 @@
 //! - `meta`:     "size", "root", "origin", "vkey"
 //! - `tokens`:   SHA-256(token) → token record (JSON)
 //!
-//! The lookup indexes (leaf hash, user, actor, IP, class, time) are kept
-//! apart, by a follower of the log: see `index.rs`. Every row written here
-//! per event is keyed by its leaf index, but the uid's.
+//! The lookup indexes (leaf hash, metadata.uid, user, actor, IP, class,
+//! time) are kept apart, by a follower of the log: see `index.rs`. Every
+//! row written here per event is keyed by its leaf index, so a batch
+//! writes a few pages at the right edge of each table. An append asks a
+//! `KnownUids` (the sequencer's: the index and the uids appended since it
+//! last caught up) whether a uid is already in the log.
 //!
 //! What must stay true: `meta.size` and `meta.root` change only in the
 //! transaction that writes the leaves and hashes they describe, so a
-//! durable (size, root) always has every hash behind it; and the uid,
-//! event, facets and redaction rows change in that same transaction.
+//! durable (size, root) always has every hash behind it; and the event,
+//! uid, facets and redaction rows change in that same transaction.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -35,7 +40,7 @@ use crate::tree::{self, Hash, HashReader};
 const HASHES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("hashes");
 const ENTRIES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("entries");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-const UIDS: TableDefinition<&str, &[u8]> = TableDefinition::new("uids");
+const UID_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("uid_log");
 const FACETS: TableDefinition<u64, &[u8]> = TableDefinition::new("facets");
 const REDACTED: TableDefinition<u64, u64> = TableDefinition::new("redacted");
 const REDACTIONS: TableDefinition<u64, u64> = TableDefinition::new("redactions");
@@ -156,6 +161,8 @@ pub struct Store {
     path: std::path::PathBuf,
     /// None only while `reopen` swaps it.
     db: std::sync::RwLock<Option<Database>>,
+    /// Upper-level stored hashes read from committed snapshots.
+    hash_cache: std::sync::Arc<crate::hash_cache::HashCache>,
 }
 
 impl Store {
@@ -165,6 +172,7 @@ impl Store {
         Ok(Store {
             path: path.to_path_buf(),
             db: std::sync::RwLock::new(Some(db)),
+            hash_cache: Default::default(),
         })
     }
 
@@ -174,7 +182,7 @@ impl Store {
         tx.open_table(HASHES)?;
         tx.open_table(ENTRIES)?;
         tx.open_table(EVENTS)?;
-        tx.open_table(UIDS)?;
+        tx.open_table(UID_LOG)?;
         tx.open_table(FACETS)?;
         tx.open_table(REDACTED)?;
         tx.open_table(REDACTIONS)?;
@@ -283,8 +291,9 @@ impl Store {
         &self,
         state: TreeState,
         events: Vec<Committed>,
+        known: &dyn KnownUids,
     ) -> Result<(TreeState, Vec<Placed>), StoreError> {
-        let (state, mut outcomes, _) = self.write(state, vec![Write::Append(events)])?;
+        let (state, mut outcomes, _) = self.write(state, vec![Write::Append(events)], known)?;
         match outcomes.pop() {
             Some(Outcome::Appended(placed)) => Ok((state, placed)),
             other => unreachable!("an append answers Appended, not {other:?}"),
@@ -298,10 +307,11 @@ impl Store {
         &self,
         state: TreeState,
         writes: Vec<Write>,
+        known: &dyn KnownUids,
     ) -> Result<(TreeState, Vec<Outcome>, Vec<Write>), StoreError> {
         let tx = self.begin_write()?;
         let (state, outcomes) = {
-            let mut t = Tables::open(&tx, state.size)?;
+            let mut t = Tables::open(&tx, state.size, known)?;
             let outcomes = writes
                 .iter()
                 .map(|w| t.apply(w))
@@ -331,10 +341,11 @@ impl Store {
         let tx = self.begin_read()?;
         Ok(Snapshot {
             hashes: tx.open_table(HASHES)?,
-            entries: tx.open_table(ENTRIES)?,
-            events: tx.open_table(EVENTS)?,
-            facets: tx.open_table(FACETS)?,
-            redacted: tx.open_table(REDACTED)?,
+            hash_cache: self.hash_cache.clone(),
+            entries: Default::default(),
+            events: Default::default(),
+            facets: Default::default(),
+            redacted: Default::default(),
             tx,
         })
     }
@@ -376,9 +387,7 @@ impl Store {
                 w.commit()?;
             })*};
         }
-        copy!(
-            HASHES, ENTRIES, EVENTS, UIDS, FACETS, REDACTED, REDACTIONS, META, TOKENS
-        );
+        copy!(HASHES, ENTRIES, EVENTS, UID_LOG, FACETS, REDACTED, REDACTIONS, META, TOKENS);
         Ok(state)
     }
 
@@ -475,12 +484,13 @@ impl Store {
 }
 
 /// The tables of one write transaction, and the tree size as it grows.
-struct Tables<'tx> {
+struct Tables<'tx, 'k> {
+    known: &'k dyn KnownUids,
     size: u64,
     hashes: Table<'tx, u64, [u8; 32]>,
     entries: Table<'tx, u64, [u8; 32]>,
     events: Table<'tx, u64, &'static [u8]>,
-    uids: Table<'tx, &'static str, &'static [u8]>,
+    uid_log: Table<'tx, u64, &'static [u8]>,
     facets: Table<'tx, u64, &'static [u8]>,
     redacted: Table<'tx, u64, u64>,
     redactions: Table<'tx, u64, u64>,
@@ -493,14 +503,19 @@ struct Tables<'tx> {
     body: Vec<u8>,
 }
 
-impl<'tx> Tables<'tx> {
-    fn open(tx: &'tx WriteTransaction, size: u64) -> Result<Self, StoreError> {
+impl<'tx, 'k> Tables<'tx, 'k> {
+    fn open(
+        tx: &'tx WriteTransaction,
+        size: u64,
+        known: &'k dyn KnownUids,
+    ) -> Result<Self, StoreError> {
         Ok(Tables {
+            known,
             size,
             hashes: tx.open_table(HASHES)?,
             entries: tx.open_table(ENTRIES)?,
             events: tx.open_table(EVENTS)?,
-            uids: tx.open_table(UIDS)?,
+            uid_log: tx.open_table(UID_LOG)?,
             facets: tx.open_table(FACETS)?,
             redacted: tx.open_table(REDACTED)?,
             redactions: tx.open_table(REDACTIONS)?,
@@ -608,10 +623,7 @@ impl<'tx> Tables<'tx> {
         if let Some(&v) = self.batch_uids.get(uid) {
             return Ok(Some(v));
         }
-        match self.uids.get(uid)? {
-            None => Ok(None),
-            Some(v) => Ok(Some(decode_uid(v.value())?)),
-        }
+        self.known.get(uid)
     }
 
     /// Appends `e` unless its uid is already in the log (with the same
@@ -639,9 +651,9 @@ impl<'tx> Tables<'tx> {
         self.body.extend_from_slice(&e.jcs);
         self.events.insert(n, self.body.as_slice())?;
         let f = &e.facets;
-        let mut uid_row = n.to_be_bytes().to_vec();
-        uid_row.extend_from_slice(&f.content);
-        self.uids.insert(f.uid.as_str(), uid_row.as_slice())?;
+        let mut uid_row = f.content.to_vec();
+        uid_row.extend_from_slice(f.uid.as_bytes());
+        self.uid_log.insert(n, uid_row.as_slice())?;
         self.batch_uids.insert(f.uid.clone(), (n, f.content));
         let facets = serde_json::to_vec(f).expect("facets serialize");
         self.facets.insert(n, facets.as_slice())?;
@@ -651,11 +663,36 @@ impl<'tx> Tables<'tx> {
     }
 }
 
-fn decode_uid(v: &[u8]) -> Result<(u64, [u8; 32]), StoreError> {
-    if v.len() != 40 {
-        return Err(StoreError::Corrupt("a uids row is not 40 bytes".into()));
+/// A `uid_log` row: (content hash, uid).
+fn decode_uid_row(i: u64, v: &[u8]) -> Result<([u8; 32], String), StoreError> {
+    let bad = || StoreError::Corrupt(format!("uid_log row {i}"));
+    if v.len() <= 32 {
+        return Err(bad());
     }
-    Ok((be_u64(&v[..8]), v[8..].try_into().expect("32 bytes")))
+    let uid = std::str::from_utf8(&v[32..]).map_err(|_| bad())?;
+    Ok((v[..32].try_into().expect("32 bytes"), uid.to_string()))
+}
+
+/// Where an append looks up the `metadata.uid`s the log held before its
+/// batch: (leaf index, content hash) of the event with that uid.
+pub trait KnownUids {
+    fn get(&self, uid: &str) -> Result<Option<(u64, [u8; 32])>, StoreError>;
+}
+
+/// For writes whose events carry fresh uids only (the log's own records
+/// while it is not serving).
+pub struct NoKnownUids;
+
+impl KnownUids for NoKnownUids {
+    fn get(&self, _: &str) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+        Ok(None)
+    }
+}
+
+impl KnownUids for HashMap<String, (u64, [u8; 32])> {
+    fn get(&self, uid: &str) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+        Ok(HashMap::get(self, uid).copied())
+    }
 }
 
 fn be_u64(b: &[u8]) -> u64 {
@@ -694,27 +731,71 @@ pub enum EventRow {
     Absent,
 }
 
-/// A read transaction over the log's tables.
+/// A read transaction over the log's tables. Tables other than the
+/// hashes open on first use: most reads need one or two.
 pub struct Snapshot {
     tx: redb::ReadTransaction,
     hashes: ReadOnlyTable<u64, [u8; 32]>,
-    entries: ReadOnlyTable<u64, [u8; 32]>,
-    events: ReadOnlyTable<u64, &'static [u8]>,
-    facets: ReadOnlyTable<u64, &'static [u8]>,
-    redacted: ReadOnlyTable<u64, u64>,
+    hash_cache: std::sync::Arc<crate::hash_cache::HashCache>,
+    entries: OnceCell<ReadOnlyTable<u64, [u8; 32]>>,
+    events: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+    facets: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+    redacted: OnceCell<ReadOnlyTable<u64, u64>>,
 }
 
 impl HashReader for Snapshot {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tree::Error> {
-        TableHashes(&self.hashes).read_hashes(indexes)
+        indexes
+            .iter()
+            .map(|&i| match self.hash_cache.get(i) {
+                Some(h) => Ok(h),
+                None => match self.hashes.get(i) {
+                    Ok(Some(h)) => {
+                        let h = Hash(h.value());
+                        self.hash_cache.put(i, h);
+                        Ok(h)
+                    }
+                    _ => Err(tree::Error::IndexesNotInTree),
+                },
+            })
+            .collect()
     }
 }
 
+/// Opens `def` in `tx` once, into `cell`.
+fn lazy<'c, K: redb::Key + 'static, V: redb::Value + 'static>(
+    cell: &'c OnceCell<ReadOnlyTable<K, V>>,
+    tx: &redb::ReadTransaction,
+    def: TableDefinition<K, V>,
+) -> Result<&'c ReadOnlyTable<K, V>, StoreError> {
+    if let Some(t) = cell.get() {
+        return Ok(t);
+    }
+    let table = tx.open_table(def)?;
+    Ok(cell.get_or_init(|| table))
+}
+
 impl Snapshot {
+    fn entries(&self) -> Result<&ReadOnlyTable<u64, [u8; 32]>, StoreError> {
+        lazy(&self.entries, &self.tx, ENTRIES)
+    }
+
+    fn events(&self) -> Result<&ReadOnlyTable<u64, &'static [u8]>, StoreError> {
+        lazy(&self.events, &self.tx, EVENTS)
+    }
+
+    fn facet_table(&self) -> Result<&ReadOnlyTable<u64, &'static [u8]>, StoreError> {
+        lazy(&self.facets, &self.tx, FACETS)
+    }
+
+    fn redacted(&self) -> Result<&ReadOnlyTable<u64, u64>, StoreError> {
+        lazy(&self.redacted, &self.tx, REDACTED)
+    }
+
     /// The commitments of leaves `start..start + count`.
     pub fn commitments(&self, start: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
         let mut out = Vec::with_capacity(count as usize);
-        for row in self.entries.range(start..start.saturating_add(count))? {
+        for row in self.entries()?.range(start..start.saturating_add(count))? {
             out.push(Hash(row?.1.value()));
         }
         if out.len() as u64 != count {
@@ -729,7 +810,7 @@ impl Snapshot {
 
     /// Leaf `index`'s event, or why there is none.
     pub fn event(&self, index: u64) -> Result<EventRow, StoreError> {
-        if let Some(v) = self.events.get(index)? {
+        if let Some(v) = self.events()?.get(index)? {
             let v = v.value();
             if v.len() < SALT_LEN {
                 return Err(StoreError::Corrupt(format!(
@@ -742,7 +823,7 @@ impl Snapshot {
                 jcs: jcs.to_vec(),
             }));
         }
-        Ok(match self.redacted.get(index)? {
+        Ok(match self.redacted()?.get(index)? {
             Some(r) => EventRow::Redacted(r.value()),
             None => EventRow::Absent,
         })
@@ -750,7 +831,7 @@ impl Snapshot {
 
     /// Leaf `index`'s facets, unless redacted or absent.
     pub fn facets(&self, index: u64) -> Result<Option<Facets>, StoreError> {
-        match self.facets.get(index)? {
+        match self.facet_table()?.get(index)? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(v.value())
                 .map(Some)
@@ -758,13 +839,20 @@ impl Snapshot {
         }
     }
 
-    /// The index of the event with `metadata.uid` = `uid`.
-    pub fn uid_index(&self, uid: &str) -> Result<Option<u64>, StoreError> {
-        let t = self.tx.open_table(UIDS)?;
-        match t.get(uid)? {
-            None => Ok(None),
-            Some(v) => Ok(Some(decode_uid(v.value())?.0)),
+    /// The (leaf index, content hash, metadata.uid) of the leaves in
+    /// `range`.
+    pub fn uid_rows(
+        &self,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<(u64, [u8; 32], String)>, StoreError> {
+        let t = self.tx.open_table(UID_LOG)?;
+        let mut out = Vec::new();
+        for row in t.range(range)? {
+            let (k, v) = row?;
+            let (content, uid) = decode_uid_row(k.value(), v.value())?;
+            out.push((k.value(), content, uid));
         }
+        Ok(out)
     }
 
     /// The facets rows (JSON) of the unredacted leaves in `range`.
@@ -773,7 +861,7 @@ impl Snapshot {
         range: std::ops::Range<u64>,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
-        for row in self.facets.range(range)? {
+        for row in self.facet_table()?.range(range)? {
             let (k, v) = row?;
             out.push((k.value(), v.value().to_vec()));
         }
@@ -823,7 +911,7 @@ pub(crate) mod tests {
             let mut state = store.tree_state().unwrap();
             assert_eq!(state.size, 0);
             for chunk in evs[..500].chunks(37) {
-                state = store.append(state, chunk.to_vec()).unwrap().0;
+                state = store.append(state, chunk.to_vec(), &NoKnownUids).unwrap().0;
             }
             state
         };
@@ -834,7 +922,10 @@ pub(crate) mod tests {
 
         let store = Store::open(&path).unwrap();
         assert_eq!(store.tree_state().unwrap(), state);
-        state = store.append(state, evs[500..].to_vec()).unwrap().0;
+        state = store
+            .append(state, evs[500..].to_vec(), &NoKnownUids)
+            .unwrap()
+            .0;
         for e in &evs[500..] {
             mem.append(tree::leaf_hash(&e.commitment.0));
         }
@@ -866,15 +957,25 @@ pub(crate) mod tests {
         let store = Store::open(&dir.path().join("db")).unwrap();
         let s0 = store.tree_state().unwrap();
         let (s1, placed) = store
-            .append(s0, vec![event(0), event(1), event(0)])
+            .append(s0, vec![event(0), event(1), event(0)], &NoKnownUids)
             .unwrap();
         assert_eq!(
             placed,
             [Placed::New(0), Placed::New(1), Placed::Duplicate(0)]
         );
-        let (s2, placed) = store.append(s1, vec![event(1), event(2)]).unwrap();
+        // Uids of earlier batches come from the caller's lookup.
+        let known: HashMap<String, (u64, [u8; 32])> =
+            [("uid-1".to_string(), (1, [0; 32]))].into_iter().collect();
+        let (s2, placed) = store.append(s1, vec![event(1), event(2)], &known).unwrap();
         assert_eq!(placed, [Placed::Duplicate(1), Placed::New(2)]);
         assert_eq!(s2.size, 3);
+        let rows = store.snapshot().unwrap().uid_rows(0..3).unwrap();
+        let uids: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+        assert_eq!(
+            uids,
+            ["uid-0", "uid-1", "uid-2"],
+            "the uid log, in log order"
+        );
     }
 
     #[test]
@@ -882,13 +983,15 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
         let (s, _) = store
-            .append(store.tree_state().unwrap(), vec![event(0)])
+            .append(store.tree_state().unwrap(), vec![event(0)], &NoKnownUids)
             .unwrap();
         let mut other = event(1);
         other.facets.uid = "uid-0".into();
         other.facets.content = [9; 32];
+        let known: HashMap<String, (u64, [u8; 32])> =
+            [("uid-0".to_string(), (0, [0; 32]))].into_iter().collect();
         let (s2, out, _) = store
-            .write(s, vec![Write::Append(vec![event(2), other])])
+            .write(s, vec![Write::Append(vec![event(2), other])], &known)
             .unwrap();
         assert_eq!(
             out,
@@ -905,7 +1008,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
         let (s, _) = store
-            .append(store.tree_state().unwrap(), events(0..6))
+            .append(store.tree_state().unwrap(), events(0..6), &NoKnownUids)
             .unwrap();
         let before = store.snapshot().unwrap().commitments(0, 6).unwrap();
         let (s2, out, _) = store
@@ -915,6 +1018,7 @@ pub(crate) mod tests {
                     index: 3,
                     record: event(100),
                 }],
+                &NoKnownUids,
             )
             .unwrap();
         assert_eq!(out, [Outcome::Redacted { record: 6 }]);
@@ -939,6 +1043,7 @@ pub(crate) mod tests {
                         record: event(102),
                     },
                 ],
+                &NoKnownUids,
             )
             .unwrap();
         assert_eq!(

@@ -1,0 +1,144 @@
+//! Which `metadata.uid`s the log holds, for the sequencer's idempotent
+//! appends: the index's uid table for the leaves it covers, and the uids
+//! appended since, kept in memory.
+//!
+//! What must stay true: every uid in the log is found. The index view
+//! covers the leaves below its `indexed`; the memory covers every leaf
+//! from the `indexed` of the first view the sequencer took on. Only the
+//! sequencer forgets, and only uids below the view it is about to use,
+//! so the two always meet.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::index::{Index, View};
+use crate::store::{KnownUids, Store, StoreError};
+
+/// A uid's leaf index and content hash.
+type Place = (u64, [u8; 32]);
+
+/// The uids appended beyond the index.
+pub struct RecentUids {
+    index: Arc<Index>,
+    by_uid: HashMap<String, Place>,
+    /// (leaf index, uid) in log order, to forget them as the index grows.
+    order: VecDeque<(u64, String)>,
+}
+
+impl RecentUids {
+    /// The uids of the leaves from the index's `indexed` up to `size`.
+    pub fn load(index: Arc<Index>, store: &Store, size: u64) -> Result<Self, StoreError> {
+        let from = index.indexed().min(size);
+        let mut recent = RecentUids {
+            index,
+            by_uid: HashMap::new(),
+            order: VecDeque::new(),
+        };
+        let snap = store.snapshot()?;
+        for (i, content, uid) in snap.uid_rows(from..size)? {
+            recent.add(uid, i, content);
+        }
+        Ok(recent)
+    }
+
+    /// Remembers that leaf `index` has `uid`.
+    pub fn add(&mut self, uid: String, index: u64, content: [u8; 32]) {
+        self.by_uid.entry(uid.clone()).or_insert((index, content));
+        self.order.push_back((index, uid));
+    }
+
+    /// Uids held in memory.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// A lookup over the whole log: a fresh index view, and memory for
+    /// what lies beyond it (forgetting what the view now covers).
+    pub fn lookup(&mut self) -> Result<Lookup<'_>, StoreError> {
+        let view = self.index.view().map_err(index_err)?;
+        let indexed = view.indexed().map_err(index_err)?;
+        while let Some((i, _)) = self.order.front() {
+            if *i >= indexed {
+                break;
+            }
+            let (i, uid) = self.order.pop_front().expect("front exists");
+            if self.by_uid.get(&uid).is_some_and(|p| p.0 == i) {
+                self.by_uid.remove(&uid);
+            }
+        }
+        Ok(Lookup {
+            view,
+            recent: &self.by_uid,
+        })
+    }
+}
+
+fn index_err(e: crate::index::IndexError) -> StoreError {
+    match e {
+        crate::index::IndexError::Store(e) => e,
+        other => StoreError::Corrupt(other.to_string()),
+    }
+}
+
+/// The whole log's uids, for one batch.
+pub struct Lookup<'a> {
+    view: View,
+    recent: &'a HashMap<String, Place>,
+}
+
+impl KnownUids for Lookup<'_> {
+    fn get(&self, uid: &str) -> Result<Option<Place>, StoreError> {
+        if let Some(p) = self.recent.get(uid) {
+            return Ok(Some(*p));
+        }
+        self.view.uid(uid).map_err(index_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::event;
+    use crate::store::{NoKnownUids, Placed};
+
+    #[test]
+    fn a_uid_is_found_before_during_and_after_indexing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let index = Arc::new(crate::index::Index::open(&dir.path().join("ix"), &store).unwrap());
+        let (s, _) = store
+            .append(
+                store.tree_state().unwrap(),
+                (0..10).map(event).collect(),
+                &NoKnownUids,
+            )
+            .unwrap();
+        index.index_up_to(&store, 4, false).unwrap();
+        // As after a restart: leaves 4..10 only in the log, not the index.
+        let mut recent = RecentUids::load(index.clone(), &store, s.size).unwrap();
+        assert_eq!(recent.len(), 6);
+        let retry = |recent: &mut RecentUids, i: usize| {
+            let known = recent.lookup().unwrap();
+            let (_, placed) = store.append(s, vec![event(i)], &known).unwrap();
+            placed[0]
+        };
+        assert_eq!(
+            retry(&mut recent, 2),
+            Placed::Duplicate(2),
+            "from the index"
+        );
+        assert_eq!(retry(&mut recent, 7), Placed::Duplicate(7), "from memory");
+        index.index_up_to(&store, 10, false).unwrap();
+        assert_eq!(
+            retry(&mut recent, 7),
+            Placed::Duplicate(7),
+            "from the index"
+        );
+        assert!(recent.is_empty(), "memory forgot what the index covers");
+        assert_eq!(retry(&mut recent, 11), Placed::New(10));
+    }
+}
