@@ -8,7 +8,9 @@
 //! bodies to `POST /v1/bench/noop`, served with `--bench-floor true`: the
 //! floor), `inclusion` (proofs by index at random past sizes), `leaf`
 //! (proofs by leaf hash at random past sizes), `tiles` (random full hash
-//! tiles and entry bundles), `query` (newest 20 events of a random user,
+//! tiles and entry bundles), `read-floor` (`GET /checkpoint/latest`, the
+//! cheapest read: the floor for the read scenarios), `query` (newest 20
+//! events of a random user,
 //! needs a `read` token), `fill` (append --events events in
 //! 1000-event batches as fast as possible). Every run is bounded by
 //! --seconds and --requests and stops by itself. Reports requests/s,
@@ -141,6 +143,7 @@ async fn main() {
         .unwrap();
     let size_before = current_size(&client, &a.url).await;
     let cpu_before = a.server_pid.map(cpu_seconds);
+    let own_cpu_before = cpu_seconds(std::process::id());
     // For proofs by leaf hash: the leaf hashes of the first 256 leaves.
     let leaf_hashes: Option<Arc<Vec<String>>> = if a.scenario == "leaf" {
         let tile = client
@@ -272,6 +275,10 @@ async fn main() {
                         let r = client.get(format!("{url}/{path}")).send().await;
                         ok_body(r).await
                     }
+                    "read-floor" => {
+                        // The cheapest read: the latest checkpoint, from memory.
+                        ok_body(client.get(format!("{url}/checkpoint/latest")).send().await).await
+                    }
                     "risk" => {
                         rng ^= rng << 13;
                         rng ^= rng >> 7;
@@ -342,6 +349,12 @@ async fn main() {
             peak_rss_kib(pid) / 1024
         );
     }
+    let own = cpu_seconds(std::process::id()) - own_cpu_before;
+    println!(
+        "load generator CPU {:.1} s ({:.2} cores)",
+        own,
+        own / secs
+    );
     let events = if matches!(
         a.scenario.as_str(),
         "inclusion" | "query" | "leaf" | "tiles"

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redb::{
-    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition,
+    Database, Durability, ReadOnlyTable, ReadableDatabase, Table, TableDefinition,
     WriteTransaction,
 };
 
@@ -47,6 +47,9 @@ const BY_IP: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_ip");
 const BY_CLASS: TableDefinition<(u32, u64), ()> = TableDefinition::new("by_class");
 const BY_TIME: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_time");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// redb's page cache for the index.
+const CACHE_BYTES: usize = 512 << 20;
 
 /// Leaves indexed at most in one transaction.
 const CHUNK: u64 = 16_384;
@@ -135,7 +138,7 @@ impl Index {
     }
 
     fn create(path: &Path) -> Result<Self, IndexError> {
-        let db = Database::create(path)?;
+        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
         let tx = db.begin_write()?;
         open_tables(&tx)?;
         tx.commit()?;
@@ -149,7 +152,7 @@ impl Index {
     /// The index at `path` if its (indexed, root) is a state of `store`'s
     /// tree.
     fn open_matching(path: &Path, store: &Store) -> Result<Option<Self>, IndexError> {
-        let db = Database::create(path)?;
+        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
         let (indexed, root) = {
             let tx = db.begin_read()?;
             let meta = tx.open_table(META)?;
@@ -234,8 +237,9 @@ impl Index {
             for (leaf, i) in leaves {
                 // Leaf hashes are unique but for a SHA-256 collision; the
                 // first index keeps its claim if one ever happened.
-                if t.leaves.get(leaf)?.is_none() {
-                    t.leaves.insert(leaf, i)?;
+                let first = t.leaves.insert(leaf, i)?.map(|v| v.value());
+                if let Some(first) = first {
+                    t.leaves.insert(leaf, first)?;
                 }
             }
             let mut uids = snap.uid_rows(from..end)?;
@@ -243,10 +247,14 @@ impl Index {
             for (i, content, uid) in uids {
                 // Appends refuse a known uid; if one slipped in, the first
                 // index keeps it.
-                if t.uids.get(uid.as_str())?.is_none() {
-                    let mut row = i.to_be_bytes().to_vec();
-                    row.extend_from_slice(&content);
-                    t.uids.insert(uid.as_str(), row.as_slice())?;
+                let mut row = i.to_be_bytes().to_vec();
+                row.extend_from_slice(&content);
+                let first = t
+                    .uids
+                    .insert(uid.as_str(), row.as_slice())?
+                    .map(|v| v.value().to_vec());
+                if let Some(first) = first {
+                    t.uids.insert(uid.as_str(), first.as_slice())?;
                 }
             }
             let mut facets = Vec::new();
@@ -605,6 +613,24 @@ mod tests {
         let snap = store.snapshot().unwrap();
         let c = snap.commitments(17, 1).unwrap()[0];
         assert_eq!(view.leaf_index(tree::leaf_hash(&c.0)).unwrap(), Some(17));
+    }
+
+    #[test]
+    fn a_uid_logged_twice_keeps_its_first_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        // Without a uid lookup the store cannot refuse the second copy.
+        let (s, _) = store
+            .append(store.tree_state().unwrap(), vec![event(0), event(1)], &NoKnownUids)
+            .unwrap();
+        store.append(s, vec![event(1)], &NoKnownUids).unwrap();
+        let index = Index::open(&dir.path().join("index"), &store).unwrap();
+        index.index_up_to(&store, 2, false).unwrap();
+        index.index_up_to(&store, 3, false).unwrap();
+        let view = index.view().unwrap();
+        assert_eq!(view.uid("uid-1").unwrap().map(|p| p.0), Some(1));
+        assert_eq!(view.uid("uid-0").unwrap().map(|p| p.0), Some(0));
+        assert_eq!(view.uid("uid-9").unwrap(), None);
     }
 
     #[test]

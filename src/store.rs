@@ -47,6 +47,10 @@ const REDACTIONS: TableDefinition<u64, u64> = TableDefinition::new("redactions")
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TOKENS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("tokens");
 
+/// redb's page cache for the log's database. With the index's (as much
+/// again) it bounds the server's memory under any load (spec/storage.md).
+const CACHE_BYTES: usize = 512 << 20;
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -177,7 +181,9 @@ impl Store {
     }
 
     fn open_db(path: &Path) -> Result<Database, StoreError> {
-        let db = Database::create(path)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
         let tx = db.begin_write()?;
         tx.open_table(HASHES)?;
         tx.open_table(ENTRIES)?;
