@@ -207,13 +207,25 @@ async fn main() {
                     "append" | "fill" => {
                         let body =
                             request_body(counter.fetch_add(batch as u64, Ordering::Relaxed), batch);
-                        let r = client
-                            .post(format!("{url}/v1/events"))
-                            .bearer_auth(&token)
-                            .header("content-type", "application/json")
-                            .body(body)
-                            .send()
-                            .await;
+                        let post = || {
+                            client
+                                .post(format!("{url}/v1/events"))
+                                .bearer_auth(&token)
+                                .header("content-type", "application/json")
+                                .body(body.clone())
+                                .send()
+                        };
+                        let mut r = post().await;
+                        // A fill is a producer that must get its events in:
+                        // on 503 it waits as Retry-After says and resends
+                        // (the same uids: idempotent).
+                        while scenario == "fill"
+                            && matches!(&r, Ok(x) if x.status() == 503)
+                            && !stop.load(Ordering::Relaxed)
+                        {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            r = post().await;
+                        }
                         match r {
                             Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
                             Ok(r) => {
@@ -350,11 +362,7 @@ async fn main() {
         );
     }
     let own = cpu_seconds(std::process::id()) - own_cpu_before;
-    println!(
-        "load generator CPU {:.1} s ({:.2} cores)",
-        own,
-        own / secs
-    );
+    println!("load generator CPU {:.1} s ({:.2} cores)", own, own / secs);
     let events = if matches!(
         a.scenario.as_str(),
         "inclusion" | "query" | "leaf" | "tiles"

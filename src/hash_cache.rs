@@ -11,6 +11,7 @@
 //! however long the log grows.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::RwLock;
 
@@ -22,23 +23,50 @@ const MIN_LEVEL: u8 = 4;
 const MAX_ENTRIES: usize = 1 << 21;
 const SHARDS: usize = 16;
 
+/// Hashes a stored-hash index with splitmix64's finalizer: every input
+/// bit reaches the low bits the table uses. SipHash's protection against
+/// chosen keys is not needed for keys the log itself computes.
+#[derive(Default)]
+struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        self.0 = z ^ (z >> 31);
+    }
+}
+
+type Map = HashMap<u64, Hash, BuildHasherDefault<IndexHasher>>;
+
 /// Stored hashes by stored-hash index.
 pub struct HashCache {
-    shards: [RwLock<HashMap<u64, Hash>>; SHARDS],
+    shards: [RwLock<Map>; SHARDS],
     len: AtomicUsize,
 }
 
 impl Default for HashCache {
     fn default() -> Self {
         HashCache {
-            shards: std::array::from_fn(|_| RwLock::new(HashMap::new())),
+            shards: std::array::from_fn(|_| RwLock::new(Map::default())),
             len: AtomicUsize::new(0),
         }
     }
 }
 
 impl HashCache {
-    fn shard(&self, index: u64) -> &RwLock<HashMap<u64, Hash>> {
+    fn shard(&self, index: u64) -> &RwLock<Map> {
         &self.shards[(index as usize) % SHARDS]
     }
 

@@ -1154,6 +1154,7 @@ async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
     let g = crate::metrics::Gauges {
         tree_size: head.size,
         queue_depth: s.sequencer.queue_depth() as u64,
+        indexed: s.index.indexed(),
         witness_lag: s
             .witnessing
             .as_ref()

@@ -28,8 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redb::{
-    Database, Durability, ReadOnlyTable, ReadableDatabase, Table, TableDefinition,
-    WriteTransaction,
+    Database, Durability, ReadOnlyTable, ReadableDatabase, Table, TableDefinition, WriteTransaction,
 };
 
 use crate::event::Facets;
@@ -52,7 +51,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CACHE_BYTES: usize = 512 << 20;
 
 /// Leaves indexed at most in one transaction.
-const CHUNK: u64 = 16_384;
+const CHUNK: u64 = 131_072;
 
 /// How often the follower makes its progress durable.
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
@@ -87,6 +86,14 @@ pub enum IndexError {
     Store(#[from] StoreError),
 }
 
+impl IndexError {
+    /// Whether this is an I/O failure after which the database must be
+    /// reopened.
+    pub fn is_io(&self) -> bool {
+        matches!(self, IndexError::Store(e) if e.is_io())
+    }
+}
+
 impl From<redb::Error> for IndexError {
     fn from(e: redb::Error) -> Self {
         IndexError::Store(StoreError::Redb(e))
@@ -111,7 +118,9 @@ redb_into!(
 
 /// The index database and how far it has got.
 pub struct Index {
-    db: Database,
+    path: PathBuf,
+    /// None only while `reopen` swaps it.
+    db: std::sync::RwLock<Option<Database>>,
     indexed: tokio::sync::watch::Sender<u64>,
     /// Signalled by a reader waiting for leaves not yet indexed.
     hurry: tokio::sync::Notify,
@@ -138,12 +147,15 @@ impl Index {
     }
 
     fn create(path: &Path) -> Result<Self, IndexError> {
-        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
         let tx = db.begin_write()?;
         open_tables(&tx)?;
         tx.commit()?;
         Ok(Index {
-            db,
+            path: path.to_path_buf(),
+            db: std::sync::RwLock::new(Some(db)),
             indexed: tokio::sync::watch::channel(0).0,
             hurry: tokio::sync::Notify::new(),
         })
@@ -152,14 +164,10 @@ impl Index {
     /// The index at `path` if its (indexed, root) is a state of `store`'s
     /// tree.
     fn open_matching(path: &Path, store: &Store) -> Result<Option<Self>, IndexError> {
-        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
-        let (indexed, root) = {
-            let tx = db.begin_read()?;
-            let meta = tx.open_table(META)?;
-            let indexed = meta.get("indexed")?.map(|v| be_u64(v.value())).unwrap_or(0);
-            let root = meta.get("root")?.map(|v| v.value().to_vec());
-            (indexed, root)
-        };
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
+        let (indexed, root) = stored_progress(&db)?;
         let snap = store.snapshot()?;
         let size = store.tree_state()?.size;
         if indexed > size {
@@ -173,7 +181,8 @@ impl Index {
             }
         }
         Ok(Some(Index {
-            db,
+            path: path.to_path_buf(),
+            db: std::sync::RwLock::new(Some(db)),
             indexed: tokio::sync::watch::channel(indexed).0,
             hurry: tokio::sync::Notify::new(),
         }))
@@ -201,9 +210,46 @@ impl Index {
         }
     }
 
+    fn begin_read(&self) -> Result<redb::ReadTransaction, IndexError> {
+        let guard = self.db.read().expect("not poisoned");
+        Ok(guard.as_ref().ok_or(StoreError::Closed)?.begin_read()?)
+    }
+
+    fn begin_write(&self) -> Result<WriteTransaction, IndexError> {
+        let guard = self.db.read().expect("not poisoned");
+        Ok(guard.as_ref().ok_or(StoreError::Closed)?.begin_write()?)
+    }
+
+    /// Closes and opens the database again, as redb wants after an I/O
+    /// error (disk full), and goes on from what it holds: the last durable
+    /// round, which may be behind the rounds since (they are redone, and
+    /// the sequencer reloads the uids it had forgotten: `uids.rs`).
+    fn reopen(&self) -> Result<(), IndexError> {
+        let mut guard = self.db.write().expect("not poisoned");
+        drop(guard.take());
+        let mut last = IndexError::Store(StoreError::Closed);
+        for _ in 0..50 {
+            let opened = Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(&self.path)
+                .map_err(IndexError::from)
+                .and_then(|db| Ok((stored_progress(&db)?.0, db)));
+            match opened {
+                Ok((indexed, db)) => {
+                    *guard = Some(db);
+                    self.indexed.send_replace(indexed);
+                    return Ok(());
+                }
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(last)
+    }
+
     /// A consistent view of the index.
     pub fn view(&self) -> Result<View, IndexError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.begin_read()?;
         Ok(View {
             leaves: tx.open_table(LEAVES)?,
             keys: tx.open_table(KEYS)?,
@@ -221,8 +267,11 @@ impl Index {
         if end <= from {
             return Ok(from);
         }
-        let mut tx = self.db.begin_write()?;
-        if !durable {
+        let mut tx = self.begin_write()?;
+        if durable {
+            // A crash then reopens from this commit without a repair.
+            tx.set_quick_repair(true);
+        } else {
             tx.set_durability(Durability::None)?;
         }
         {
@@ -281,7 +330,8 @@ impl Index {
 
     /// Makes the progress so far durable.
     fn persist(&self) -> Result<(), IndexError> {
-        let tx = self.db.begin_write()?;
+        let mut tx = self.begin_write()?;
+        tx.set_quick_repair(true);
         tx.commit()?;
         Ok(())
     }
@@ -316,6 +366,12 @@ pub fn follow(index: Arc<Index>, store: Arc<Store>, mut size: tokio::sync::watch
                 Err(e) => {
                     tracing::warn!(error = %e, "index: not written; retrying");
                     std::thread::sleep(Duration::from_millis(200));
+                    if e.is_io() {
+                        match index.reopen() {
+                            Ok(()) => tracing::info!(indexed = index.indexed(), "index reopened"),
+                            Err(e) => tracing::warn!(error = %e, "index: not reopened"),
+                        }
+                    }
                 }
             }
             if index.indexed() >= target {
@@ -335,6 +391,15 @@ pub fn follow(index: Arc<Index>, store: Arc<Store>, mut size: tokio::sync::watch
             return;
         }
     }
+}
+
+/// The (indexed, root) an index database holds.
+fn stored_progress(db: &Database) -> Result<(u64, Option<Vec<u8>>), IndexError> {
+    let tx = db.begin_read()?;
+    let meta = tx.open_table(META)?;
+    let indexed = meta.get("indexed")?.map(|v| be_u64(v.value())).unwrap_or(0);
+    let root = meta.get("root")?.map(|v| v.value().to_vec());
+    Ok((indexed, root))
 }
 
 fn decode(i: u64, bytes: &[u8]) -> Result<Facets, StoreError> {
@@ -621,7 +686,11 @@ mod tests {
         let store = Store::open(&dir.path().join("db")).unwrap();
         // Without a uid lookup the store cannot refuse the second copy.
         let (s, _) = store
-            .append(store.tree_state().unwrap(), vec![event(0), event(1)], &NoKnownUids)
+            .append(
+                store.tree_state().unwrap(),
+                vec![event(0), event(1)],
+                &NoKnownUids,
+            )
             .unwrap();
         store.append(s, vec![event(1)], &NoKnownUids).unwrap();
         let index = Index::open(&dir.path().join("index"), &store).unwrap();

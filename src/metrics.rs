@@ -102,6 +102,8 @@ pub fn append(outcome: &str, events: usize) {
 pub struct Gauges {
     pub tree_size: u64,
     pub queue_depth: u64,
+    /// Leaves the lookup index covers.
+    pub indexed: u64,
     /// Leaves the newest witnessed checkpoint is behind the latest, if
     /// witnesses are configured.
     pub witness_lag: Option<u64>,
@@ -173,6 +175,7 @@ pub fn render(g: &Gauges) -> String {
     );
     let _ = writeln!(out, "# HELP sealog_tree_size Leaves under the latest checkpoint.\n# TYPE sealog_tree_size gauge\nsealog_tree_size {}", g.tree_size);
     let _ = writeln!(out, "# HELP sealog_queue_depth Events waiting for the sequencer.\n# TYPE sealog_queue_depth gauge\nsealog_queue_depth {}", g.queue_depth);
+    let _ = writeln!(out, "# HELP sealog_indexed_size Leaves the lookup index covers (queries and lookups by leaf hash wait for it).\n# TYPE sealog_indexed_size gauge\nsealog_indexed_size {}", g.indexed);
     if let Some(lag) = g.witness_lag {
         let _ = writeln!(out, "# HELP sealog_witness_lag_leaves Leaves the newest witnessed checkpoint is behind.\n# TYPE sealog_witness_lag_leaves gauge\nsealog_witness_lag_leaves {lag}");
     }

@@ -73,7 +73,7 @@ pub fn keygen(dir: &DataDir, origin: &str) -> Result<String, ServeError> {
 
 /// Opens (creating on first use) the log in `opts.data` and starts its
 /// sequencer.
-pub fn open(opts: &Options) -> Result<(Arc<AppState>, std::thread::JoinHandle<()>), ServeError> {
+pub fn open(opts: &Options) -> Result<(Arc<AppState>, Threads), ServeError> {
     let dir = DataDir(opts.data.clone());
     if !dir.key().exists() {
         if dir.db().exists() {
@@ -157,13 +157,13 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, std::thread::JoinHandle<()
     let engine = Arc::new(std::sync::Mutex::new(crate::detect::Engine::new(
         opts.rules.clone(),
     )));
-    {
+    let index_thread = {
         let (index, store, size) = (index.clone(), store.clone(), sequencer.watch_size());
         std::thread::Builder::new()
             .name("index".into())
             .spawn(move || crate::index::follow(index, store, size))
-            .map_err(io_err("spawning the index thread"))?;
-    }
+            .map_err(io_err("spawning the index thread"))?
+    };
     let app = Arc::new(AppState {
         engine,
         replay_from: start,
@@ -178,12 +178,25 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, std::thread::JoinHandle<()
         limits: opts.limits.clone(),
         signer,
     });
-    Ok((app, thread))
+    Ok((
+        app,
+        Threads {
+            sequencer: thread,
+            index: index_thread,
+        },
+    ))
+}
+
+/// The log's own threads: the sequencer, and the index follower (which
+/// ends once the sequencer has).
+pub struct Threads {
+    pub sequencer: std::thread::JoinHandle<()>,
+    pub index: std::thread::JoinHandle<()>,
 }
 
 /// Runs the log until SIGTERM or SIGINT, then drains the queue and stops.
 pub async fn serve(opts: Options) -> Result<(), ServeError> {
-    let (app, sequencer_thread) = open(&opts)?;
+    let (app, threads) = open(&opts)?;
     let listener = tokio::net::TcpListener::bind(&opts.listen)
         .await
         .map_err(io_err(format!("listening on {}", opts.listen)))?;
@@ -211,9 +224,16 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
     let _ = std::fs::remove_file(&addr_file);
     tracing::info!("stopping: draining the append queue");
     app.sequencer.stop();
-    sequencer_thread
+    threads
+        .sequencer
         .join()
         .map_err(|_| ServeError::Refused("the sequencer thread panicked".into()))?;
+    // The index makes its progress durable and closes: a clean close
+    // spares the next start a repair of its file.
+    threads
+        .index
+        .join()
+        .map_err(|_| ServeError::Refused("the index thread panicked".into()))?;
     Ok(())
 }
 

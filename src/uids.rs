@@ -4,9 +4,11 @@
 //!
 //! What must stay true: every uid in the log is found. The index view
 //! covers the leaves below its `indexed`; the memory covers every leaf
-//! from the `indexed` of the first view the sequencer took on. Only the
-//! sequencer forgets, and only uids below the view it is about to use,
-//! so the two always meet.
+//! from `from` on. Only the sequencer forgets, and only uids below the
+//! view it is about to use; and if a view ever shows less than memory
+//! covers (the index reopened after an I/O error and went back to its
+//! last durable round), memory reloads the gap from the log's `uid_log`
+//! first. So the two always meet.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -20,6 +22,9 @@ type Place = (u64, [u8; 32]);
 /// The uids appended beyond the index.
 pub struct RecentUids {
     index: Arc<Index>,
+    store: Arc<Store>,
+    /// Memory holds the uid of every leaf from here on.
+    from: u64,
     by_uid: HashMap<String, Place>,
     /// (leaf index, uid) in log order, to forget them as the index grows.
     order: VecDeque<(u64, String)>,
@@ -27,18 +32,36 @@ pub struct RecentUids {
 
 impl RecentUids {
     /// The uids of the leaves from the index's `indexed` up to `size`.
-    pub fn load(index: Arc<Index>, store: &Store, size: u64) -> Result<Self, StoreError> {
+    pub fn load(index: Arc<Index>, store: Arc<Store>, size: u64) -> Result<Self, StoreError> {
         let from = index.indexed().min(size);
         let mut recent = RecentUids {
             index,
+            store,
+            from: size,
             by_uid: HashMap::new(),
             order: VecDeque::new(),
         };
-        let snap = store.snapshot()?;
-        for (i, content, uid) in snap.uid_rows(from..size)? {
-            recent.add(uid, i, content);
-        }
+        recent.reload(from)?;
         Ok(recent)
+    }
+
+    /// Takes in the uids of leaves `from..self.from`, from the log.
+    fn reload(&mut self, from: u64) -> Result<(), StoreError> {
+        if from >= self.from {
+            return Ok(());
+        }
+        let rows = self.store.snapshot()?.uid_rows(from..self.from)?;
+        tracing::info!(
+            from,
+            to = self.from,
+            "uids beyond the index loaded from the log"
+        );
+        for (i, content, uid) in rows.into_iter().rev() {
+            self.by_uid.insert(uid.clone(), (i, content));
+            self.order.push_front((i, uid));
+        }
+        self.from = from;
+        Ok(())
     }
 
     /// Remembers that leaf `index` has `uid`.
@@ -61,6 +84,7 @@ impl RecentUids {
     pub fn lookup(&mut self) -> Result<Lookup<'_>, StoreError> {
         let view = self.index.view().map_err(index_err)?;
         let indexed = view.indexed().map_err(index_err)?;
+        self.reload(indexed)?;
         while let Some((i, _)) = self.order.front() {
             if *i >= indexed {
                 break;
@@ -70,6 +94,7 @@ impl RecentUids {
                 self.by_uid.remove(&uid);
             }
         }
+        self.from = self.from.max(indexed);
         Ok(Lookup {
             view,
             recent: &self.by_uid,
@@ -108,7 +133,7 @@ mod tests {
     #[test]
     fn a_uid_is_found_before_during_and_after_indexing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
         let index = Arc::new(crate::index::Index::open(&dir.path().join("ix"), &store).unwrap());
         let (s, _) = store
             .append(
@@ -119,7 +144,7 @@ mod tests {
             .unwrap();
         index.index_up_to(&store, 4, false).unwrap();
         // As after a restart: leaves 4..10 only in the log, not the index.
-        let mut recent = RecentUids::load(index.clone(), &store, s.size).unwrap();
+        let mut recent = RecentUids::load(index.clone(), store.clone(), s.size).unwrap();
         assert_eq!(recent.len(), 6);
         let retry = |recent: &mut RecentUids, i: usize| {
             let known = recent.lookup().unwrap();
@@ -139,6 +164,12 @@ mod tests {
             "from the index"
         );
         assert!(recent.is_empty(), "memory forgot what the index covers");
+        // An index that went back (reopened at its last durable round):
+        // memory reloads what it had forgotten.
+        recent.index =
+            Arc::new(crate::index::Index::open(&dir.path().join("ix2"), &store).unwrap());
+        assert_eq!(retry(&mut recent, 2), Placed::Duplicate(2), "reloaded");
+        assert_eq!(recent.len(), 10);
         assert_eq!(retry(&mut recent, 11), Placed::New(10));
     }
 }

@@ -168,6 +168,29 @@ async fn a_full_disk_answers_503_stays_consistent_and_resumes() {
     for r in &ok {
         sealog::client::verify_receipt(r, &s.vkey).unwrap();
     }
+    // The lookup index (same disk) came back too: a query sees every
+    // acknowledged event of user u-7, the newest included.
+    let page: Value = s.get_json_auth(&c, "/v1/events?user=u-7&limit=1000").await;
+    let found: std::collections::HashSet<u64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    let want: std::collections::HashSet<u64> = ok
+        .iter()
+        .filter(|r| {
+            r.event
+                .as_ref()
+                .is_some_and(|e| e.get().contains("\"u-7\""))
+        })
+        .map(|r| r.index)
+        .collect();
+    assert!(want.len() > 1);
+    assert_eq!(
+        found, want,
+        "the query sees exactly u-7's acknowledged events"
+    );
     // And the store checks clean after a restart.
     assert_eq!(s.stop(), Some(0));
     let out = sealog(&["check", "--data", s.data_dir().to_str().unwrap()]);

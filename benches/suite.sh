@@ -1,0 +1,39 @@
+#!/bin/bash
+# The load-generator table of BENCHMARKS.md, on a fresh log:
+#   bash benches/suite.sh [data dir] [port]
+# Builds the release server and load generator, starts the server with the
+# no-op floor, runs each scenario for $SECS seconds (default 10), in order,
+# and stops the server. Output: one block per scenario.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-/tmp/sealog-bench}
+PORT=${2:-18100}
+SECS=${SECS:-10}
+cargo build --release --quiet
+cargo bench --bench loadgen --no-run --quiet 2>/dev/null
+LG=$(ls -t target/release/deps/loadgen-* | grep -v '\.d$' | head -1)
+rm -rf "$DATA"
+target/release/sealog serve --data "$DATA" --listen 127.0.0.1:$PORT --bench-floor true >"$DATA.log" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null' EXIT
+sleep 2
+run() {
+  echo "== $*"
+  "$LG" --url http://127.0.0.1:$PORT --token-file "$DATA/admin.token" --server-pid $PID --seconds "$SECS" "$@"
+  sleep 2
+}
+run --scenario noop --batch 1 --concurrency 64
+run --scenario read-floor --concurrency 64
+run --scenario append --batch 1 --concurrency 1
+run --scenario append --batch 1 --concurrency 16
+run --scenario append --batch 1 --concurrency 64
+run --scenario append --batch 1 --concurrency 256
+run --scenario noop --batch 100 --concurrency 16
+run --scenario append --batch 100 --concurrency 16
+run --scenario inclusion --concurrency 64
+run --scenario leaf --concurrency 64
+run --scenario tiles --concurrency 64
+run --scenario query --concurrency 16
+run --scenario risk --concurrency 16
+echo "== metrics"
+curl -s http://127.0.0.1:$PORT/metrics | grep -E '^sealog_(commit_seconds|batch_events)_(sum|count)|^sealog_tree_size'
