@@ -3,7 +3,8 @@
 #   bash benches/suite.sh [data dir] [port]
 # Builds the release server and load generator, starts the server with the
 # no-op floor, runs each scenario for $SECS seconds (default 10), in order,
-# and stops the server. Output: one block per scenario.
+# and stops the server. Output: one block per scenario. BIN=path runs
+# another build of the server (the before/after tables).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-/tmp/sealog-bench}
@@ -13,7 +14,7 @@ cargo build --release --quiet
 cargo bench --bench loadgen --no-run --quiet 2>/dev/null
 LG=$(ls -t target/release/deps/loadgen-* | grep -v '\.d$' | head -1)
 rm -rf "$DATA"
-target/release/sealog serve --data "$DATA" --listen 127.0.0.1:$PORT --bench-floor true >"$DATA.log" 2>&1 &
+"${BIN:-target/release/sealog}" serve --data "$DATA" --listen 127.0.0.1:$PORT --bench-floor true >"$DATA.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null' EXIT
 sleep 2
