@@ -44,7 +44,7 @@ pub struct Config {
     pub queue_capacity: usize,
     /// Leaves at most beyond the index (their uids are held in memory);
     /// beyond, appends get 503 until the index catches up.
-    pub max_unindexed: usize,
+    pub max_unindexed: u64,
 }
 
 impl Default for Config {
@@ -83,7 +83,7 @@ pub enum AppendError {
     #[error("the log is read-only: {0}")]
     ReadOnly(String),
     #[error("the index is {0} leaves behind; retry shortly")]
-    IndexBehind(usize),
+    IndexBehind(u64),
 }
 
 struct Job {
@@ -128,7 +128,7 @@ impl Sequencer {
         state: TreeState,
         config: Config,
     ) -> Result<(Self, JoinHandle<()>), StoreError> {
-        let uids = RecentUids::load(index, store.clone(), state.size)?;
+        let uids = RecentUids::load(index, store.clone(), state.size, config.max_unindexed)?;
         let head = Arc::new(RwLock::new(Arc::new(Head {
             size: state.size,
             root: state.root,
@@ -468,15 +468,13 @@ impl Worker {
             }
             return;
         }
-        if self.uids.len() > self.config.max_unindexed {
-            let _ = self.uids.lookup(); // forget what the index now covers
-            let behind = self.uids.len();
-            if behind > self.config.max_unindexed {
-                for job in batch {
-                    let _ = job.reply.send(Err(AppendError::IndexBehind(behind)));
-                }
-                return;
+        // The uids beyond the index are held in memory: bound them.
+        let behind = self.uids.behind(self.state.size);
+        if behind > self.config.max_unindexed {
+            for job in batch {
+                let _ = job.reply.send(Err(AppendError::IndexBehind(behind)));
             }
+            return;
         }
         let started = Instant::now();
         let (writes, replies): (Vec<Write>, Vec<_>) =

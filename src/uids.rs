@@ -32,7 +32,15 @@ pub struct RecentUids {
 
 impl RecentUids {
     /// The uids of the leaves from the index's `indexed` up to `size`.
-    pub fn load(index: Arc<Index>, store: Arc<Store>, size: u64) -> Result<Self, StoreError> {
+    /// If the index is more than `max` leaves behind (a rebuild), nothing
+    /// is loaded now: the sequencer refuses appends until the index comes
+    /// within `max` (`behind`), and the first lookup then loads the gap.
+    pub fn load(
+        index: Arc<Index>,
+        store: Arc<Store>,
+        size: u64,
+        max: u64,
+    ) -> Result<Self, StoreError> {
         let from = index.indexed().min(size);
         let mut recent = RecentUids {
             index,
@@ -41,8 +49,15 @@ impl RecentUids {
             by_uid: HashMap::new(),
             order: VecDeque::new(),
         };
-        recent.reload(from)?;
+        if size - from <= max {
+            recent.reload(from)?;
+        }
         Ok(recent)
+    }
+
+    /// Leaves of a log of `size` the index does not cover yet.
+    pub fn behind(&self, size: u64) -> u64 {
+        size.saturating_sub(self.index.indexed())
     }
 
     /// Takes in the uids of leaves `from..self.from`, from the log.
@@ -144,7 +159,7 @@ mod tests {
             .unwrap();
         index.index_up_to(&store, 4, false).unwrap();
         // As after a restart: leaves 4..10 only in the log, not the index.
-        let mut recent = RecentUids::load(index.clone(), store.clone(), s.size).unwrap();
+        let mut recent = RecentUids::load(index.clone(), store.clone(), s.size, 100).unwrap();
         assert_eq!(recent.len(), 6);
         let retry = |recent: &mut RecentUids, i: usize| {
             let known = recent.lookup().unwrap();
@@ -171,5 +186,29 @@ mod tests {
         assert_eq!(retry(&mut recent, 2), Placed::Duplicate(2), "reloaded");
         assert_eq!(recent.len(), 10);
         assert_eq!(retry(&mut recent, 11), Placed::New(10));
+    }
+
+    #[test]
+    fn far_behind_the_index_nothing_is_loaded_until_it_comes_within_reach() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let index = Arc::new(crate::index::Index::open(&dir.path().join("ix"), &store).unwrap());
+        let (s, _) = store
+            .append(
+                store.tree_state().unwrap(),
+                (0..50).map(event).collect(),
+                &NoKnownUids,
+            )
+            .unwrap();
+        // As after a restore: the index starts from nothing.
+        let mut recent = RecentUids::load(index.clone(), store.clone(), s.size, 20).unwrap();
+        assert!(recent.is_empty(), "50 behind, more than 20: nothing loaded");
+        assert_eq!(recent.behind(s.size), 50);
+        index.index_up_to(&store, 35, false).unwrap();
+        assert_eq!(recent.behind(s.size), 15);
+        let known = recent.lookup().unwrap();
+        let (_, placed) = store.append(s, vec![event(40), event(3)], &known).unwrap();
+        assert_eq!(placed, [Placed::Duplicate(40), Placed::Duplicate(3)]);
+        assert_eq!(recent.len(), 15, "only the gap was loaded");
     }
 }
