@@ -206,9 +206,9 @@ impl IntoResponse for ApiError {
             ApiError::Append(AppendError::Storage(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage")
             }
-            ApiError::Store(_) | ApiError::Index(IndexError::Store(_)) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "storage")
-            }
+            ApiError::Store(_)
+            | ApiError::Index(IndexError::Store(_))
+            | ApiError::Index(IndexError::Log(_)) => (StatusCode::SERVICE_UNAVAILABLE, "storage"),
             ApiError::Index(IndexError::Lagging { .. }) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "index_catching_up")
             }
@@ -223,7 +223,9 @@ impl IntoResponse for ApiError {
                 }
             }
             ApiError::Gone { record, .. } => body["redacted_by"] = json!(record),
-            ApiError::Store(e) | ApiError::Index(IndexError::Store(e)) => {
+            ApiError::Store(e)
+            | ApiError::Index(IndexError::Store(e))
+            | ApiError::Index(IndexError::Log(e)) => {
                 tracing::error!(error = %e, "storage error on a request")
             }
             _ => {}
@@ -249,8 +251,18 @@ const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A view of the index covering the leaves below `size`.
 async fn index_view(s: &AppState, size: u64) -> Result<View, ApiError> {
-    s.index.wait_for(size, INDEX_WAIT).await?;
-    Ok(s.index.view()?)
+    let deadline = tokio::time::Instant::now() + INDEX_WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        s.index.wait_for(size, left).await?;
+        let view = s.index.view()?;
+        // An index reopened after an I/O error may have gone back to its
+        // last durable round since the wait said yes.
+        if view.indexed()? >= size {
+            return Ok(view);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 fn authorize(s: &AppState, headers: &HeaderMap, scope: Scope) -> Result<TokenRecord, ApiError> {
@@ -500,7 +512,6 @@ async fn inclusion_proof(
             format!("size must be in 1..={current}, the latest checkpoint's size"),
         ));
     }
-    let snap = s.store.snapshot()?;
     let index = match (p.u64("index")?, p.str("leaf_hash")) {
         (Some(i), None) => {
             if i >= size {
@@ -532,6 +543,9 @@ async fn inclusion_proof(
             ))
         }
     };
+    // After any wait for the index: a snapshot held while waiting would
+    // pin pages the log could otherwise reuse.
+    let snap = s.store.snapshot()?;
     crate::metrics::METRICS
         .inclusion_proofs
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -82,13 +82,17 @@ pub enum IndexKey {
 pub enum IndexError {
     #[error("the index covers {indexed} leaves, not yet {want}; retry shortly")]
     Lagging { indexed: u64, want: u64 },
+    /// The index database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Reading the log failed (not the index's own fault).
+    #[error("reading the log: {0}")]
+    Log(StoreError),
 }
 
 impl IndexError {
-    /// Whether this is an I/O failure after which the database must be
-    /// reopened.
+    /// Whether this is an I/O failure of the index database, after which
+    /// it must be reopened.
     pub fn is_io(&self) -> bool {
         matches!(self, IndexError::Store(e) if e.is_io())
     }
@@ -136,6 +140,8 @@ impl Index {
                 Ok(None) => {
                     tracing::warn!(path = %path.display(), "the index is not of this log's tree; rebuilding it")
                 }
+                // The log's failure says nothing about the index: keep it.
+                Err(e @ IndexError::Log(_)) => return Err(e),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "the index is unreadable; rebuilding it")
                 }
@@ -168,14 +174,15 @@ impl Index {
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
         let (indexed, root) = stored_progress(&db)?;
-        let snap = store.snapshot()?;
-        let size = store.tree_state()?.size;
+        let snap = store.snapshot().map_err(IndexError::Log)?;
+        let size = store.tree_state().map_err(IndexError::Log)?.size;
         if indexed > size {
             return Ok(None);
         }
         if indexed > 0 {
-            let want = tree::root(indexed, &snap)
-                .map_err(|e| StoreError::Corrupt(format!("root at {indexed}: {e}")))?;
+            let want = tree::root(indexed, &snap).map_err(|e| {
+                IndexError::Log(StoreError::Corrupt(format!("root at {indexed}: {e}")))
+            })?;
             if root.as_deref() != Some(&want.0[..]) {
                 return Ok(None);
             }
@@ -225,10 +232,11 @@ impl Index {
     /// round, which may be behind the rounds since (they are redone, and
     /// the sequencer reloads the uids it had forgotten: `uids.rs`).
     fn reopen(&self) -> Result<(), IndexError> {
-        let mut guard = self.db.write().expect("not poisoned");
-        drop(guard.take());
+        drop(self.db.write().expect("not poisoned").take());
         let mut last = IndexError::Store(StoreError::Closed);
         for _ in 0..50 {
+            // Readers still holding transactions keep the file open; the
+            // lock is not held while waiting for them.
             let opened = Database::builder()
                 .set_cache_size(CACHE_BYTES)
                 .create(&self.path)
@@ -236,7 +244,7 @@ impl Index {
                 .and_then(|db| Ok((stored_progress(&db)?.0, db)));
             match opened {
                 Ok((indexed, db)) => {
-                    *guard = Some(db);
+                    *self.db.write().expect("not poisoned") = Some(db);
                     self.indexed.send_replace(indexed);
                     return Ok(());
                 }
@@ -262,7 +270,7 @@ impl Index {
     /// Returns the new `indexed`.
     pub fn index_up_to(&self, store: &Store, upto: u64, durable: bool) -> Result<u64, IndexError> {
         let from = self.indexed();
-        let snap = store.snapshot()?;
+        let snap = store.snapshot().map_err(IndexError::Log)?;
         let end = upto.min(from + CHUNK);
         if end <= from {
             return Ok(from);
@@ -279,7 +287,10 @@ impl Index {
             // Each table's rows go in in key order: a run of inserts then
             // walks its B-tree once, left to right, not once per row.
             let mut leaves: Vec<([u8; 32], u64)> = (from..end)
-                .zip(snap.commitments(from, end - from)?)
+                .zip(
+                    snap.commitments(from, end - from)
+                        .map_err(IndexError::Log)?,
+                )
                 .map(|(i, c)| (tree::leaf_hash(&c.0).0, i))
                 .collect();
             leaves.sort_unstable();
@@ -291,7 +302,7 @@ impl Index {
                     t.leaves.insert(leaf, first)?;
                 }
             }
-            let mut uids = snap.uid_rows(from..end)?;
+            let mut uids = snap.uid_rows(from..end).map_err(IndexError::Log)?;
             uids.sort_unstable_by(|a, b| (&a.2, a.0).cmp(&(&b.2, b.0)));
             for (i, content, uid) in uids {
                 // Appends refuse a known uid; if one slipped in, the first
@@ -307,19 +318,19 @@ impl Index {
                 }
             }
             let mut facets = Vec::new();
-            for (i, bytes) in snap.facet_rows(from..end)? {
+            for (i, bytes) in snap.facet_rows(from..end).map_err(IndexError::Log)? {
                 t.keys.insert(i, bytes.as_slice())?;
                 facets.push((i, decode(i, &bytes)?));
             }
             t.add_all(&facets)?;
-            for (_, redacted) in snap.redactions(from..end)? {
+            for (_, redacted) in snap.redactions(from..end).map_err(IndexError::Log)? {
                 let old = t.keys.remove(redacted)?.map(|v| v.value().to_vec());
                 if let Some(bytes) = old {
                     t.remove(redacted, &decode(redacted, &bytes)?)?;
                 }
             }
             let root = tree::root(end, &snap)
-                .map_err(|e| StoreError::Corrupt(format!("root at {end}: {e}")))?;
+                .map_err(|e| IndexError::Log(StoreError::Corrupt(format!("root at {end}: {e}"))))?;
             t.meta.insert("indexed", end.to_be_bytes().as_slice())?;
             t.meta.insert("root", root.0.as_slice())?;
         }
@@ -373,6 +384,12 @@ pub fn follow(index: Arc<Index>, store: Arc<Store>, mut size: tokio::sync::watch
                         }
                     }
                 }
+            }
+            if size.has_changed().is_err() {
+                // The sequencer stopped: keep what is done, and let the
+                // next start go on (a rebuild must not hold up shutdown).
+                let _ = index.persist();
+                return;
             }
             if index.indexed() >= target {
                 rt.block_on(async { tokio::time::timeout(PACE, index.hurry.notified()).await })

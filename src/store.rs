@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use redb::{
-    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition,
+    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle,
     WriteTransaction,
 };
 
@@ -62,6 +62,10 @@ pub enum StoreError {
     Identity(String),
     #[error("the database is being reopened")]
     Closed,
+    /// The lookup index failed an append's uid lookup: the log itself is
+    /// fine (nothing to reopen).
+    #[error("the lookup index: {0}")]
+    Index(String),
 }
 
 impl StoreError {
@@ -195,6 +199,7 @@ impl Store {
         tx.open_table(REDACTIONS)?;
         tx.open_table(META)?;
         tx.open_table(TOKENS)?;
+        upgrade(&tx)?;
         tx.commit()?;
         Ok(db)
     }
@@ -676,6 +681,59 @@ impl<'tx, 'k> Tables<'tx, 'k> {
     }
 }
 
+/// The uid table of the format before the lookup indexes moved to
+/// `index.redb`: metadata.uid → leaf index (8 bytes) || content hash.
+const OLD_UIDS: TableDefinition<&str, &[u8]> = TableDefinition::new("uids");
+/// That format's other lookup tables, now the index's.
+const OLD_INDEX_TABLES: [&str; 6] = [
+    "leaves", "by_user", "by_actor", "by_ip", "by_class", "by_time",
+];
+
+/// Brings a store of the earlier format to this one, in the opening
+/// transaction: `uid_log` from `uids` (so retries of old events stay
+/// idempotent), `redactions` from `redacted`, and the lookup tables
+/// dropped (the index follower rebuilds them in `index.redb`).
+fn upgrade(tx: &WriteTransaction) -> Result<(), StoreError> {
+    let names: Vec<String> = tx.list_tables()?.map(|t| t.name().to_string()).collect();
+    if names.iter().any(|n| n == "uids") {
+        let mut rows = 0u64;
+        {
+            let old = tx.open_table(OLD_UIDS)?;
+            let mut log = tx.open_table(UID_LOG)?;
+            for row in old.iter()? {
+                let (uid, v) = row?;
+                let v = v.value();
+                if v.len() != 40 {
+                    return Err(StoreError::Corrupt(
+                        "an old uids row is not 40 bytes".into(),
+                    ));
+                }
+                let mut new = v[8..].to_vec();
+                new.extend_from_slice(uid.value().as_bytes());
+                log.insert(be_u64(&v[..8]), new.as_slice())?;
+                rows += 1;
+            }
+            let redacted = tx.open_table(REDACTED)?;
+            let mut redactions = tx.open_table(REDACTIONS)?;
+            for row in redacted.iter()? {
+                let (index, record) = row?;
+                redactions.insert(record.value(), index.value())?;
+            }
+        }
+        tx.delete_table(OLD_UIDS)?;
+        tracing::info!(
+            uids = rows,
+            "store upgraded: uid_log and redactions written"
+        );
+    }
+    for t in tx.list_tables()?.collect::<Vec<_>>() {
+        if OLD_INDEX_TABLES.contains(&t.name()) {
+            tx.delete_table(t)?;
+        }
+    }
+    Ok(())
+}
+
 /// A `uid_log` row: (content hash, uid).
 fn decode_uid_row(i: u64, v: &[u8]) -> Result<([u8; 32], String), StoreError> {
     let bad = || StoreError::Corrupt(format!("uid_log row {i}"));
@@ -1014,6 +1072,46 @@ pub(crate) mod tests {
             })]
         );
         assert_eq!(s2.size, 1, "nothing of the request appended");
+    }
+
+    #[test]
+    fn a_store_of_the_earlier_format_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            // The earlier format's uid and lookup tables, as it wrote them.
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut uids = tx.open_table(OLD_UIDS).unwrap();
+                let mut row = 7u64.to_be_bytes().to_vec();
+                row.extend_from_slice(&[5; 32]);
+                uids.insert("evt-7", row.as_slice()).unwrap();
+                let leaves: TableDefinition<[u8; 32], u64> = TableDefinition::new("leaves");
+                tx.open_table(leaves).unwrap().insert([1; 32], 7).unwrap();
+                tx.open_table(REDACTED).unwrap().insert(3, 9).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let snap = store.snapshot().unwrap();
+        assert_eq!(
+            snap.uid_rows(0..10).unwrap(),
+            [(7, [5; 32], "evt-7".to_string())]
+        );
+        assert_eq!(snap.redactions(0..10).unwrap(), [(9, 3)]);
+        let tx = store.begin_read().unwrap();
+        let names: Vec<String> = tx
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_string())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n == "uids" || n == "leaves"),
+            "{names:?}"
+        );
+        drop((tx, snap, store));
+        Store::open(&path).unwrap(); // and opening again changes nothing
     }
 
     #[test]

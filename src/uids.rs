@@ -25,9 +25,10 @@ pub struct RecentUids {
     store: Arc<Store>,
     /// Memory holds the uid of every leaf from here on.
     from: u64,
-    by_uid: HashMap<String, Place>,
-    /// (leaf index, uid) in log order, to forget them as the index grows.
-    order: VecDeque<(u64, String)>,
+    by_uid: HashMap<Arc<str>, Place>,
+    /// (leaf index, uid) in log order, to forget them as the index grows;
+    /// the uid's bytes are shared with `by_uid`.
+    order: VecDeque<(u64, Arc<str>)>,
 }
 
 impl RecentUids {
@@ -72,6 +73,7 @@ impl RecentUids {
             "uids beyond the index loaded from the log"
         );
         for (i, content, uid) in rows.into_iter().rev() {
+            let uid: Arc<str> = uid.into();
             self.by_uid.insert(uid.clone(), (i, content));
             self.order.push_front((i, uid));
         }
@@ -81,6 +83,7 @@ impl RecentUids {
 
     /// Remembers that leaf `index` has `uid`.
     pub fn add(&mut self, uid: String, index: u64, content: [u8; 32]) {
+        let uid: Arc<str> = uid.into();
         self.by_uid.entry(uid.clone()).or_insert((index, content));
         self.order.push_back((index, uid));
     }
@@ -117,17 +120,16 @@ impl RecentUids {
     }
 }
 
+/// The index's failures are not the log's: the sequencer must not reopen
+/// the log for them.
 fn index_err(e: crate::index::IndexError) -> StoreError {
-    match e {
-        crate::index::IndexError::Store(e) => e,
-        other => StoreError::Corrupt(other.to_string()),
-    }
+    StoreError::Index(e.to_string())
 }
 
 /// The whole log's uids, for one batch.
 pub struct Lookup<'a> {
     view: View,
-    recent: &'a HashMap<String, Place>,
+    recent: &'a HashMap<Arc<str>, Place>,
 }
 
 impl KnownUids for Lookup<'_> {
