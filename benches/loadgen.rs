@@ -258,9 +258,7 @@ async fn main() {
                         ok_body(r).await
                     }
                     "leaf" => {
-                        rng ^= rng << 13;
-                        rng ^= rng >> 7;
-                        rng ^= rng << 17;
+                        next(&mut rng);
                         let leaves = leaf_hashes.as_ref().expect("leaf hashes fetched");
                         let i = rng % leaves.len() as u64;
                         let s = i + 1 + (rng >> 20) % (size_before - i);
@@ -274,9 +272,7 @@ async fn main() {
                         ok_body(r).await
                     }
                     "tiles" => {
-                        rng ^= rng << 13;
-                        rng ^= rng >> 7;
-                        rng ^= rng << 17;
+                        next(&mut rng);
                         let full = size_before / 256;
                         let n = rng % full.max(1);
                         let path = if rng & 1 == 0 {
@@ -292,9 +288,7 @@ async fn main() {
                         ok_body(client.get(format!("{url}/checkpoint/latest")).send().await).await
                     }
                     "risk" => {
-                        rng ^= rng << 13;
-                        rng ^= rng >> 7;
-                        rng ^= rng << 17;
+                        next(&mut rng);
                         let r = client
                             .get(format!("{url}/v1/risk?user=u-{:06}", rng % 5000))
                             .bearer_auth(&token)
@@ -303,24 +297,17 @@ async fn main() {
                         ok_body(r).await
                     }
                     "query" => {
-                        rng ^= rng << 13;
-                        rng ^= rng >> 7;
-                        rng ^= rng << 17;
+                        next(&mut rng);
                         let user = rng % 5000;
                         let r = client
                             .get(format!("{url}/v1/events?user=u-{user:06}&limit=20"))
                             .bearer_auth(&token)
                             .send()
                             .await;
-                        match r {
-                            Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
-                            _ => false,
-                        }
+                        ok_body(r).await
                     }
                     "inclusion" => {
-                        rng ^= rng << 13;
-                        rng ^= rng >> 7;
-                        rng ^= rng << 17;
+                        next(&mut rng);
                         let size = size_before.max(1);
                         let s = 1 + rng % size;
                         let i = (rng >> 20) % s;
@@ -328,10 +315,7 @@ async fn main() {
                             .get(format!("{url}/v1/proof/inclusion?index={i}&size={s}"))
                             .send()
                             .await;
-                        match r {
-                            Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
-                            _ => false,
-                        }
+                        ok_body(r).await
                     }
                     other => panic!("unknown scenario {other}"),
                 };
@@ -404,6 +388,13 @@ fn request_body(base: u64, batch: usize) -> Vec<u8> {
         let v: Vec<_> = (0..batch as u64).map(|i| auth_event(base + i)).collect();
         serde_json::to_vec(&v).unwrap()
     }
+}
+
+/// Steps the xorshift generator that picks sizes, leaves, tiles and users.
+fn next(rng: &mut u64) {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
 }
 
 async fn ok_body(r: reqwest::Result<reqwest::Response>) -> bool {

@@ -23,6 +23,7 @@
 //! - a redaction removes the event's rows: the follower reads the log's
 //!   `redactions` table and deletes what it had indexed for that event.
 
+use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +33,7 @@ use redb::{
 };
 
 use crate::event::Facets;
-use crate::store::{Store, StoreError};
+use crate::store::{be_u64, lazy, open_retrying, Store, StoreError};
 use crate::tree::{self, Hash};
 
 const LEAVES: TableDefinition<[u8; 32], u64> = TableDefinition::new("leaves");
@@ -233,35 +234,25 @@ impl Index {
     /// the sequencer reloads the uids it had forgotten: `uids.rs`).
     fn reopen(&self) -> Result<(), IndexError> {
         drop(self.db.write().expect("not poisoned").take());
-        let mut last = IndexError::Store(StoreError::Closed);
-        for _ in 0..50 {
-            // Readers still holding transactions keep the file open; the
-            // lock is not held while waiting for them.
-            let opened = Database::builder()
+        // The lock is not held while waiting for readers to let go.
+        let (indexed, db) = open_retrying(|| {
+            let db = Database::builder()
                 .set_cache_size(CACHE_BYTES)
-                .create(&self.path)
-                .map_err(IndexError::from)
-                .and_then(|db| Ok((stored_progress(&db)?.0, db)));
-            match opened {
-                Ok((indexed, db)) => {
-                    *self.db.write().expect("not poisoned") = Some(db);
-                    self.indexed.send_replace(indexed);
-                    return Ok(());
-                }
-                Err(e) => last = e,
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err(last)
+                .create(&self.path)?;
+            Ok::<_, IndexError>((stored_progress(&db)?.0, db))
+        })?;
+        *self.db.write().expect("not poisoned") = Some(db);
+        self.indexed.send_replace(indexed);
+        Ok(())
     }
 
     /// A consistent view of the index.
     pub fn view(&self) -> Result<View, IndexError> {
-        let tx = self.begin_read()?;
         Ok(View {
-            leaves: tx.open_table(LEAVES)?,
-            keys: tx.open_table(KEYS)?,
-            tx,
+            tx: self.begin_read()?,
+            leaves: OnceCell::new(),
+            uids: OnceCell::new(),
+            keys: OnceCell::new(),
         })
     }
 
@@ -270,11 +261,11 @@ impl Index {
     /// Returns the new `indexed`.
     pub fn index_up_to(&self, store: &Store, upto: u64, durable: bool) -> Result<u64, IndexError> {
         let from = self.indexed();
-        let snap = store.snapshot().map_err(IndexError::Log)?;
         let end = upto.min(from + CHUNK);
         if end <= from {
             return Ok(from);
         }
+        let round = Round::read(store, from..end).map_err(IndexError::Log)?;
         let mut tx = self.begin_write()?;
         if durable {
             // A crash then reopens from this commit without a repair.
@@ -284,17 +275,7 @@ impl Index {
         }
         {
             let mut t = Tables::open(&tx)?;
-            // Each table's rows go in in key order: a run of inserts then
-            // walks its B-tree once, left to right, not once per row.
-            let mut leaves: Vec<([u8; 32], u64)> = (from..end)
-                .zip(
-                    snap.commitments(from, end - from)
-                        .map_err(IndexError::Log)?,
-                )
-                .map(|(i, c)| (tree::leaf_hash(&c.0).0, i))
-                .collect();
-            leaves.sort_unstable();
-            for (leaf, i) in leaves {
+            for (leaf, i) in round.leaves {
                 // Leaf hashes are unique but for a SHA-256 collision; the
                 // first index keeps its claim if one ever happened.
                 let first = t.leaves.insert(leaf, i)?.map(|v| v.value());
@@ -302,9 +283,7 @@ impl Index {
                     t.leaves.insert(leaf, first)?;
                 }
             }
-            let mut uids = snap.uid_rows(from..end).map_err(IndexError::Log)?;
-            uids.sort_unstable_by(|a, b| (&a.2, a.0).cmp(&(&b.2, b.0)));
-            for (i, content, uid) in uids {
+            for (i, content, uid) in round.uids {
                 // Appends refuse a known uid; if one slipped in, the first
                 // index keeps it.
                 let mut row = i.to_be_bytes().to_vec();
@@ -317,22 +296,18 @@ impl Index {
                     t.uids.insert(uid.as_str(), first.as_slice())?;
                 }
             }
-            let mut facets = Vec::new();
-            for (i, bytes) in snap.facet_rows(from..end).map_err(IndexError::Log)? {
+            for (i, bytes) in &round.facet_rows {
                 t.keys.insert(i, bytes.as_slice())?;
-                facets.push((i, decode(i, &bytes)?));
             }
-            t.add_all(&facets)?;
-            for (_, redacted) in snap.redactions(from..end).map_err(IndexError::Log)? {
+            t.add_all(&round.facets)?;
+            for redacted in round.redacted {
                 let old = t.keys.remove(redacted)?.map(|v| v.value().to_vec());
                 if let Some(bytes) = old {
                     t.remove(redacted, &decode(redacted, &bytes)?)?;
                 }
             }
-            let root = tree::root(end, &snap)
-                .map_err(|e| IndexError::Log(StoreError::Corrupt(format!("root at {end}: {e}"))))?;
             t.meta.insert("indexed", end.to_be_bytes().as_slice())?;
-            t.meta.insert("root", root.0.as_slice())?;
+            t.meta.insert("root", round.root.0.as_slice())?;
         }
         tx.commit()?;
         self.indexed.send_replace(end);
@@ -410,6 +385,54 @@ pub fn follow(index: Arc<Index>, store: Arc<Store>, mut size: tokio::sync::watch
     }
 }
 
+/// What a round indexes, read from one snapshot of the log. Each table's
+/// rows are sorted by key: a run of inserts then walks its B-tree once,
+/// left to right, not once per row.
+struct Round {
+    /// (leaf hash, leaf index).
+    leaves: Vec<([u8; 32], u64)>,
+    /// (leaf index, content hash, uid), by uid.
+    uids: Vec<(u64, [u8; 32], String)>,
+    /// The facets rows as stored, and decoded.
+    facet_rows: Vec<(u64, Vec<u8>)>,
+    facets: Vec<(u64, Facets)>,
+    /// Leaves whose redaction record lies in the round.
+    redacted: Vec<u64>,
+    /// The log's root at the round's end.
+    root: Hash,
+}
+
+impl Round {
+    fn read(store: &Store, range: std::ops::Range<u64>) -> Result<Self, StoreError> {
+        let snap = store.snapshot()?;
+        let (from, end) = (range.start, range.end);
+        let mut leaves: Vec<([u8; 32], u64)> = range
+            .clone()
+            .zip(snap.commitments(from, end - from)?)
+            .map(|(i, c)| (tree::leaf_hash(&c.0).0, i))
+            .collect();
+        leaves.sort_unstable();
+        let mut uids = snap.uid_rows(range.clone())?;
+        uids.sort_unstable_by(|a, b| (&a.2, a.0).cmp(&(&b.2, b.0)));
+        let facet_rows = snap.facet_rows(range.clone())?;
+        let facets = facet_rows
+            .iter()
+            .map(|(i, bytes)| Ok((*i, decode(*i, bytes)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let redacted = snap.redactions(range)?.into_iter().map(|r| r.1).collect();
+        let root = tree::root(end, &snap)
+            .map_err(|e| StoreError::Corrupt(format!("root at {end}: {e}")))?;
+        Ok(Round {
+            leaves,
+            uids,
+            facet_rows,
+            facets,
+            redacted,
+            root,
+        })
+    }
+}
+
 /// The (indexed, root) an index database holds.
 fn stored_progress(db: &Database) -> Result<(u64, Option<Vec<u8>>), IndexError> {
     let tx = db.begin_read()?;
@@ -421,10 +444,6 @@ fn stored_progress(db: &Database) -> Result<(u64, Option<Vec<u8>>), IndexError> 
 
 fn decode(i: u64, bytes: &[u8]) -> Result<Facets, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("facets of {i}: {e}")))
-}
-
-fn be_u64(b: &[u8]) -> u64 {
-    b.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
 
 fn open_tables(tx: &WriteTransaction) -> Result<(), IndexError> {
@@ -508,10 +527,13 @@ impl<'tx> Tables<'tx> {
 type Scan<'a> = Box<dyn Iterator<Item = Result<(u64, u64), IndexError>> + 'a>;
 
 /// A read transaction over the index.
+/// A read transaction over the index. Tables open on first use: the
+/// sequencer's uid lookups need one, a lookup by leaf hash another.
 pub struct View {
     tx: redb::ReadTransaction,
-    leaves: ReadOnlyTable<[u8; 32], u64>,
-    keys: ReadOnlyTable<u64, &'static [u8]>,
+    leaves: OnceCell<ReadOnlyTable<[u8; 32], u64>>,
+    uids: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
+    keys: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
 }
 
 impl View {
@@ -524,8 +546,7 @@ impl View {
     /// The (leaf index, content hash) of the event with `metadata.uid` =
     /// `uid`, if indexed.
     pub fn uid(&self, uid: &str) -> Result<Option<(u64, [u8; 32])>, IndexError> {
-        let t = self.tx.open_table(UIDS)?;
-        let Some(v) = t.get(uid)? else {
+        let Some(v) = lazy(&self.uids, &self.tx, UIDS)?.get(uid)? else {
             return Ok(None);
         };
         let v = v.value();
@@ -540,7 +561,8 @@ impl View {
 
     /// The index of the leaf with hash `leaf`, if indexed.
     pub fn leaf_index(&self, leaf: Hash) -> Result<Option<u64>, IndexError> {
-        Ok(self.leaves.get(leaf.0)?.map(|v| v.value()))
+        let leaves = lazy(&self.leaves, &self.tx, LEAVES)?;
+        Ok(leaves.get(leaf.0)?.map(|v| v.value()))
     }
 
     /// Leaf indexes under `key`, in (key, index) order or its reverse,
@@ -594,10 +616,11 @@ impl View {
                 Ok(ordered(it, newest_first))
             }
             IndexKey::All => {
+                let keys = lazy(&self.keys, &self.tx, KEYS)?;
                 let range = match (newest_first, after_index) {
-                    (false, Some(a)) => self.keys.range(a.saturating_add(1)..)?,
-                    (true, Some(a)) => self.keys.range(..a)?,
-                    (_, None) => self.keys.range(0..)?,
+                    (false, Some(a)) => keys.range(a.saturating_add(1)..)?,
+                    (true, Some(a)) => keys.range(..a)?,
+                    (_, None) => keys.range(0..)?,
                 };
                 let it = range.map(|r| r.map(|(k, _)| (0, k.value())).map_err(IndexError::from));
                 Ok(ordered(it, newest_first))
@@ -625,7 +648,7 @@ pub fn path_for(db: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::event;
+    use crate::store::tests::{event, store_with};
     use crate::store::{NoKnownUids, Write};
 
     fn scan(view: &View, k: IndexKey, newest: bool, after: Option<(u64, u64)>) -> Vec<u64> {
@@ -645,14 +668,7 @@ mod tests {
     #[test]
     fn follows_the_log_and_pages_in_both_orders() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
-        let (s, _) = store
-            .append(
-                store.tree_state().unwrap(),
-                (0..20).map(event).collect(),
-                &NoKnownUids,
-            )
-            .unwrap();
+        let (store, s) = store_with(dir.path(), "db", 20);
         let index = Index::open(&dir.path().join("index"), &store).unwrap();
         assert_eq!(index.indexed(), 0);
         assert_eq!(index.index_up_to(&store, 12, false).unwrap(), 12);
@@ -700,15 +716,8 @@ mod tests {
     #[test]
     fn a_uid_logged_twice_keeps_its_first_index() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
+        let (store, s) = store_with(dir.path(), "db", 2);
         // Without a uid lookup the store cannot refuse the second copy.
-        let (s, _) = store
-            .append(
-                store.tree_state().unwrap(),
-                vec![event(0), event(1)],
-                &NoKnownUids,
-            )
-            .unwrap();
         store.append(s, vec![event(1)], &NoKnownUids).unwrap();
         let index = Index::open(&dir.path().join("index"), &store).unwrap();
         index.index_up_to(&store, 2, false).unwrap();
@@ -722,14 +731,7 @@ mod tests {
     #[test]
     fn a_redaction_removes_the_events_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
-        let (s, _) = store
-            .append(
-                store.tree_state().unwrap(),
-                (0..6).map(event).collect(),
-                &NoKnownUids,
-            )
-            .unwrap();
+        let (store, s) = store_with(dir.path(), "db", 6);
         let index = Index::open(&dir.path().join("index"), &store).unwrap();
         catch_up(&index, &store);
         let user0 = || {
@@ -768,26 +770,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index");
         {
-            let other = Store::open(&dir.path().join("other")).unwrap();
-            other
-                .append(
-                    other.tree_state().unwrap(),
-                    (0..5).map(event).collect(),
-                    &NoKnownUids,
-                )
-                .unwrap();
+            let (other, _) = store_with(dir.path(), "other", 5);
             let index = Index::open(&path, &other).unwrap();
             catch_up(&index, &other);
             assert_eq!(index.indexed(), 5);
         }
-        let store = Store::open(&dir.path().join("db")).unwrap();
-        store
-            .append(
-                store.tree_state().unwrap(),
-                (0..8).map(event).collect(),
-                &NoKnownUids,
-            )
-            .unwrap();
+        let (store, _) = store_with(dir.path(), "db", 8);
         let index = Index::open(&path, &store).unwrap();
         assert_eq!(index.indexed(), 0, "same size range, other roots: dropped");
         catch_up(&index, &store);

@@ -328,21 +328,20 @@ impl<R: HashReader> HashReader for MemoHashes<'_, R> {
     }
 }
 
-/// The (uid, leaf index, content hash) of each event `write` appended.
-fn appended_uids(write: &Write, outcome: &Outcome) -> Vec<(String, u64, [u8; 32])> {
-    let one = |e: &Committed, i: u64| vec![(e.facets.uid.clone(), i, e.facets.content)];
+/// Each event `write` appended, with its leaf index.
+fn appended<'w>(write: &'w Write, outcome: &Outcome) -> Vec<(&'w Committed, u64)> {
     match (write, outcome) {
         (Write::Append(events), Outcome::Appended(placed)) => events
             .iter()
             .zip(placed)
             .filter_map(|(e, p)| match p {
-                Placed::New(i) => Some((e.facets.uid.clone(), *i, e.facets.content)),
+                Placed::New(i) => Some((e, *i)),
                 Placed::Duplicate(_) => None,
             })
             .collect(),
-        (Write::Redact { record, .. }, Outcome::Redacted { record: i }) => one(record, *i),
+        (Write::Redact { record, .. }, Outcome::Redacted { record: i }) => vec![(record, *i)],
         (Write::CreateToken { audit, .. }, Outcome::Token { audit: i })
-        | (Write::RevokeToken { audit, .. }, Outcome::Token { audit: i }) => one(audit, *i),
+        | (Write::RevokeToken { audit, .. }, Outcome::Token { audit: i }) => vec![(audit, *i)],
         _ => Vec::new(),
     }
 }
@@ -501,8 +500,8 @@ impl Worker {
             .observe(started.elapsed().as_secs_f64());
         crate::metrics::METRICS.batch_events.observe(count as f64);
         for (write, outcome) in writes.iter().zip(&outcomes) {
-            for (uid, index, content) in appended_uids(write, outcome) {
-                self.uids.add(uid, index, content);
+            for (e, index) in appended(write, outcome) {
+                self.uids.add(&e.facets.uid, index, e.facets.content);
             }
         }
         // Durable: now, and only now, the new root may be signed.

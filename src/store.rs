@@ -210,18 +210,8 @@ impl Store {
     pub fn reopen(&self) -> Result<(), StoreError> {
         let mut guard = self.db.write().expect("not poisoned");
         drop(guard.take());
-        let mut last = StoreError::Closed;
-        for _ in 0..50 {
-            match Self::open_db(&self.path) {
-                Ok(db) => {
-                    *guard = Some(db);
-                    return Ok(());
-                }
-                Err(e) => last = e,
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        Err(last)
+        *guard = Some(open_retrying(|| Self::open_db(&self.path))?);
+        Ok(())
     }
 
     /// A write transaction with quick repair: each commit also records
@@ -766,7 +756,21 @@ impl KnownUids for HashMap<String, (u64, [u8; 32])> {
     }
 }
 
-fn be_u64(b: &[u8]) -> u64 {
+/// Opens a database again after an I/O error: readers still holding
+/// transactions keep the file open, so this tries for about a second.
+pub(crate) fn open_retrying<T, E>(mut open: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let mut opened = open();
+    for _ in 1..50 {
+        if opened.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        opened = open();
+    }
+    opened
+}
+
+pub(crate) fn be_u64(b: &[u8]) -> u64 {
     b.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
 
@@ -834,7 +838,7 @@ impl HashReader for Snapshot {
 }
 
 /// Opens `def` in `tx` once, into `cell`.
-fn lazy<'c, K: redb::Key + 'static, V: redb::Value + 'static>(
+pub(crate) fn lazy<'c, K: redb::Key + 'static, V: redb::Value + 'static>(
     cell: &'c OnceCell<ReadOnlyTable<K, V>>,
     tx: &redb::ReadTransaction,
     def: TableDefinition<K, V>,
@@ -969,6 +973,15 @@ pub(crate) mod tests {
 
     fn events(range: std::ops::Range<usize>) -> Vec<Committed> {
         range.map(event).collect()
+    }
+
+    /// A store at `dir/name` holding test events `0..n`, and its state.
+    pub(crate) fn store_with(dir: &Path, name: &str, n: usize) -> (Store, TreeState) {
+        let store = Store::open(&dir.join(name)).unwrap();
+        let (state, _) = store
+            .append(store.tree_state().unwrap(), events(0..n), &NoKnownUids)
+            .unwrap();
+        (store, state)
     }
 
     #[test]
@@ -1117,10 +1130,7 @@ pub(crate) mod tests {
     #[test]
     fn redaction_keeps_the_tree_and_drops_event_and_indexes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
-        let (s, _) = store
-            .append(store.tree_state().unwrap(), events(0..6), &NoKnownUids)
-            .unwrap();
+        let (store, s) = store_with(dir.path(), "db", 6);
         let before = store.snapshot().unwrap().commitments(0, 6).unwrap();
         let (s2, out, _) = store
             .write(

@@ -80,14 +80,7 @@ impl TileCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tile(level: Option<u8>, index: u64, width: u32) -> TileRef {
-        TileRef {
-            level,
-            index,
-            width,
-        }
-    }
+    use crate::tiles::tests::tile;
 
     #[test]
     fn keeps_full_tiles_only_and_stays_bounded() {

@@ -145,10 +145,10 @@ pub fn entry_bundle<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn tile(level: Option<u8>, index: u64, width: u32) -> TileRef {
+    pub(crate) fn tile(level: Option<u8>, index: u64, width: u32) -> TileRef {
         TileRef {
             level,
             index,

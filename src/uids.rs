@@ -82,7 +82,7 @@ impl RecentUids {
     }
 
     /// Remembers that leaf `index` has `uid`.
-    pub fn add(&mut self, uid: String, index: u64, content: [u8; 32]) {
+    pub fn add(&mut self, uid: &str, index: u64, content: [u8; 32]) {
         let uid: Arc<str> = uid.into();
         self.by_uid.entry(uid.clone()).or_insert((index, content));
         self.order.push_back((index, uid));
@@ -144,21 +144,15 @@ impl KnownUids for Lookup<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::event;
-    use crate::store::{NoKnownUids, Placed};
+    use crate::store::tests::{event, store_with};
+    use crate::store::Placed;
 
     #[test]
     fn a_uid_is_found_before_during_and_after_indexing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let (store, s) = store_with(dir.path(), "db", 10);
+        let store = Arc::new(store);
         let index = Arc::new(crate::index::Index::open(&dir.path().join("ix"), &store).unwrap());
-        let (s, _) = store
-            .append(
-                store.tree_state().unwrap(),
-                (0..10).map(event).collect(),
-                &NoKnownUids,
-            )
-            .unwrap();
         index.index_up_to(&store, 4, false).unwrap();
         // As after a restart: leaves 4..10 only in the log, not the index.
         let mut recent = RecentUids::load(index.clone(), store.clone(), s.size, 100).unwrap();
@@ -193,15 +187,9 @@ mod tests {
     #[test]
     fn far_behind_the_index_nothing_is_loaded_until_it_comes_within_reach() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let (store, s) = store_with(dir.path(), "db", 50);
+        let store = Arc::new(store);
         let index = Arc::new(crate::index::Index::open(&dir.path().join("ix"), &store).unwrap());
-        let (s, _) = store
-            .append(
-                store.tree_state().unwrap(),
-                (0..50).map(event).collect(),
-                &NoKnownUids,
-            )
-            .unwrap();
         // As after a restore: the index starts from nothing.
         let mut recent = RecentUids::load(index.clone(), store.clone(), s.size, 20).unwrap();
         assert!(recent.is_empty(), "50 behind, more than 20: nothing loaded");

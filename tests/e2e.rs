@@ -7,33 +7,15 @@ use std::collections::BTreeSet;
 
 use common::{auth_event, receipts, Server};
 use sealog::client;
-use sealog::note::{self, Checkpoint};
-use sealog::receipt::{ConsistencyProof, InclusionProof, Receipt};
+use sealog::note;
+use sealog::receipt::{InclusionProof, Receipt};
 use serde_json::json;
-
-async fn checkpoint(s: &Server, c: &reqwest::Client) -> Checkpoint {
-    let text = s.get_text(c, "/checkpoint").await;
-    note::verify_checkpoint(text.as_bytes(), &s.vkey).expect("checkpoint verifies")
-}
-
-async fn consistent(s: &Server, c: &reqwest::Client, old: &Checkpoint, new: &Checkpoint) {
-    if old.size == 0 {
-        return;
-    }
-    let p: ConsistencyProof = s
-        .get_json(
-            c,
-            &format!("/v1/proof/consistency?from={}&to={}", old.size, new.size),
-        )
-        .await;
-    client::verify_consistency(&p, old, new).expect("checkpoints are consistent");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_appends_all_verify_and_survive_restart() {
     let mut s = Server::start(&[]);
     let c = Server::client();
-    let empty = checkpoint(&s, &c).await;
+    let empty = s.checkpoint(&c).await;
     assert_eq!(
         empty.size, 1,
         "a new log holds one event: its admin token's creation"
@@ -100,7 +82,7 @@ async fn concurrent_appends_all_verify_and_survive_restart() {
         all.extend(t.await.unwrap());
     }
 
-    let head = checkpoint(&s, &c).await;
+    let head = s.checkpoint(&c).await;
     assert_eq!(head.size, all.len() as u64 + 1);
     let indexes: BTreeSet<u64> = all.iter().map(|r| r.index).collect();
     assert_eq!(
@@ -116,7 +98,7 @@ async fn concurrent_appends_all_verify_and_survive_restart() {
         let cp = client::verify_receipt(r, &s.vkey).expect("receipt verifies offline");
         assert!(cp.size > r.index);
         if checked_sizes.insert(cp.size) {
-            consistent(&s, &c, &cp, &head).await;
+            s.assert_consistent(&c, &cp, &head).await;
         }
     }
     // A receipt whose event was changed does not verify.
@@ -151,7 +133,7 @@ async fn concurrent_appends_all_verify_and_survive_restart() {
 
     // Restart: the same tree and checkpoint, then it grows consistently.
     s.restart();
-    let after = checkpoint(&s, &c).await;
+    let after = s.checkpoint(&c).await;
     assert_eq!(after, head, "restart keeps size and root");
     let more = receipts(
         &s.append(
@@ -164,10 +146,10 @@ async fn concurrent_appends_all_verify_and_survive_restart() {
         .await,
     );
     assert_eq!(more[0].index, head.size);
-    let grown = checkpoint(&s, &c).await;
+    let grown = s.checkpoint(&c).await;
     assert_eq!(grown.size, head.size + 2);
-    consistent(&s, &c, &head, &grown).await;
-    consistent(&s, &c, &empty, &grown).await;
+    s.assert_consistent(&c, &head, &grown).await;
+    s.assert_consistent(&c, &empty, &grown).await;
     for r in all.iter().step_by(29).chain(&more) {
         let p: InclusionProof = s
             .get_json(
@@ -193,7 +175,7 @@ async fn tiles_are_served_for_signed_sizes_only() {
     let c = Server::client();
     let body: Vec<_> = (0..299).map(|i| auth_event(i, json!(i))).collect();
     let mut rs = receipts(&s.append(&c, json!(body)).await);
-    let head = checkpoint(&s, &c).await;
+    let head = s.checkpoint(&c).await;
     assert_eq!(head.size, 300, "299 and the admin token's record");
     // rs[i] is leaf i: put leaf 0 (the token record) in front.
     let first = c

@@ -79,9 +79,7 @@ async fn the_same_uid_from_20_clients_at_once_is_one_leaf() {
     for r in &rs {
         client::verify_receipt(r, &s.vkey).unwrap();
     }
-    let cp =
-        sealog::note::verify_checkpoint(s.get_text(&c, "/checkpoint").await.as_bytes(), &s.vkey)
-            .unwrap();
+    let cp = s.checkpoint(&c).await;
     assert_eq!(cp.size, 2, "the admin token record and one event");
     // In one batch too.
     let (st, _) = post(
@@ -93,9 +91,7 @@ async fn the_same_uid_from_20_clients_at_once_is_one_leaf() {
     )
     .await;
     assert_eq!(st, 200);
-    let cp =
-        sealog::note::verify_checkpoint(s.get_text(&c, "/checkpoint").await.as_bytes(), &s.vkey)
-            .unwrap();
+    let cp = s.checkpoint(&c).await;
     assert_eq!(cp.size, 2);
     // The same uid on another event is refused, appends nothing, and shows
     // nothing of the logged event (an append token cannot read with it).
@@ -118,9 +114,7 @@ async fn the_same_uid_from_20_clients_at_once_is_one_leaf() {
         !v.to_string().contains("retry"),
         "no event content in the answer"
     );
-    let cp =
-        sealog::note::verify_checkpoint(s.get_text(&c, "/checkpoint").await.as_bytes(), &s.vkey)
-            .unwrap();
+    let cp = s.checkpoint(&c).await;
     assert_eq!(cp.size, 2, "nothing of the request appended");
 }
 
@@ -280,9 +274,7 @@ async fn an_auditor_checks_every_commitment_before_and_after_a_redaction() {
     let rs = receipts(&s.append(&c, json!(sent)).await);
     let (size, redacted) = audit(&c, &s).await;
     assert_eq!((size, redacted.len()), (301, 0));
-    let old_cp =
-        sealog::note::verify_checkpoint(s.get_text(&c, "/checkpoint").await.as_bytes(), &s.vkey)
-            .unwrap();
+    let old_cp = s.checkpoint(&c).await;
 
     let target = rs[123].index;
     let t = Some(s.token.as_str());
@@ -323,19 +315,8 @@ async fn an_auditor_checks_every_commitment_before_and_after_a_redaction() {
     for r in &rs {
         client::verify_receipt(r, &s.vkey).unwrap();
     }
-    let new_cp =
-        sealog::note::verify_checkpoint(s.get_text(&c, "/checkpoint").await.as_bytes(), &s.vkey)
-            .unwrap();
-    let p: sealog::receipt::ConsistencyProof = s
-        .get_json(
-            &c,
-            &format!(
-                "/v1/proof/consistency?from={}&to={}",
-                old_cp.size, new_cp.size
-            ),
-        )
-        .await;
-    client::verify_consistency(&p, &old_cp, &new_cp).unwrap();
+    let new_cp = s.checkpoint(&c).await;
+    s.assert_consistent(&c, &old_cp, &new_cp).await;
     // Its receipt now carries no event; a retry of its uid is answered so.
     let (st, body) = get(&c, &s, &format!("/v1/events/{target}/receipt"), t).await;
     assert_eq!(st, 410, "{body}");

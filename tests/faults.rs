@@ -130,9 +130,7 @@ async fn a_full_disk_answers_503_stays_consistent_and_resumes() {
         ok.len() as u64 + 1,
         "only acknowledged events are in the log"
     );
-    let cp_before =
-        sealog::note::verify_checkpoint(s.get_text(&c, "/checkpoint").await.as_bytes(), &s.vkey)
-            .unwrap();
+    let cp_before = s.checkpoint(&c).await;
     // Space returns: appends resume without a restart.
     disk.grow(64);
     let mut resumed = false;
@@ -152,19 +150,8 @@ async fn a_full_disk_answers_503_stays_consistent_and_resumes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(resumed, "appends resume when space returns");
-    let after =
-        sealog::note::verify_checkpoint(s.get_text(&c, "/checkpoint").await.as_bytes(), &s.vkey)
-            .unwrap();
-    let p: sealog::receipt::ConsistencyProof = s
-        .get_json(
-            &c,
-            &format!(
-                "/v1/proof/consistency?from={}&to={}",
-                cp_before.size, after.size
-            ),
-        )
-        .await;
-    sealog::client::verify_consistency(&p, &cp_before, &after).unwrap();
+    let after = s.checkpoint(&c).await;
+    s.assert_consistent(&c, &cp_before, &after).await;
     for r in &ok {
         sealog::client::verify_receipt(r, &s.vkey).unwrap();
     }

@@ -167,6 +167,27 @@ impl Server {
         v
     }
 
+    /// The latest checkpoint (`/checkpoint`), verified.
+    pub async fn checkpoint(&self, c: &reqwest::Client) -> sealog::note::Checkpoint {
+        let text = self.get_text(c, "/checkpoint").await;
+        sealog::note::verify_checkpoint(text.as_bytes(), &self.vkey).expect("checkpoint verifies")
+    }
+
+    /// Fetches the consistency proof from `old` to `new` and checks it.
+    pub async fn assert_consistent(
+        &self,
+        c: &reqwest::Client,
+        old: &sealog::note::Checkpoint,
+        new: &sealog::note::Checkpoint,
+    ) {
+        if old.size == 0 {
+            return;
+        }
+        let path = format!("/v1/proof/consistency?from={}&to={}", old.size, new.size);
+        let p: sealog::receipt::ConsistencyProof = self.get_json(c, &path).await;
+        sealog::client::verify_consistency(&p, old, new).expect("checkpoints are consistent");
+    }
+
     pub async fn get_text(&self, c: &reqwest::Client, path: &str) -> String {
         let r = c.get(format!("{}{path}", self.url)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
