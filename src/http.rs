@@ -527,7 +527,8 @@ async fn inclusion_proof(
             // spaces, so putting it back is unambiguous.
             let h = receipt::parse_hash(&h.replace(' ', "+"))
                 .ok_or_else(|| ApiError::bad("leaf_hash", "not a base64 32-byte hash"))?;
-            match index_view(&s, size).await?.leaf_index(h)? {
+            let view = index_view(&s, size).await?;
+            match view.leaf_index(h, &s.store.snapshot()?)? {
                 Some(i) if i < size => i,
                 _ => {
                     return Err(ApiError::NotFound(format!(

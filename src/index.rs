@@ -32,21 +32,36 @@ use redb::{
     Database, Durability, ReadOnlyTable, ReadableDatabase, Table, TableDefinition, WriteTransaction,
 };
 
-use crate::event::Facets;
-use crate::store::{be_u64, lazy, open_retrying, Store, StoreError};
+use crate::index_keys::{self, Keys};
+use crate::store::{be_u64, lazy, open_retrying, Snapshot, Store, StoreError};
 use crate::tree::{self, Hash};
 
-const LEAVES: TableDefinition<[u8; 32], u64> = TableDefinition::new("leaves");
-/// metadata.uid → leaf index (8 bytes) || content hash (32 bytes).
-const UIDS: TableDefinition<&str, &[u8]> = TableDefinition::new("uids");
-/// leaf index → the facets it was indexed under (to remove them again).
+// The lookup tables are keyed by (the first 8 bytes of a SHA-256 of the
+// looked-up value, leaf index), not by the value: a fixed 16-byte key packs
+// ~200 rows in a page where a 32-byte hash or a 36-byte uid with its value
+// packed ~60, and each scattered insert dirties a page. Two values may
+// share a prefix, so every lookup checks its candidates against the log
+// (`View::leaf_index`, `View::uid`, and queries re-check each event's
+// facets).
+
+/// (leaf hash prefix, leaf index).
+const LEAVES: TableDefinition<(u64, u64), ()> = TableDefinition::new("leaves");
+/// (key of metadata.uid, leaf index).
+const UIDS: TableDefinition<(u64, u64), ()> = TableDefinition::new("uids");
+/// leaf index → the keys it was indexed under (`Keys`), to remove them again.
 const KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("keys");
-const BY_USER: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_user");
-const BY_ACTOR: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_actor");
-const BY_IP: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_ip");
+/// (key of user.uid or user.name, leaf index); the same for the actor's
+/// user and src_endpoint.ip.
+const BY_USER: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_user");
+const BY_ACTOR: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_actor");
+const BY_IP: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_ip");
 const BY_CLASS: TableDefinition<(u32, u64), ()> = TableDefinition::new("by_class");
 const BY_TIME: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_time");
+/// "indexed", "root", "format".
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// The layout above; an index of another layout is rebuilt.
+const FORMAT: u64 = 2;
 
 /// redb's page cache for the index.
 const CACHE_BYTES: usize = 512 << 20;
@@ -139,7 +154,7 @@ impl Index {
             match Self::open_matching(path, store) {
                 Ok(Some(index)) => return Ok(index),
                 Ok(None) => {
-                    tracing::warn!(path = %path.display(), "the index is not of this log's tree; rebuilding it")
+                    tracing::warn!(path = %path.display(), "the index is not of this log's tree, or of an older layout; rebuilding it")
                 }
                 // The log's failure says nothing about the index: keep it.
                 Err(e @ IndexError::Log(_)) => return Err(e),
@@ -158,7 +173,9 @@ impl Index {
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
         let tx = db.begin_write()?;
-        open_tables(&tx)?;
+        Tables::open(&tx)?
+            .meta
+            .insert("format", FORMAT.to_be_bytes().as_slice())?;
         tx.commit()?;
         Ok(Index {
             path: path.to_path_buf(),
@@ -174,6 +191,9 @@ impl Index {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
+        if stored_format(&db)? != FORMAT {
+            return Ok(None);
+        }
         let (indexed, root) = stored_progress(&db)?;
         let snap = store.snapshot().map_err(IndexError::Log)?;
         let size = store.tree_state().map_err(IndexError::Log)?.size;
@@ -275,35 +295,22 @@ impl Index {
         }
         {
             let mut t = Tables::open(&tx)?;
-            for (leaf, i) in round.leaves {
-                // Leaf hashes are unique but for a SHA-256 collision; the
-                // first index keeps its claim if one ever happened.
-                let first = t.leaves.insert(leaf, i)?.map(|v| v.value());
-                if let Some(first) = first {
-                    t.leaves.insert(leaf, first)?;
-                }
+            // Lookups take the lowest matching index: a leaf hash or uid
+            // that ever repeated keeps its first claim.
+            for key in round.leaves {
+                t.leaves.insert(key, ())?;
             }
-            for (i, content, uid) in round.uids {
-                // Appends refuse a known uid; if one slipped in, the first
-                // index keeps it.
-                let mut row = i.to_be_bytes().to_vec();
-                row.extend_from_slice(&content);
-                let first = t
-                    .uids
-                    .insert(uid.as_str(), row.as_slice())?
-                    .map(|v| v.value().to_vec());
-                if let Some(first) = first {
-                    t.uids.insert(uid.as_str(), first.as_slice())?;
-                }
+            for key in round.uids {
+                t.uids.insert(key, ())?;
             }
-            for (i, bytes) in &round.facet_rows {
-                t.keys.insert(i, bytes.as_slice())?;
+            for (i, keys) in &round.keys {
+                t.keys.insert(i, keys.encode().as_slice())?;
             }
-            t.add_all(&round.facets)?;
+            t.add_all(&round.keys)?;
             for redacted in round.redacted {
                 let old = t.keys.remove(redacted)?.map(|v| v.value().to_vec());
                 if let Some(bytes) = old {
-                    t.remove(redacted, &decode(redacted, &bytes)?)?;
+                    t.remove(redacted, &Keys::decode(redacted, &bytes)?)?;
                 }
             }
             t.meta.insert("indexed", end.to_be_bytes().as_slice())?;
@@ -389,13 +396,12 @@ pub fn follow(index: Arc<Index>, store: Arc<Store>, mut size: tokio::sync::watch
 /// rows are sorted by key: a run of inserts then walks its B-tree once,
 /// left to right, not once per row.
 struct Round {
-    /// (leaf hash, leaf index).
-    leaves: Vec<([u8; 32], u64)>,
-    /// (leaf index, content hash, uid), by uid.
-    uids: Vec<(u64, [u8; 32], String)>,
-    /// The facets rows as stored, and decoded.
-    facet_rows: Vec<(u64, Vec<u8>)>,
-    facets: Vec<(u64, Facets)>,
+    /// (leaf hash key, leaf index).
+    leaves: Vec<(u64, u64)>,
+    /// (uid key, leaf index).
+    uids: Vec<(u64, u64)>,
+    /// The keys of each unredacted leaf, in leaf order.
+    keys: Vec<(u64, Keys)>,
     /// Leaves whose redaction record lies in the round.
     redacted: Vec<u64>,
     /// The log's root at the round's end.
@@ -406,27 +412,26 @@ impl Round {
     fn read(store: &Store, range: std::ops::Range<u64>) -> Result<Self, StoreError> {
         let snap = store.snapshot()?;
         let (from, end) = (range.start, range.end);
-        let mut leaves: Vec<([u8; 32], u64)> = range
+        let mut leaves: Vec<(u64, u64)> = range
             .clone()
             .zip(snap.commitments(from, end - from)?)
-            .map(|(i, c)| (tree::leaf_hash(&c.0).0, i))
+            .map(|(i, c)| (index_keys::of_leaf(&tree::leaf_hash(&c.0)), i))
             .collect();
         leaves.sort_unstable();
-        let mut uids = snap.uid_rows(range.clone())?;
-        uids.sort_unstable_by(|a, b| (&a.2, a.0).cmp(&(&b.2, b.0)));
-        let facet_rows = snap.facet_rows(range.clone())?;
-        let facets = facet_rows
-            .iter()
-            .map(|(i, bytes)| Ok((*i, decode(*i, bytes)?)))
-            .collect::<Result<_, StoreError>>()?;
+        let mut uids: Vec<(u64, u64)> = (snap.uid_rows(range.clone())?.into_iter())
+            .map(|(i, _, uid)| (index_keys::of_str(&uid), i))
+            .collect();
+        uids.sort_unstable();
+        let keys = (snap.facets_in(range.clone())?.into_iter())
+            .map(|(i, f)| (i, Keys::of(&f)))
+            .collect();
         let redacted = snap.redactions(range)?.into_iter().map(|r| r.1).collect();
         let root = tree::root(end, &snap)
             .map_err(|e| StoreError::Corrupt(format!("root at {end}: {e}")))?;
         Ok(Round {
             leaves,
             uids,
-            facet_rows,
-            facets,
+            keys,
             redacted,
             root,
         })
@@ -434,6 +439,13 @@ impl Round {
 }
 
 /// The (indexed, root) an index database holds.
+/// The layout of an index database (absent before there were two).
+fn stored_format(db: &Database) -> Result<u64, IndexError> {
+    let tx = db.begin_read()?;
+    let meta = tx.open_table(META)?;
+    Ok(meta.get("format")?.map(|v| be_u64(v.value())).unwrap_or(1))
+}
+
 fn stored_progress(db: &Database) -> Result<(u64, Option<Vec<u8>>), IndexError> {
     let tx = db.begin_read()?;
     let meta = tx.open_table(META)?;
@@ -442,22 +454,15 @@ fn stored_progress(db: &Database) -> Result<(u64, Option<Vec<u8>>), IndexError> 
     Ok((indexed, root))
 }
 
-fn decode(i: u64, bytes: &[u8]) -> Result<Facets, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("facets of {i}: {e}")))
-}
-
-fn open_tables(tx: &WriteTransaction) -> Result<(), IndexError> {
-    Tables::open(tx).map(|_| ())
-}
 
 /// The tables of one index transaction.
 struct Tables<'tx> {
-    leaves: Table<'tx, [u8; 32], u64>,
-    uids: Table<'tx, &'static str, &'static [u8]>,
+    leaves: Table<'tx, (u64, u64), ()>,
+    uids: Table<'tx, (u64, u64), ()>,
     keys: Table<'tx, u64, &'static [u8]>,
-    by_user: Table<'tx, (&'static str, u64), ()>,
-    by_actor: Table<'tx, (&'static str, u64), ()>,
-    by_ip: Table<'tx, (&'static str, u64), ()>,
+    by_user: Table<'tx, (u64, u64), ()>,
+    by_actor: Table<'tx, (u64, u64), ()>,
+    by_ip: Table<'tx, (u64, u64), ()>,
     by_class: Table<'tx, (u32, u64), ()>,
     by_time: Table<'tx, (u64, u64), ()>,
     meta: Table<'tx, &'static str, &'static [u8]>,
@@ -478,48 +483,40 @@ impl<'tx> Tables<'tx> {
         })
     }
 
-    /// Indexes each (leaf index, facets), table by table in key order.
-    fn add_all(&mut self, facets: &[(u64, Facets)]) -> Result<(), IndexError> {
-        fn sorted<'a>(rows: impl Iterator<Item = (&'a str, u64)>) -> Vec<(&'a str, u64)> {
-            let mut rows: Vec<_> = rows.collect();
+    /// Indexes each (leaf index, keys), table by table in key order.
+    fn add_all(&mut self, keys: &[(u64, Keys)]) -> Result<(), IndexError> {
+        fn insert<K: Ord + Copy + redb::Key + for<'a> redb::Value<SelfType<'a> = K>>(
+            table: &mut Table<'_, K, ()>,
+            rows: impl Iterator<Item = K>,
+        ) -> Result<(), IndexError> {
+            let mut rows: Vec<K> = rows.collect();
             rows.sort_unstable();
-            rows
+            for row in rows {
+                table.insert(row, ())?;
+            }
+            Ok(())
         }
-        let each = || facets.iter().map(|(n, f)| (*n, f));
-        for key in sorted(each().flat_map(|(n, f)| f.users.iter().map(move |u| (u.as_str(), n)))) {
-            self.by_user.insert(key, ())?;
-        }
-        for key in sorted(each().flat_map(|(n, f)| f.actors.iter().map(move |a| (a.as_str(), n)))) {
-            self.by_actor.insert(key, ())?;
-        }
-        for key in sorted(each().filter_map(|(n, f)| Some((f.src_ip.as_deref()?, n)))) {
-            self.by_ip.insert(key, ())?;
-        }
-        let mut classes: Vec<(u32, u64)> = each().map(|(n, f)| (f.class_uid, n)).collect();
-        classes.sort_unstable();
-        for key in classes {
-            self.by_class.insert(key, ())?;
-        }
-        let mut times: Vec<(u64, u64)> = each().map(|(n, f)| (f.time, n)).collect();
-        times.sort_unstable();
-        for key in times {
-            self.by_time.insert(key, ())?;
-        }
+        let each = || keys.iter().map(|(n, k)| (*n, k));
+        insert(&mut self.by_user, each().flat_map(|(n, k)| k.users.iter().map(move |u| (*u, n))))?;
+        insert(&mut self.by_actor, each().flat_map(|(n, k)| k.actors.iter().map(move |a| (*a, n))))?;
+        insert(&mut self.by_ip, each().filter_map(|(n, k)| Some((k.ip?, n))))?;
+        insert(&mut self.by_class, each().map(|(n, k)| (k.class_uid, n)))?;
+        insert(&mut self.by_time, each().map(|(n, k)| (k.time, n)))?;
         Ok(())
     }
 
-    fn remove(&mut self, n: u64, f: &Facets) -> Result<(), IndexError> {
-        for u in &f.users {
-            self.by_user.remove((u.as_str(), n))?;
+    fn remove(&mut self, n: u64, k: &Keys) -> Result<(), IndexError> {
+        for u in &k.users {
+            self.by_user.remove((*u, n))?;
         }
-        for a in &f.actors {
-            self.by_actor.remove((a.as_str(), n))?;
+        for a in &k.actors {
+            self.by_actor.remove((*a, n))?;
         }
-        if let Some(ip) = &f.src_ip {
-            self.by_ip.remove((ip.as_str(), n))?;
+        if let Some(ip) = k.ip {
+            self.by_ip.remove((ip, n))?;
         }
-        self.by_class.remove((f.class_uid, n))?;
-        self.by_time.remove((f.time, n))?;
+        self.by_class.remove((k.class_uid, n))?;
+        self.by_time.remove((k.time, n))?;
         Ok(())
     }
 }
@@ -531,8 +528,8 @@ type Scan<'a> = Box<dyn Iterator<Item = Result<(u64, u64), IndexError>> + 'a>;
 /// sequencer's uid lookups need one, a lookup by leaf hash another.
 pub struct View {
     tx: redb::ReadTransaction,
-    leaves: OnceCell<ReadOnlyTable<[u8; 32], u64>>,
-    uids: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
+    leaves: OnceCell<ReadOnlyTable<(u64, u64), ()>>,
+    uids: OnceCell<ReadOnlyTable<(u64, u64), ()>>,
     keys: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
 }
 
@@ -544,25 +541,34 @@ impl View {
     }
 
     /// The (leaf index, content hash) of the event with `metadata.uid` =
-    /// `uid`, if indexed.
-    pub fn uid(&self, uid: &str) -> Result<Option<(u64, [u8; 32])>, IndexError> {
-        let Some(v) = lazy(&self.uids, &self.tx, UIDS)?.get(uid)? else {
-            return Ok(None);
-        };
-        let v = v.value();
-        if v.len() != 40 {
-            return Err(StoreError::Corrupt(format!("index row of uid {uid:?}")).into());
+    /// `uid`, if indexed; `log` is a snapshot of the log at least as new
+    /// as this view, to check the candidates against.
+    pub fn uid(&self, uid: &str, log: &Snapshot) -> Result<Option<(u64, [u8; 32])>, IndexError> {
+        let uids = lazy(&self.uids, &self.tx, UIDS)?;
+        for i in candidates(uids, index_keys::of_str(uid))? {
+            let i = i?;
+            let row = log.uid_rows(i..i + 1).map_err(IndexError::Log)?;
+            match row.first() {
+                Some((_, content, logged)) if logged == uid => return Ok(Some((i, *content))),
+                Some(_) => {}
+                None => return Err(StoreError::Corrupt(format!("indexed uid row {i}")).into()),
+            }
         }
-        Ok(Some((
-            be_u64(&v[..8]),
-            v[8..].try_into().expect("32 bytes"),
-        )))
+        Ok(None)
     }
 
-    /// The index of the leaf with hash `leaf`, if indexed.
-    pub fn leaf_index(&self, leaf: Hash) -> Result<Option<u64>, IndexError> {
+    /// The first index of the leaf with hash `leaf`, if indexed (checked
+    /// against `log`, as for `uid`).
+    pub fn leaf_index(&self, leaf: Hash, log: &Snapshot) -> Result<Option<u64>, IndexError> {
         let leaves = lazy(&self.leaves, &self.tx, LEAVES)?;
-        Ok(leaves.get(leaf.0)?.map(|v| v.value()))
+        for i in candidates(leaves, index_keys::of_leaf(&leaf))? {
+            let i = i?;
+            let c = log.commitments(i, 1).map_err(IndexError::Log)?[0];
+            if tree::leaf_hash(&c.0) == leaf {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
     }
 
     /// Leaf indexes under `key`, in (key, index) order or its reverse,
@@ -585,11 +591,14 @@ impl View {
             }
         }
         fn by_str<'a>(
-            t: ReadOnlyTable<(&'static str, u64), ()>,
+            t: ReadOnlyTable<(u64, u64), ()>,
             k: &str,
             newest_first: bool,
             after: Option<u64>,
         ) -> Result<Scan<'a>, IndexError> {
+            // Another value with the same key is filtered out by the
+            // query, which checks each candidate's facets.
+            let k = index_keys::of_str(k);
             let range = match (newest_first, after) {
                 (false, Some(a)) => t.range((k, a.saturating_add(1))..=(k, u64::MAX))?,
                 (true, Some(a)) => t.range((k, 0)..(k, a))?,
@@ -638,6 +647,15 @@ impl View {
             }
         }
     }
+}
+
+/// The leaf indexes stored under `key`, lowest first.
+fn candidates(
+    t: &ReadOnlyTable<(u64, u64), ()>,
+    key: u64,
+) -> Result<impl Iterator<Item = Result<u64, IndexError>> + '_, IndexError> {
+    Ok(t.range((key, 0)..=(key, u64::MAX))?
+        .map(|r| Ok(r?.0.value().1)))
 }
 
 /// The index file beside the log's database.
@@ -706,11 +724,11 @@ mod tests {
         assert_eq!(scan(&view, IndexKey::Class(3002), true, None).len(), 30);
         assert!(scan(&view, IndexKey::Class(3001), true, None).is_empty());
         assert_eq!(scan(&view, IndexKey::All, true, Some((0, 3))), [2, 1, 0]);
-        let leaf = tree::leaf_hash(&event(0).commitment.0);
-        assert_eq!(view.leaf_index(leaf).unwrap(), None, "another salt");
         let snap = store.snapshot().unwrap();
+        let leaf = tree::leaf_hash(&event(0).commitment.0);
+        assert_eq!(view.leaf_index(leaf, &snap).unwrap(), None, "another salt");
         let c = snap.commitments(17, 1).unwrap()[0];
-        assert_eq!(view.leaf_index(tree::leaf_hash(&c.0)).unwrap(), Some(17));
+        assert_eq!(view.leaf_index(tree::leaf_hash(&c.0), &snap).unwrap(), Some(17));
     }
 
     #[test]
@@ -722,10 +740,35 @@ mod tests {
         let index = Index::open(&dir.path().join("index"), &store).unwrap();
         index.index_up_to(&store, 2, false).unwrap();
         index.index_up_to(&store, 3, false).unwrap();
+        let (view, snap) = (index.view().unwrap(), store.snapshot().unwrap());
+        assert_eq!(view.uid("uid-1", &snap).unwrap().map(|p| p.0), Some(1));
+        assert_eq!(view.uid("uid-0", &snap).unwrap().map(|p| p.0), Some(0));
+        assert_eq!(view.uid("uid-9", &snap).unwrap(), None);
+    }
+
+    #[test]
+    fn keys_shared_by_other_values_are_told_apart_by_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store_with(dir.path(), "db", 20);
+        let index = Index::open(&dir.path().join("index"), &store).unwrap();
+        catch_up(&index, &store);
+        let snap = store.snapshot().unwrap();
+        let leaf17 = tree::leaf_hash(&snap.commitments(17, 1).unwrap()[0].0);
+        // As if another leaf's hash and another uid had the same 8-byte
+        // prefix as leaf 17's and uid-12's, at lower indexes.
+        let tx = index.begin_write().unwrap();
+        {
+            let mut t = Tables::open(&tx).unwrap();
+            t.leaves.insert((index_keys::of_leaf(&leaf17), 3), ()).unwrap();
+            t.uids.insert((index_keys::of_str("uid-12"), 4), ()).unwrap();
+            t.uids.insert((index_keys::of_str("uid-99"), 5), ()).unwrap();
+        }
+        tx.commit().unwrap();
         let view = index.view().unwrap();
-        assert_eq!(view.uid("uid-1").unwrap().map(|p| p.0), Some(1));
-        assert_eq!(view.uid("uid-0").unwrap().map(|p| p.0), Some(0));
-        assert_eq!(view.uid("uid-9").unwrap(), None);
+        assert_eq!(view.leaf_index(leaf17, &snap).unwrap(), Some(17));
+        let (i, content) = view.uid("uid-12", &snap).unwrap().unwrap();
+        assert_eq!((i, content), (12, snap.uid_rows(12..13).unwrap()[0].1));
+        assert_eq!(view.uid("uid-99", &snap).unwrap(), None, "leaf 5 is uid-5");
     }
 
     #[test]
@@ -757,9 +800,10 @@ mod tests {
         assert_eq!(user0(), [0], "3 is gone from the index");
         let view = index.view().unwrap();
         assert!(!scan(&view, IndexKey::All, false, None).contains(&3));
-        let c = store.snapshot().unwrap().commitments(3, 1).unwrap()[0];
+        let snap = store.snapshot().unwrap();
+        let c = snap.commitments(3, 1).unwrap()[0];
         assert_eq!(
-            view.leaf_index(tree::leaf_hash(&c.0)).unwrap(),
+            view.leaf_index(tree::leaf_hash(&c.0), &snap).unwrap(),
             Some(3),
             "its leaf stays in the tree, and provable by its hash"
         );
@@ -782,5 +826,11 @@ mod tests {
         drop(index);
         let index = Index::open(&path, &store).unwrap();
         assert_eq!(index.indexed(), 8, "its own index is kept");
+        let tx = index.begin_write().unwrap();
+        tx.open_table(META).unwrap().remove("format").unwrap();
+        tx.commit().unwrap();
+        drop(index);
+        let index = Index::open(&path, &store).unwrap();
+        assert_eq!(index.indexed(), 0, "an index of the first layout: dropped");
     }
 }

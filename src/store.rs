@@ -6,7 +6,7 @@
 //! - `events`:   leaf index → salt (32 bytes) || JCS(event) (private)
 //! - `uid_log`:  leaf index → content hash (32 bytes) || metadata.uid, never
 //!   deleted (the index follower builds the uid lookup from it)
-//! - `facets`:   leaf index → the event's facets (JSON), for query filters
+//! - `facets`:   leaf index → the event's facets (`facets_row.rs`), for query filters
 //! - `redacted`: leaf index → index of the redaction event
 //! - `redactions`: index of the redaction event → leaf index (in log
 //!   order, for the index follower)
@@ -35,6 +35,7 @@ use redb::{
 };
 
 use crate::event::{Committed, Facets, SALT_LEN};
+use crate::facets_row;
 use crate::tree::{self, Hash, HashReader};
 
 const HASHES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("hashes");
@@ -663,8 +664,7 @@ impl<'tx, 'k> Tables<'tx, 'k> {
         uid_row.extend_from_slice(f.uid.as_bytes());
         self.uid_log.insert(n, uid_row.as_slice())?;
         self.batch_uids.insert(f.uid.clone(), (n, f.content));
-        let facets = serde_json::to_vec(f).expect("facets serialize");
-        self.facets.insert(n, facets.as_slice())?;
+        self.facets.insert(n, facets_row::encode(f).as_slice())?;
         self.logged_time = self.logged_time.max(f.logged_time);
         self.size += 1;
         Ok(n)
@@ -908,9 +908,7 @@ impl Snapshot {
     pub fn facets(&self, index: u64) -> Result<Option<Facets>, StoreError> {
         match self.facet_table()?.get(index)? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(v.value())
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt(format!("facets of {index}: {e}"))),
+            Some(v) => facets_row::decode(index, v.value()).map(Some),
         }
     }
 
@@ -930,15 +928,12 @@ impl Snapshot {
         Ok(out)
     }
 
-    /// The facets rows (JSON) of the unredacted leaves in `range`.
-    pub fn facet_rows(
-        &self,
-        range: std::ops::Range<u64>,
-    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    /// The facets of the unredacted leaves in `range`.
+    pub fn facets_in(&self, range: std::ops::Range<u64>) -> Result<Vec<(u64, Facets)>, StoreError> {
         let mut out = Vec::new();
         for row in self.facet_table()?.range(range)? {
             let (k, v) = row?;
-            out.push((k.value(), v.value().to_vec()));
+            out.push((k.value(), facets_row::decode(k.value(), v.value())?));
         }
         Ok(out)
     }
@@ -1150,7 +1145,7 @@ pub(crate) mod tests {
         assert_eq!(snap.event(3).unwrap(), EventRow::Redacted(6));
         assert_eq!(snap.facets(3).unwrap(), None);
         assert_eq!(snap.redactions(0..7).unwrap(), [(6, 3)]);
-        assert_eq!(snap.facet_rows(0..7).unwrap().len(), 6, "all but 3's");
+        assert_eq!(snap.facets_in(0..7).unwrap().len(), 6, "all but 3's");
         let (_, out, _) = store
             .write(
                 s2,

@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::index::{Index, View};
-use crate::store::{KnownUids, Store, StoreError};
+use crate::store::{KnownUids, Snapshot, Store, StoreError};
 
 /// A uid's leaf index and content hash.
 type Place = (u64, [u8; 32]);
@@ -114,6 +114,8 @@ impl RecentUids {
         }
         self.from = self.from.max(indexed);
         Ok(Lookup {
+            // Newer than the view: it holds every leaf the view indexes.
+            log: self.store.snapshot()?,
             view,
             recent: &self.by_uid,
         })
@@ -129,6 +131,7 @@ fn index_err(e: crate::index::IndexError) -> StoreError {
 /// The whole log's uids, for one batch.
 pub struct Lookup<'a> {
     view: View,
+    log: Snapshot,
     recent: &'a HashMap<Arc<str>, Place>,
 }
 
@@ -137,7 +140,7 @@ impl KnownUids for Lookup<'_> {
         if let Some(p) = self.recent.get(uid) {
             return Ok(Some(*p));
         }
-        self.view.uid(uid).map_err(index_err)
+        self.view.uid(uid, &self.log).map_err(index_err)
     }
 }
 
