@@ -18,6 +18,7 @@ pub mod datadir;
 pub mod detect;
 pub mod detecting;
 pub mod event;
+pub mod event_codec;
 pub mod facets_row;
 pub mod hash_cache;
 pub mod http;

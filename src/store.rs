@@ -3,14 +3,17 @@
 //! Tables (layouts in spec/storage.md):
 //! - `hashes`:   stored-hash index → 32-byte node hash (tree.rs layout)
 //! - `entries`:  leaf index → 32-byte commitment (the public leaf data)
-//! - `events`:   leaf index → salt (32 bytes) || JCS(event) (private)
+//! - `events_z`: leaf index → codec || salt (32 bytes) || JCS(event),
+//!   compressed with the log's dictionary (`event_codec.rs`; private)
+//! - `events`:   leaf index → salt || JCS(event), uncompressed, in logs
+//!   begun before `events_z` (read, never written)
 //! - `uid_log`:  leaf index → content hash (32 bytes) || metadata.uid, never
 //!   deleted (the index follower builds the uid lookup from it)
 //! - `facets`:   leaf index → the event's facets (`facets_row.rs`), for query filters
 //! - `redacted`: leaf index → index of the redaction event
 //! - `redactions`: index of the redaction event → leaf index (in log
 //!   order, for the index follower)
-//! - `meta`:     "size", "root", "origin", "vkey"
+//! - `meta`:     "size", "root", "origin", "vkey", "logged_time", "dict"
 //! - `tokens`:   SHA-256(token) → token record (JSON)
 //!
 //! The lookup indexes (leaf hash, metadata.uid, user, actor, IP, class,
@@ -35,12 +38,16 @@ use redb::{
 };
 
 use crate::event::{Committed, Facets, SALT_LEN};
+use crate::event_codec::{self, Dictionary};
 use crate::facets_row;
 use crate::tree::{self, Hash, HashReader};
 
 const HASHES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("hashes");
 const ENTRIES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("entries");
+/// The events of logs begun before `events_z` (salt || JCS): read, and
+/// deleted by redactions, never written.
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const EVENTS_Z: TableDefinition<u64, &[u8]> = TableDefinition::new("events_z");
 const UID_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("uid_log");
 const FACETS: TableDefinition<u64, &[u8]> = TableDefinition::new("facets");
 const REDACTED: TableDefinition<u64, u64> = TableDefinition::new("redacted");
@@ -172,16 +179,26 @@ pub struct Store {
     db: std::sync::RwLock<Option<Database>>,
     /// Upper-level stored hashes read from committed snapshots.
     hash_cache: std::sync::Arc<crate::hash_cache::HashCache>,
+    /// The events' compression dictionary, once it is in the database.
+    dict: std::sync::OnceLock<std::sync::Arc<Dictionary>>,
+    /// The tree size at which to try training it next.
+    train_at: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = Self::open_db(path)?;
+        let dict = std::sync::OnceLock::new();
+        if let Some(bytes) = db.begin_read()?.open_table(META)?.get("dict")? {
+            let _ = dict.set(std::sync::Arc::new(Dictionary::new(bytes.value())));
+        }
         Ok(Store {
             path: path.to_path_buf(),
             db: std::sync::RwLock::new(Some(db)),
             hash_cache: Default::default(),
+            dict,
+            train_at: event_codec::TRAIN_AT.into(),
         })
     }
 
@@ -194,6 +211,7 @@ impl Store {
         tx.open_table(HASHES)?;
         tx.open_table(ENTRIES)?;
         tx.open_table(EVENTS)?;
+        tx.open_table(EVENTS_Z)?;
         tx.open_table(UID_LOG)?;
         tx.open_table(FACETS)?;
         tx.open_table(REDACTED)?;
@@ -320,7 +338,7 @@ impl Store {
     ) -> Result<(TreeState, Vec<Outcome>, Vec<Write>), StoreError> {
         let tx = self.begin_write()?;
         let (state, outcomes) = {
-            let mut t = Tables::open(&tx, state.size, known)?;
+            let mut t = Tables::open(&tx, state.size, known, self.dict.get().map(|d| &**d))?;
             let outcomes = writes
                 .iter()
                 .map(|w| t.apply(w))
@@ -342,7 +360,47 @@ impl Store {
             (TreeState { size, root }, outcomes)
         };
         tx.commit()?;
+        self.train_if_due(state.size);
         Ok((state, outcomes, writes))
+    }
+
+    /// Trains the events' dictionary once the log holds enough of them
+    /// (`event_codec.rs`). A failure costs compression only, never a
+    /// write: it is logged and tried again at twice the size.
+    fn train_if_due(&self, size: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.dict.get().is_some() || size < self.train_at.load(Relaxed) {
+            return;
+        }
+        self.train_at.store(size.saturating_mul(2), Relaxed);
+        let started = std::time::Instant::now();
+        match self.train() {
+            Ok(bytes) => tracing::info!(
+                size,
+                dictionary_bytes = bytes,
+                ms = started.elapsed().as_millis() as u64,
+                "events are compressed from here on"
+            ),
+            Err(e) => tracing::warn!(size, error = %e, "no events dictionary yet"),
+        }
+    }
+
+    fn train(&self) -> Result<usize, StoreError> {
+        let snap = self.snapshot()?;
+        let mut samples = Vec::new();
+        for i in 0..event_codec::TRAIN_AT {
+            if let EventRow::Present(e) = snap.event(i)? {
+                samples.push(e.jcs);
+            }
+        }
+        drop(snap);
+        let bytes = Dictionary::train(&samples).map_err(StoreError::Corrupt)?;
+        let tx = self.begin_write()?;
+        tx.open_table(META)?.insert("dict", bytes.as_slice())?;
+        tx.commit()?;
+        // Only now, with the dictionary durable, may rows use it.
+        let _ = self.dict.set(std::sync::Arc::new(Dictionary::new(&bytes)));
+        Ok(bytes.len())
     }
 
     /// A consistent read-only view of everything committed so far.
@@ -351,8 +409,10 @@ impl Store {
         Ok(Snapshot {
             hashes: tx.open_table(HASHES)?,
             hash_cache: self.hash_cache.clone(),
+            dict: self.dict.get().cloned(),
             entries: Default::default(),
             events: Default::default(),
+            events_z: Default::default(),
             facets: Default::default(),
             redacted: Default::default(),
             tx,
@@ -396,7 +456,7 @@ impl Store {
                 w.commit()?;
             })*};
         }
-        copy!(HASHES, ENTRIES, EVENTS, UID_LOG, FACETS, REDACTED, REDACTIONS, META, TOKENS);
+        copy!(HASHES, ENTRIES, EVENTS, EVENTS_Z, UID_LOG, FACETS, REDACTED, REDACTIONS, META, TOKENS);
         Ok(state)
     }
 
@@ -495,10 +555,12 @@ impl Store {
 /// The tables of one write transaction, and the tree size as it grows.
 struct Tables<'tx, 'k> {
     known: &'k dyn KnownUids,
+    dict: Option<&'k Dictionary>,
     size: u64,
     hashes: Table<'tx, u64, [u8; 32]>,
     entries: Table<'tx, u64, [u8; 32]>,
     events: Table<'tx, u64, &'static [u8]>,
+    events_z: Table<'tx, u64, &'static [u8]>,
     uid_log: Table<'tx, u64, &'static [u8]>,
     facets: Table<'tx, u64, &'static [u8]>,
     redacted: Table<'tx, u64, u64>,
@@ -517,13 +579,16 @@ impl<'tx, 'k> Tables<'tx, 'k> {
         tx: &'tx WriteTransaction,
         size: u64,
         known: &'k dyn KnownUids,
+        dict: Option<&'k Dictionary>,
     ) -> Result<Self, StoreError> {
         Ok(Tables {
             known,
+            dict,
             size,
             hashes: tx.open_table(HASHES)?,
             entries: tx.open_table(ENTRIES)?,
             events: tx.open_table(EVENTS)?,
+            events_z: tx.open_table(EVENTS_Z)?,
             uid_log: tx.open_table(UID_LOG)?,
             facets: tx.open_table(FACETS)?,
             redacted: tx.open_table(REDACTED)?,
@@ -576,6 +641,7 @@ impl<'tx, 'k> Tables<'tx, 'k> {
                 }
                 self.facets.remove(index)?;
                 self.events.remove(index)?;
+                self.events_z.remove(index)?;
                 let record_index = self.append(record)?;
                 self.redacted.insert(index, record_index)?;
                 self.redactions.insert(record_index, index)?;
@@ -655,10 +721,8 @@ impl<'tx, 'k> Tables<'tx, 'k> {
             self.hashes.insert(first + i as u64, h.0)?;
         }
         self.entries.insert(n, e.commitment.0)?;
-        self.body.clear();
-        self.body.extend_from_slice(&e.salt);
-        self.body.extend_from_slice(&e.jcs);
-        self.events.insert(n, self.body.as_slice())?;
+        event_codec::encode(&e.salt, &e.jcs, self.dict, &mut self.body);
+        self.events_z.insert(n, self.body.as_slice())?;
         let f = &e.facets;
         let mut uid_row = f.content.to_vec();
         uid_row.extend_from_slice(f.uid.as_bytes());
@@ -812,8 +876,10 @@ pub struct Snapshot {
     tx: redb::ReadTransaction,
     hashes: ReadOnlyTable<u64, [u8; 32]>,
     hash_cache: std::sync::Arc<crate::hash_cache::HashCache>,
+    dict: Option<std::sync::Arc<Dictionary>>,
     entries: OnceCell<ReadOnlyTable<u64, [u8; 32]>>,
     events: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+    events_z: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
     facets: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
     redacted: OnceCell<ReadOnlyTable<u64, u64>>,
 }
@@ -859,6 +925,10 @@ impl Snapshot {
         lazy(&self.events, &self.tx, EVENTS)
     }
 
+    fn events_z(&self) -> Result<&ReadOnlyTable<u64, &'static [u8]>, StoreError> {
+        lazy(&self.events_z, &self.tx, EVENTS_Z)
+    }
+
     fn facet_table(&self) -> Result<&ReadOnlyTable<u64, &'static [u8]>, StoreError> {
         lazy(&self.facets, &self.tx, FACETS)
     }
@@ -885,6 +955,10 @@ impl Snapshot {
 
     /// Leaf `index`'s event, or why there is none.
     pub fn event(&self, index: u64) -> Result<EventRow, StoreError> {
+        if let Some(v) = self.events_z()?.get(index)? {
+            let (salt, jcs) = event_codec::decode(index, v.value(), self.dict.as_deref())?;
+            return Ok(EventRow::Present(StoredEvent { salt, jcs }));
+        }
         if let Some(v) = self.events()?.get(index)? {
             let v = v.value();
             if v.len() < SALT_LEN {
@@ -977,6 +1051,82 @@ pub(crate) mod tests {
             .append(store.tree_state().unwrap(), events(0..n), &NoKnownUids)
             .unwrap();
         (store, state)
+    }
+
+    /// An event shaped like a producer's: a template with a few fields
+    /// that vary.
+    fn realistic(i: usize) -> Committed {
+        let jcs = format!(
+            r#"{{"activity_id":1,"category_uid":3,"class_uid":3002,"metadata":{{"logged_time":{},"product":{{"name":"idp","vendor_name":"Example"}},"uid":"evt-{i:08}","version":"1.8.0"}},"severity_id":1,"src_endpoint":{{"ip":"10.{}.{}.{}"}},"status_id":{},"time":{},"type_uid":300201,"user":{{"name":"user{}@example.com","uid":"u-{}"}}}}"#,
+            1_700_000_000_000u64 + i as u64,
+            i % 7,
+            i % 13,
+            i % 251,
+            1 + i % 2,
+            1_700_000_000_000u64 + i as u64,
+            i % 500,
+            i % 500
+        );
+        let mut c = event(i);
+        c.jcs = jcs.into_bytes();
+        c.commitment = crate::event::commitment(&c.salt, &c.jcs);
+        c
+    }
+
+    #[test]
+    fn events_are_compressed_once_the_dictionary_is_trained() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let n = event_codec::TRAIN_AT as usize + 1000;
+        let evs: Vec<Committed> = (0..n).map(realistic).collect();
+        let stored_size = |store: &Store, i: u64| {
+            let tx = store.begin_read().unwrap();
+            let t = tx.open_table(EVENTS_Z).unwrap();
+            let row = t.get(i).unwrap().unwrap().value().to_vec();
+            (row[0], row.len())
+        };
+        {
+            let store = Store::open(&path).unwrap();
+            let mut state = store.tree_state().unwrap();
+            for chunk in evs.chunks(1000) {
+                state = store.append(state, chunk.to_vec(), &NoKnownUids).unwrap().0;
+            }
+            assert!(store.dict.get().is_some(), "trained at {}", event_codec::TRAIN_AT);
+            let (codec, first) = stored_size(&store, 0);
+            assert_eq!(codec, 0, "before the dictionary: as is");
+            assert_eq!(first, 1 + 32 + evs[0].jcs.len());
+            let (codec, last) = stored_size(&store, n as u64 - 1);
+            assert_eq!(codec, 1);
+            assert!(last * 3 < first, "{last} vs {first}");
+            store
+                .write(
+                    state,
+                    vec![Write::Redact {
+                        index: n as u64 - 2,
+                        record: event(n + 1),
+                    }],
+                    &NoKnownUids,
+                )
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let snap = store.snapshot().unwrap();
+        for (i, e) in evs.iter().enumerate() {
+            match snap.event(i as u64).unwrap() {
+                EventRow::Present(got) => {
+                    assert_eq!((got.salt, &got.jcs), (e.salt, &e.jcs), "event {i}")
+                }
+                EventRow::Redacted(_) => assert_eq!(i, n - 2),
+                EventRow::Absent => panic!("{i} absent"),
+            }
+        }
+        let copy = dir.path().join("copy");
+        store.backup_to(&copy).unwrap();
+        let copy = Store::open(&copy).unwrap();
+        let EventRow::Present(got) = copy.snapshot().unwrap().event(n as u64 - 1).unwrap() else {
+            panic!("backed up")
+        };
+        assert_eq!(got.jcs, evs[n - 1].jcs, "the backup holds the dictionary");
     }
 
     #[test]
@@ -1098,11 +1248,22 @@ pub(crate) mod tests {
                 let leaves: TableDefinition<[u8; 32], u64> = TableDefinition::new("leaves");
                 tx.open_table(leaves).unwrap().insert([1; 32], 7).unwrap();
                 tx.open_table(REDACTED).unwrap().insert(3, 9).unwrap();
+                // Events as salt || JCS, without a codec byte.
+                let mut row = vec![4u8; SALT_LEN];
+                row.extend_from_slice(b"{\"i\":7}");
+                tx.open_table(EVENTS).unwrap().insert(7, row.as_slice()).unwrap();
             }
             tx.commit().unwrap();
         }
         let store = Store::open(&path).unwrap();
         let snap = store.snapshot().unwrap();
+        assert_eq!(
+            snap.event(7).unwrap(),
+            EventRow::Present(StoredEvent {
+                salt: [4; SALT_LEN],
+                jcs: b"{\"i\":7}".to_vec()
+            })
+        );
         assert_eq!(
             snap.uid_rows(0..10).unwrap(),
             [(7, [5; 32], "evt-7".to_string())]
