@@ -75,7 +75,7 @@ const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// How long the follower lets the log grow between two rounds, unless a
 /// reader is waiting: a round costs a commit whatever its size, so under a
 /// stream of small batches it indexes several at once.
-const PACE: Duration = Duration::from_millis(25);
+const PACE: Duration = Duration::from_millis(250);
 
 /// Which index a query walks.
 #[derive(Clone, Debug, PartialEq)]
