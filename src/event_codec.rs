@@ -13,6 +13,15 @@
 //! used only by transactions after that one commits: a row never names a
 //! dictionary the database does not hold. The salt is stored apart: it
 //! is random and would not compress.
+//!
+//! A trained dictionary is largely byte runs copied from its samples, and
+//! it outlives every event (it is in every backup), so it must hold no
+//! event content: a redacted event's user name must not survive in it.
+//! It is trained on the events' shape only (`Samples`): member names,
+//! enumerations (integer `*_id` and `*_uid` members, and integers below
+//! 100), their captions (`status` beside `status_id`, `class_name` beside
+//! `class_uid`) and the producer's `metadata.product` and
+//! `metadata.version`; every other string and number is blanked.
 
 use std::cell::RefCell;
 
@@ -33,9 +42,14 @@ const DICT_BYTES: usize = 16 << 10;
 /// 8x slower for 0.1 % less.
 const LEVEL: i32 = 3;
 
-/// No canonical event is larger than this (requests are far smaller):
-/// a frame claiming more is damage.
-const MAX_EVENT_BYTES: u64 = 16 << 20;
+/// Events larger than this are stored as they are (a frame claiming more
+/// is damage), and not used to train.
+const MAX_EVENT_BYTES: usize = 16 << 20;
+
+/// Training reads at most this many bytes of samples, and no sample
+/// larger than `MAX_SAMPLE_BYTES` (zstd wants ~100x the dictionary).
+const MAX_SAMPLES_BYTES: usize = 4 << 20;
+const MAX_SAMPLE_BYTES: usize = 64 << 10;
 
 const RAW: u8 = 0;
 const ZSTD: u8 = 1;
@@ -54,11 +68,76 @@ impl Dictionary {
         }
     }
 
-    /// A dictionary for events like `samples` (their canonical bytes),
-    /// or why zstd could not make one.
-    pub fn train(samples: &[Vec<u8>]) -> Result<Vec<u8>, String> {
-        zstd::dict::from_samples(samples, DICT_BYTES).map_err(|e| e.to_string())
+}
+
+/// The shapes of the events a dictionary is trained on.
+#[derive(Default)]
+pub struct Samples {
+    shapes: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+impl Samples {
+    /// Takes the shape of the canonical event `jcs`; false once there are
+    /// enough bytes of samples.
+    pub fn add(&mut self, jcs: &[u8]) -> bool {
+        if jcs.len() <= MAX_SAMPLE_BYTES {
+            if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(jcs) {
+                blank(&mut v, "");
+                let shape = serde_json::to_vec(&v).expect("a Value serializes");
+                self.bytes += shape.len();
+                self.shapes.push(shape);
+            }
+        }
+        self.bytes < MAX_SAMPLES_BYTES
     }
+
+    /// A dictionary for events of these shapes, or why zstd could not
+    /// make one.
+    pub fn train(&self) -> Result<Vec<u8>, String> {
+        zstd::dict::from_samples(&self.shapes, DICT_BYTES).map_err(|e| e.to_string())
+    }
+}
+
+/// Blanks what may be an event's content in `v`, found at `path`.
+fn blank(v: &mut serde_json::Value, path: &str) {
+    use serde_json::Value;
+    if matches!(path, "metadata.product" | "metadata.version") {
+        return; // the producer, not the subject
+    }
+    match v {
+        Value::String(s) => s.clear(),
+        Value::Number(n) if !n.as_u64().is_some_and(|n| n < 100) => *v = Value::from(0),
+        Value::Array(a) => a.iter_mut().for_each(|v| blank(v, "")),
+        Value::Object(m) => {
+            // Enumerations (`status_id`, `class_uid`) and their captions
+            // are the schema's words, not the event's.
+            let schema: Vec<String> = m
+                .iter()
+                .filter(|(k, v)| {
+                    (v.is_u64() && (k.ends_with("_id") || k.ends_with("_uid")))
+                        || (v.is_string() && is_caption(m, k))
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for (k, v) in m.iter_mut() {
+                if !schema.contains(k) {
+                    blank(v, &if path.is_empty() { k.clone() } else { format!("{path}.{k}") });
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether member `k` of `m` is the caption of an enumeration beside it
+/// (`status` of `status_id`, `activity_name` of `activity_id`,
+/// `class_name` of `class_uid`): schema text, not event content.
+fn is_caption(m: &serde_json::Map<String, serde_json::Value>, k: &str) -> bool {
+    let base = k.strip_suffix("_name").unwrap_or(k);
+    [format!("{k}_id"), format!("{base}_id"), format!("{base}_uid")]
+        .iter()
+        .any(|id| m.get(id).is_some_and(|v| v.is_u64()))
 }
 
 thread_local! {
@@ -73,7 +152,7 @@ pub fn encode(salt: &[u8; SALT_LEN], jcs: &[u8], dict: Option<&Dictionary>, out:
     out.clear();
     out.push(RAW);
     out.extend_from_slice(salt);
-    if let Some(dict) = dict {
+    if let Some(dict) = dict.filter(|_| jcs.len() <= MAX_EVENT_BYTES) {
         // zstd writes from the start of the buffer it is given.
         let mut frame = Vec::with_capacity(zstd_safe::compress_bound(jcs.len()));
         let done = CCTX.with(|c| {
@@ -106,7 +185,7 @@ pub fn decode(
         ZSTD => {
             let dict = dict.ok_or_else(|| bad("compressed, but the log has no dictionary"))?;
             let size = match zstd_safe::get_frame_content_size(body) {
-                Ok(Some(n)) if n <= MAX_EVENT_BYTES => n as usize,
+                Ok(Some(n)) if n <= MAX_EVENT_BYTES as u64 => n as usize,
                 _ => return Err(bad("not a zstd frame of an event")),
             };
             let mut jcs = Vec::with_capacity(size);
@@ -130,7 +209,7 @@ mod tests {
         (0..n)
             .map(|i| {
                 format!(
-                    r#"{{"activity_id":{},"class_uid":3002,"metadata":{{"uid":"u-{i}","product":{{"name":"idp"}}}},"status_id":{},"user":{{"name":"user{}"}},"src_endpoint":{{"ip":"10.0.{}.{}"}}}}"#,
+                    r#"{{"activity_id":{},"class_uid":3002,"metadata":{{"uid":"u-{i}","product":{{"name":"Zyxwv IdP"}}}},"status_id":{},"user":{{"name":"user{}"}},"src_endpoint":{{"ip":"10.0.{}.{}"}}}}"#,
                     i % 3,
                     i % 2 + 1,
                     i % 97,
@@ -142,10 +221,52 @@ mod tests {
             .collect()
     }
 
+    fn trained(events: &[Vec<u8>]) -> Vec<u8> {
+        let mut s = Samples::default();
+        for e in events {
+            assert!(s.add(e));
+        }
+        s.train().unwrap()
+    }
+
+    #[test]
+    fn captions_and_the_producer_are_kept_and_content_is_blanked() {
+        let mut v = serde_json::json!({
+            "status": "Failure", "status_id": 2, "class_name": "Authentication",
+            "class_uid": 3002, "message": "bob failed", "time": 1_700_000_000_000u64,
+            "metadata": {"product": {"name": "IdP"}, "version": "1.8.0", "uid": "x1"},
+            "user": {"name": "bob", "type": "User", "type_id": 1, "groups": [{"name": "g"}]}
+        });
+        blank(&mut v, "");
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "status": "Failure", "status_id": 2, "class_name": "Authentication",
+                "class_uid": 3002, "message": "", "time": 0,
+                "metadata": {"product": {"name": "IdP"}, "version": "1.8.0", "uid": ""},
+                "user": {"name": "", "type": "User", "type_id": 1, "groups": [{"name": ""}]}
+            })
+        );
+    }
+
+    #[test]
+    fn the_dictionary_holds_the_events_shape_not_their_content() {
+        let events = samples(2000);
+        let has = |dict: &[u8], s: &[u8]| dict.windows(s.len()).any(|w| w == s);
+        let raw = zstd::dict::from_samples(&events, DICT_BYTES).unwrap();
+        assert!(has(&raw, b"Zyxwv"), "trained on the events themselves, it would");
+        let dict = trained(&events);
+        for content in [&b"user1"[..], b"10.0.", b"u-1"] {
+            assert!(!has(&dict, content), "{}", String::from_utf8_lossy(content));
+        }
+        assert!(has(&dict, b"src_endpoint"), "member names stay");
+        assert!(has(&dict, b"Zyxwv"), "so does the producer");
+    }
+
     #[test]
     fn events_round_trip_with_and_without_a_dictionary() {
         let events = samples(2000);
-        let dict = Dictionary::new(&Dictionary::train(&events).unwrap());
+        let dict = Dictionary::new(&trained(&events));
         let salt = [7u8; SALT_LEN];
         let mut row = Vec::new();
         let (mut raw, mut packed) = (0, 0);
@@ -165,7 +286,7 @@ mod tests {
 
     #[test]
     fn what_does_not_shrink_is_stored_as_is_and_damage_is_refused() {
-        let dict = Dictionary::new(&Dictionary::train(&samples(2000)).unwrap());
+        let dict = Dictionary::new(&trained(&samples(2000)));
         let salt = [1u8; SALT_LEN];
         let mut row = Vec::new();
         encode(&salt, b"{}", Some(&dict), &mut row);

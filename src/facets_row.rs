@@ -117,11 +117,12 @@ impl Reader<'_> {
     }
 
     fn len(&mut self) -> Result<usize, String> {
-        let mut n = 0usize;
+        let mut n = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.take::<1>()?[0];
-            n |= ((b & 0x7f) as usize) << shift;
+            n |= u64::from(b & 0x7f) << shift;
             if b < 0x80 {
+                let n = usize::try_from(n).map_err(|_| "a length past the row")?;
                 // A count or length never exceeds the bytes left (each
                 // counted item takes at least one): more is damage.
                 return if n <= self.0.len() {

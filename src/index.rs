@@ -438,7 +438,6 @@ impl Round {
     }
 }
 
-/// The (indexed, root) an index database holds.
 /// The layout of an index database (absent before there were two).
 fn stored_format(db: &Database) -> Result<u64, IndexError> {
     let tx = db.begin_read()?;
@@ -446,6 +445,7 @@ fn stored_format(db: &Database) -> Result<u64, IndexError> {
     Ok(meta.get("format")?.map(|v| be_u64(v.value())).unwrap_or(1))
 }
 
+/// The (indexed, root) an index database holds.
 fn stored_progress(db: &Database) -> Result<(u64, Option<Vec<u8>>), IndexError> {
     let tx = db.begin_read()?;
     let meta = tx.open_table(META)?;

@@ -366,7 +366,8 @@ impl Store {
 
     /// Trains the events' dictionary once the log holds enough of them
     /// (`event_codec.rs`). A failure costs compression only, never a
-    /// write: it is logged and tried again at twice the size.
+    /// write: it is logged and tried again at twice the size, on the
+    /// events before that size.
     fn train_if_due(&self, size: u64) {
         use std::sync::atomic::Ordering::Relaxed;
         if self.dict.get().is_some() || size < self.train_at.load(Relaxed) {
@@ -374,7 +375,7 @@ impl Store {
         }
         self.train_at.store(size.saturating_mul(2), Relaxed);
         let started = std::time::Instant::now();
-        match self.train() {
+        match self.train(size) {
             Ok(bytes) => tracing::info!(
                 size,
                 dictionary_bytes = bytes,
@@ -385,18 +386,28 @@ impl Store {
         }
     }
 
-    fn train(&self) -> Result<usize, StoreError> {
+    /// Trains on the last `TRAIN_AT` events below `size` (their shape
+    /// only: `event_codec::Samples`).
+    fn train(&self, size: u64) -> Result<usize, StoreError> {
         let snap = self.snapshot()?;
-        let mut samples = Vec::new();
-        for i in 0..event_codec::TRAIN_AT {
+        let mut samples = event_codec::Samples::default();
+        for i in size.saturating_sub(event_codec::TRAIN_AT)..size {
             if let EventRow::Present(e) = snap.event(i)? {
-                samples.push(e.jcs);
+                if !samples.add(&e.jcs) {
+                    break;
+                }
             }
         }
         drop(snap);
-        let bytes = Dictionary::train(&samples).map_err(StoreError::Corrupt)?;
+        let bytes = samples.train().map_err(StoreError::Corrupt)?;
         let tx = self.begin_write()?;
-        tx.open_table(META)?.insert("dict", bytes.as_slice())?;
+        {
+            let mut meta = tx.open_table(META)?;
+            if meta.get("dict")?.is_some() {
+                return Err(StoreError::Corrupt("meta.dict is set already".into()));
+            }
+            meta.insert("dict", bytes.as_slice())?;
+        }
         tx.commit()?;
         // Only now, with the dictionary durable, may rows use it.
         let _ = self.dict.set(std::sync::Arc::new(Dictionary::new(&bytes)));
@@ -1097,7 +1108,7 @@ pub(crate) mod tests {
             assert_eq!(first, 1 + 32 + evs[0].jcs.len());
             let (codec, last) = stored_size(&store, n as u64 - 1);
             assert_eq!(codec, 1);
-            assert!(last * 3 < first, "{last} vs {first}");
+            assert!(last * 2 < first, "{last} vs {first}");
             store
                 .write(
                     state,
