@@ -69,9 +69,6 @@ const CACHE_BYTES: usize = 512 << 20;
 /// Leaves indexed at most in one transaction.
 const CHUNK: u64 = 131_072;
 
-/// How often the follower makes its progress durable.
-const DURABLE_EVERY: Duration = Duration::from_secs(1);
-
 /// How long the follower lets the log grow between two rounds, unless a
 /// reader is waiting: a round costs a commit whatever its size, so under a
 /// stream of small batches it indexes several at once.
@@ -144,6 +141,9 @@ pub struct Index {
     indexed: tokio::sync::watch::Sender<u64>,
     /// Signalled by a reader waiting for leaves not yet indexed.
     hurry: tokio::sync::Notify,
+    /// Whether opening is over (`unopened`, `open_now`), for `wait_open`.
+    opened: std::sync::Mutex<bool>,
+    opened_cv: std::sync::Condvar,
 }
 
 impl Index {
@@ -182,6 +182,8 @@ impl Index {
             db: std::sync::RwLock::new(Some(db)),
             indexed: tokio::sync::watch::channel(0).0,
             hurry: tokio::sync::Notify::new(),
+            opened: std::sync::Mutex::new(true),
+            opened_cv: std::sync::Condvar::new(),
         })
     }
 
@@ -213,7 +215,49 @@ impl Index {
             db: std::sync::RwLock::new(Some(db)),
             indexed: tokio::sync::watch::channel(indexed).0,
             hurry: tokio::sync::Notify::new(),
+            opened: std::sync::Mutex::new(true),
+            opened_cv: std::sync::Condvar::new(),
         }))
+    }
+
+    /// The index at `path`, to be opened by `open_now` (the follower's
+    /// first step). Opening after a crash can take a second at 10M events
+    /// (redb recovering the file); meanwhile the log serves what needs no
+    /// index, readers of the index wait for it like for any lagging leaf
+    /// (`wait_for`: it covers none yet), and appends wait (`wait_open`).
+    pub fn unopened(path: &Path) -> Self {
+        Index {
+            path: path.to_path_buf(),
+            db: std::sync::RwLock::new(None),
+            indexed: tokio::sync::watch::channel(0).0,
+            hurry: tokio::sync::Notify::new(),
+            opened: std::sync::Mutex::new(false),
+            opened_cv: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Opens an `unopened` index as `open` does.
+    pub fn open_now(&self, store: &Store) -> Result<(), IndexError> {
+        let fresh = Self::open(&self.path, store)?;
+        let db = fresh.db.write().expect("not poisoned").take();
+        *self.db.write().expect("not poisoned") = db;
+        self.indexed.send_replace(fresh.indexed());
+        self.end_opening();
+        Ok(())
+    }
+
+    /// Wakes `wait_open`: the index is open, or will not be.
+    fn end_opening(&self) {
+        *self.opened.lock().expect("not poisoned") = true;
+        self.opened_cv.notify_all();
+    }
+
+    /// Blocks until opening is over.
+    pub fn wait_open(&self) {
+        let mut opened = self.opened.lock().expect("not poisoned");
+        while !*opened {
+            opened = self.opened_cv.wait(opened).expect("not poisoned");
+        }
     }
 
     /// Leaves below this are indexed.
@@ -321,36 +365,44 @@ impl Index {
         Ok(end)
     }
 
-    /// Makes the progress so far durable.
-    fn persist(&self) -> Result<(), IndexError> {
-        let mut tx = self.begin_write()?;
-        tx.set_quick_repair(true);
-        tx.commit()?;
-        Ok(())
-    }
 }
 
 /// Follows the log's signed size for ever, indexing what it appends; call
 /// on a thread of its own. Returns when the size stops being published
-/// (the sequencer stopped), after making its progress durable.
+/// (the sequencer stopped); every round it commits is durable.
 pub fn follow(index: Arc<Index>, store: Arc<Store>, mut size: tokio::sync::watch::Receiver<u64>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .expect("a current-thread runtime");
-    let mut last_durable = Instant::now();
-    let mut dirty = false;
+    let started = Instant::now();
+    while !*index.opened.lock().expect("not poisoned") {
+        match index.open_now(&store) {
+            Ok(()) => tracing::info!(
+                indexed = index.indexed(),
+                ms = started.elapsed().as_millis() as u64,
+                "index opened"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "index: not opened; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+                if size.has_changed().is_err() {
+                    index.end_opening();
+                    return;
+                }
+            }
+        }
+    }
     let mut logged = Instant::now();
     loop {
         let target = *size.borrow_and_update();
         while index.indexed() < target {
-            let durable = last_durable.elapsed() >= DURABLE_EVERY;
-            match index.index_up_to(&store, target, durable) {
+            // Every round durable, with quick repair: a crash then reopens
+            // the index in milliseconds. After non-durable rounds redb had
+            // to walk the whole file (~1 s at 10M events); durable rounds
+            // at this pace cost no measurable throughput (BENCHMARKS.md).
+            match index.index_up_to(&store, target, true) {
                 Ok(n) => {
-                    dirty = !durable;
-                    if durable {
-                        last_durable = Instant::now();
-                    }
                     if target - n > CHUNK && logged.elapsed() >= Duration::from_secs(5) {
                         tracing::info!(indexed = n, size = target, "index catching up");
                         logged = Instant::now();
@@ -368,9 +420,8 @@ pub fn follow(index: Arc<Index>, store: Arc<Store>, mut size: tokio::sync::watch
                 }
             }
             if size.has_changed().is_err() {
-                // The sequencer stopped: keep what is done, and let the
-                // next start go on (a rebuild must not hold up shutdown).
-                let _ = index.persist();
+                // The sequencer stopped: what is done is durable, and the
+                // next start goes on (a rebuild must not hold up shutdown).
                 return;
             }
             if index.indexed() >= target {
@@ -378,15 +429,8 @@ pub fn follow(index: Arc<Index>, store: Arc<Store>, mut size: tokio::sync::watch
                     .ok();
             }
         }
-        // Idle: wait for the log to grow; make the progress durable if it
-        // stays quiet for a while, and before returning.
-        let changed =
-            rt.block_on(async { tokio::time::timeout(DURABLE_EVERY, size.changed()).await });
-        if dirty && !matches!(changed, Ok(Ok(()))) && index.persist().is_ok() {
-            dirty = false;
-            last_durable = Instant::now();
-        }
-        if matches!(changed, Ok(Err(_))) {
+        // Idle: wait for the log to grow.
+        if rt.block_on(size.changed()).is_err() {
             return;
         }
     }
@@ -807,6 +851,28 @@ mod tests {
             Some(3),
             "its leaf stays in the tree, and provable by its hash"
         );
+    }
+
+    #[test]
+    fn an_unopened_index_covers_nothing_until_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let (store, _) = store_with(dir.path(), "db", 8);
+        {
+            let index = Index::open(&path, &store).unwrap();
+            catch_up(&index, &store);
+        }
+        let index = Arc::new(Index::unopened(&path));
+        assert_eq!(index.indexed(), 0);
+        assert!(index.view().is_err(), "no database yet");
+        let waiter = {
+            let index = index.clone();
+            std::thread::spawn(move || index.wait_open())
+        };
+        index.open_now(&store).unwrap();
+        waiter.join().unwrap();
+        assert_eq!(index.indexed(), 8, "what it held");
+        assert_eq!(index.view().unwrap().indexed().unwrap(), 8);
     }
 
     #[test]

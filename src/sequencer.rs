@@ -128,7 +128,7 @@ impl Sequencer {
         state: TreeState,
         config: Config,
     ) -> Result<(Self, JoinHandle<()>), StoreError> {
-        let uids = RecentUids::load(index, store.clone(), state.size, config.max_unindexed)?;
+        let uids = RecentUids::load(index, store.clone(), state.size);
         let head = Arc::new(RwLock::new(Arc::new(Head {
             size: state.size,
             root: state.root,

@@ -145,7 +145,8 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, Threads), ServeError> {
         }
     };
     let signer = Arc::new(signer);
-    let index = Arc::new(Index::open(&dir.index(), &store)?);
+    // Opened by its follower thread: the log serves meanwhile.
+    let index = Arc::new(Index::unopened(&dir.index()));
     let (sequencer, thread) = Sequencer::start(
         store.clone(),
         index.clone(),
