@@ -67,7 +67,6 @@ impl Dictionary {
             decompress: DDict::create(bytes),
         }
     }
-
 }
 
 /// The shapes of the events a dictionary is trained on.
@@ -122,7 +121,14 @@ fn blank(v: &mut serde_json::Value, path: &str) {
                 .collect();
             for (k, v) in m.iter_mut() {
                 if !schema.contains(k) {
-                    blank(v, &if path.is_empty() { k.clone() } else { format!("{path}.{k}") });
+                    blank(
+                        v,
+                        &if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        },
+                    );
                 }
             }
         }
@@ -135,9 +141,13 @@ fn blank(v: &mut serde_json::Value, path: &str) {
 /// `class_name` of `class_uid`): schema text, not event content.
 fn is_caption(m: &serde_json::Map<String, serde_json::Value>, k: &str) -> bool {
     let base = k.strip_suffix("_name").unwrap_or(k);
-    [format!("{k}_id"), format!("{base}_id"), format!("{base}_uid")]
-        .iter()
-        .any(|id| m.get(id).is_some_and(|v| v.is_u64()))
+    [
+        format!("{k}_id"),
+        format!("{base}_id"),
+        format!("{base}_uid"),
+    ]
+    .iter()
+    .any(|id| m.get(id).is_some_and(|v| v.is_u64()))
 }
 
 thread_local! {
@@ -189,8 +199,11 @@ pub fn decode(
                 _ => return Err(bad("not a zstd frame of an event")),
             };
             let mut jcs = Vec::with_capacity(size);
-            DCTX.with(|d| d.borrow_mut().decompress_using_ddict(&mut jcs, body, &dict.decompress))
-                .map_err(|code| bad(zstd_safe::get_error_name(code)))?;
+            DCTX.with(|d| {
+                d.borrow_mut()
+                    .decompress_using_ddict(&mut jcs, body, &dict.decompress)
+            })
+            .map_err(|code| bad(zstd_safe::get_error_name(code)))?;
             if jcs.len() != size {
                 return Err(bad("frame shorter than it says"));
             }
@@ -254,7 +267,10 @@ mod tests {
         let events = samples(2000);
         let has = |dict: &[u8], s: &[u8]| dict.windows(s.len()).any(|w| w == s);
         let raw = zstd::dict::from_samples(&events, DICT_BYTES).unwrap();
-        assert!(has(&raw, b"Zyxwv"), "trained on the events themselves, it would");
+        assert!(
+            has(&raw, b"Zyxwv"),
+            "trained on the events themselves, it would"
+        );
         let dict = trained(&events);
         for content in [&b"user1"[..], b"10.0.", b"u-1"] {
             assert!(!has(&dict, content), "{}", String::from_utf8_lossy(content));

@@ -133,7 +133,10 @@ impl Recent {
         std::sync::atomic::fence(Ordering::Release);
         s[1].store(index.wrapping_add(1), Ordering::Relaxed);
         for (chunk, w) in hash.0.chunks_exact(8).zip(&s[2..]) {
-            w.store(u64::from_le_bytes(chunk.try_into().expect("8 bytes")), Ordering::Relaxed);
+            w.store(
+                u64::from_le_bytes(chunk.try_into().expect("8 bytes")),
+                Ordering::Relaxed,
+            );
         }
         s[0].store(seq + 2, Ordering::Release);
     }
@@ -199,7 +202,11 @@ mod tests {
         c.put(stored_hash_index(0, 5), h);
         c.put(stored_hash_index(3, 5), h);
         assert!(c.is_empty(), "levels below MIN_LEVEL are not counted");
-        assert_eq!(c.get(stored_hash_index(0, 5)), Some(h), "but kept while recent");
+        assert_eq!(
+            c.get(stored_hash_index(0, 5)),
+            Some(h),
+            "but kept while recent"
+        );
         c.put(stored_hash_index(4, 5), h);
         c.put(stored_hash_index(9, 0), Hash([8; 32]));
         assert_eq!(c.len(), 2);
@@ -213,7 +220,8 @@ mod tests {
     fn hash_of(i: u64) -> Hash {
         let mut h = [0u8; 32];
         for (k, chunk) in h.chunks_exact_mut(8).enumerate() {
-            chunk.copy_from_slice(&(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ k as u64).to_le_bytes());
+            chunk
+                .copy_from_slice(&(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ k as u64).to_le_bytes());
         }
         Hash(h)
     }

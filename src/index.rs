@@ -364,7 +364,6 @@ impl Index {
         self.indexed.send_replace(end);
         Ok(end)
     }
-
 }
 
 /// Follows the log's signed size for ever, indexing what it appends; call
@@ -498,7 +497,6 @@ fn stored_progress(db: &Database) -> Result<(u64, Option<Vec<u8>>), IndexError> 
     Ok((indexed, root))
 }
 
-
 /// The tables of one index transaction.
 struct Tables<'tx> {
     leaves: Table<'tx, (u64, u64), ()>,
@@ -541,9 +539,18 @@ impl<'tx> Tables<'tx> {
             Ok(())
         }
         let each = || keys.iter().map(|(n, k)| (*n, k));
-        insert(&mut self.by_user, each().flat_map(|(n, k)| k.users.iter().map(move |u| (*u, n))))?;
-        insert(&mut self.by_actor, each().flat_map(|(n, k)| k.actors.iter().map(move |a| (*a, n))))?;
-        insert(&mut self.by_ip, each().filter_map(|(n, k)| Some((k.ip?, n))))?;
+        insert(
+            &mut self.by_user,
+            each().flat_map(|(n, k)| k.users.iter().map(move |u| (*u, n))),
+        )?;
+        insert(
+            &mut self.by_actor,
+            each().flat_map(|(n, k)| k.actors.iter().map(move |a| (*a, n))),
+        )?;
+        insert(
+            &mut self.by_ip,
+            each().filter_map(|(n, k)| Some((k.ip?, n))),
+        )?;
         insert(&mut self.by_class, each().map(|(n, k)| (k.class_uid, n)))?;
         insert(&mut self.by_time, each().map(|(n, k)| (k.time, n)))?;
         Ok(())
@@ -772,7 +779,10 @@ mod tests {
         let leaf = tree::leaf_hash(&event(0).commitment.0);
         assert_eq!(view.leaf_index(leaf, &snap).unwrap(), None, "another salt");
         let c = snap.commitments(17, 1).unwrap()[0];
-        assert_eq!(view.leaf_index(tree::leaf_hash(&c.0), &snap).unwrap(), Some(17));
+        assert_eq!(
+            view.leaf_index(tree::leaf_hash(&c.0), &snap).unwrap(),
+            Some(17)
+        );
     }
 
     #[test]
@@ -803,9 +813,15 @@ mod tests {
         let tx = index.begin_write().unwrap();
         {
             let mut t = Tables::open(&tx).unwrap();
-            t.leaves.insert((index_keys::of_leaf(&leaf17), 3), ()).unwrap();
-            t.uids.insert((index_keys::of_str("uid-12"), 4), ()).unwrap();
-            t.uids.insert((index_keys::of_str("uid-99"), 5), ()).unwrap();
+            t.leaves
+                .insert((index_keys::of_leaf(&leaf17), 3), ())
+                .unwrap();
+            t.uids
+                .insert((index_keys::of_str("uid-12"), 4), ())
+                .unwrap();
+            t.uids
+                .insert((index_keys::of_str("uid-99"), 5), ())
+                .unwrap();
         }
         tx.commit().unwrap();
         let view = index.view().unwrap();

@@ -467,7 +467,9 @@ impl Store {
                 w.commit()?;
             })*};
         }
-        copy!(HASHES, ENTRIES, EVENTS, EVENTS_Z, UID_LOG, FACETS, REDACTED, REDACTIONS, META, TOKENS);
+        copy!(
+            HASHES, ENTRIES, EVENTS, EVENTS_Z, UID_LOG, FACETS, REDACTED, REDACTIONS, META, TOKENS
+        );
         Ok(state)
     }
 
@@ -1102,7 +1104,11 @@ pub(crate) mod tests {
             for chunk in evs.chunks(1000) {
                 state = store.append(state, chunk.to_vec(), &NoKnownUids).unwrap().0;
             }
-            assert!(store.dict.get().is_some(), "trained at {}", event_codec::TRAIN_AT);
+            assert!(
+                store.dict.get().is_some(),
+                "trained at {}",
+                event_codec::TRAIN_AT
+            );
             let (codec, first) = stored_size(&store, 0);
             assert_eq!(codec, 0, "before the dictionary: as is");
             assert_eq!(first, 1 + 32 + evs[0].jcs.len());
@@ -1262,7 +1268,10 @@ pub(crate) mod tests {
                 // Events as salt || JCS, without a codec byte.
                 let mut row = vec![4u8; SALT_LEN];
                 row.extend_from_slice(b"{\"i\":7}");
-                tx.open_table(EVENTS).unwrap().insert(7, row.as_slice()).unwrap();
+                tx.open_table(EVENTS)
+                    .unwrap()
+                    .insert(7, row.as_slice())
+                    .unwrap();
             }
             tx.commit().unwrap();
         }

@@ -193,7 +193,11 @@ mod tests {
         // As after a restore: the index starts from nothing.
         let mut recent = RecentUids::load(index.clone(), store.clone(), s.size);
         assert!(recent.is_empty());
-        assert_eq!(recent.behind(s.size), 50, "the sequencer asks for no lookup yet");
+        assert_eq!(
+            recent.behind(s.size),
+            50,
+            "the sequencer asks for no lookup yet"
+        );
         index.index_up_to(&store, 35, false).unwrap();
         assert_eq!(recent.behind(s.size), 15);
         let known = recent.lookup().unwrap();
