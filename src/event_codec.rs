@@ -163,16 +163,20 @@ pub fn encode(salt: &[u8; SALT_LEN], jcs: &[u8], dict: Option<&Dictionary>, out:
     out.push(RAW);
     out.extend_from_slice(salt);
     if let Some(dict) = dict.filter(|_| jcs.len() <= MAX_EVENT_BYTES) {
-        // zstd writes from the start of the buffer it is given.
-        let mut frame = Vec::with_capacity(zstd_safe::compress_bound(jcs.len()));
-        let done = CCTX.with(|c| {
+        // zstd writes the frame into the slice after the salt.
+        const HEAD: usize = 1 + SALT_LEN;
+        out.resize(HEAD + zstd_safe::compress_bound(jcs.len()), 0);
+        let written = CCTX.with(|c| {
             c.borrow_mut()
-                .compress_using_cdict(&mut frame, jcs, &dict.compress)
+                .compress_using_cdict(&mut out[HEAD..], jcs, &dict.compress)
         });
-        if done.is_ok() && frame.len() < jcs.len() {
-            out[0] = ZSTD;
-            out.extend_from_slice(&frame);
-            return;
+        match written {
+            Ok(n) if n < jcs.len() => {
+                out[0] = ZSTD;
+                out.truncate(HEAD + n);
+                return;
+            }
+            _ => out.truncate(HEAD),
         }
     }
     out.extend_from_slice(jcs);

@@ -147,12 +147,48 @@ pub struct Index {
 }
 
 impl Index {
+    fn new(path: &Path, db: Option<Database>, indexed: u64) -> Self {
+        Index {
+            path: path.to_path_buf(),
+            opened: std::sync::Mutex::new(db.is_some()),
+            db: std::sync::RwLock::new(db),
+            indexed: tokio::sync::watch::channel(indexed).0,
+            hurry: tokio::sync::Notify::new(),
+            opened_cv: std::sync::Condvar::new(),
+        }
+    }
+
     /// Opens the index at `path` for the log in `store`, dropping it when
     /// it is not an index of that log's tree.
     pub fn open(path: &Path, store: &Store) -> Result<Self, IndexError> {
+        let (db, indexed) = Self::open_db(path, store)?;
+        Ok(Self::new(path, Some(db), indexed))
+    }
+
+    /// The index at `path`, to be opened by `open_now` (the follower's
+    /// first step). Opening after a crash can take a second at 10M events
+    /// (redb recovering the file); meanwhile the log serves what needs no
+    /// index, readers of the index wait for it like for any lagging leaf
+    /// (`wait_for`: it covers none yet), and appends wait (`wait_open`).
+    pub fn unopened(path: &Path) -> Self {
+        Self::new(path, None, 0)
+    }
+
+    /// Opens an `unopened` index as `open` does.
+    pub fn open_now(&self, store: &Store) -> Result<(), IndexError> {
+        let (db, indexed) = Self::open_db(&self.path, store)?;
+        *self.db.write().expect("not poisoned") = Some(db);
+        self.indexed.send_replace(indexed);
+        self.end_opening();
+        Ok(())
+    }
+
+    /// The database at `path` and what it has indexed, rebuilt from
+    /// nothing when it is not an index of `store`'s tree.
+    fn open_db(path: &Path, store: &Store) -> Result<(Database, u64), IndexError> {
         if path.exists() {
             match Self::open_matching(path, store) {
-                Ok(Some(index)) => return Ok(index),
+                Ok(Some(opened)) => return Ok(opened),
                 Ok(None) => {
                     tracing::warn!(path = %path.display(), "the index is not of this log's tree, or of an older layout; rebuilding it")
                 }
@@ -165,10 +201,6 @@ impl Index {
             std::fs::remove_file(path)
                 .map_err(|e| StoreError::Corrupt(format!("removing {}: {e}", path.display())))?;
         }
-        Self::create(path)
-    }
-
-    fn create(path: &Path) -> Result<Self, IndexError> {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
@@ -177,19 +209,12 @@ impl Index {
             .meta
             .insert("format", FORMAT.to_be_bytes().as_slice())?;
         tx.commit()?;
-        Ok(Index {
-            path: path.to_path_buf(),
-            db: std::sync::RwLock::new(Some(db)),
-            indexed: tokio::sync::watch::channel(0).0,
-            hurry: tokio::sync::Notify::new(),
-            opened: std::sync::Mutex::new(true),
-            opened_cv: std::sync::Condvar::new(),
-        })
+        Ok((db, 0))
     }
 
-    /// The index at `path` if its (indexed, root) is a state of `store`'s
-    /// tree.
-    fn open_matching(path: &Path, store: &Store) -> Result<Option<Self>, IndexError> {
+    /// The database at `path` and what it has indexed, if its (indexed,
+    /// root) is a state of `store`'s tree.
+    fn open_matching(path: &Path, store: &Store) -> Result<Option<(Database, u64)>, IndexError> {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
@@ -210,40 +235,7 @@ impl Index {
                 return Ok(None);
             }
         }
-        Ok(Some(Index {
-            path: path.to_path_buf(),
-            db: std::sync::RwLock::new(Some(db)),
-            indexed: tokio::sync::watch::channel(indexed).0,
-            hurry: tokio::sync::Notify::new(),
-            opened: std::sync::Mutex::new(true),
-            opened_cv: std::sync::Condvar::new(),
-        }))
-    }
-
-    /// The index at `path`, to be opened by `open_now` (the follower's
-    /// first step). Opening after a crash can take a second at 10M events
-    /// (redb recovering the file); meanwhile the log serves what needs no
-    /// index, readers of the index wait for it like for any lagging leaf
-    /// (`wait_for`: it covers none yet), and appends wait (`wait_open`).
-    pub fn unopened(path: &Path) -> Self {
-        Index {
-            path: path.to_path_buf(),
-            db: std::sync::RwLock::new(None),
-            indexed: tokio::sync::watch::channel(0).0,
-            hurry: tokio::sync::Notify::new(),
-            opened: std::sync::Mutex::new(false),
-            opened_cv: std::sync::Condvar::new(),
-        }
-    }
-
-    /// Opens an `unopened` index as `open` does.
-    pub fn open_now(&self, store: &Store) -> Result<(), IndexError> {
-        let fresh = Self::open(&self.path, store)?;
-        let db = fresh.db.write().expect("not poisoned").take();
-        *self.db.write().expect("not poisoned") = db;
-        self.indexed.send_replace(fresh.indexed());
-        self.end_opening();
-        Ok(())
+        Ok(Some((db, indexed)))
     }
 
     /// Wakes `wait_open`: the index is open, or will not be.
@@ -341,12 +333,8 @@ impl Index {
             let mut t = Tables::open(&tx)?;
             // Lookups take the lowest matching index: a leaf hash or uid
             // that ever repeated keeps its first claim.
-            for key in round.leaves {
-                t.leaves.insert(key, ())?;
-            }
-            for key in round.uids {
-                t.uids.insert(key, ())?;
-            }
+            insert_sorted(&mut t.leaves, round.leaves.into_iter())?;
+            insert_sorted(&mut t.uids, round.uids.into_iter())?;
             for (i, keys) in &round.keys {
                 t.keys.insert(i, keys.encode().as_slice())?;
             }
@@ -435,9 +423,7 @@ pub fn follow(index: Arc<Index>, store: Arc<Store>, mut size: tokio::sync::watch
     }
 }
 
-/// What a round indexes, read from one snapshot of the log. Each table's
-/// rows are sorted by key: a run of inserts then walks its B-tree once,
-/// left to right, not once per row.
+/// What a round indexes, read from one snapshot of the log.
 struct Round {
     /// (leaf hash key, leaf index).
     leaves: Vec<(u64, u64)>,
@@ -455,16 +441,14 @@ impl Round {
     fn read(store: &Store, range: std::ops::Range<u64>) -> Result<Self, StoreError> {
         let snap = store.snapshot()?;
         let (from, end) = (range.start, range.end);
-        let mut leaves: Vec<(u64, u64)> = range
+        let leaves = range
             .clone()
             .zip(snap.commitments(from, end - from)?)
             .map(|(i, c)| (index_keys::of_leaf(&tree::leaf_hash(&c.0)), i))
             .collect();
-        leaves.sort_unstable();
-        let mut uids: Vec<(u64, u64)> = (snap.uid_rows(range.clone())?.into_iter())
+        let uids = (snap.uid_rows(range.clone())?.into_iter())
             .map(|(i, _, uid)| (index_keys::of_str(&uid), i))
             .collect();
-        uids.sort_unstable();
         let keys = (snap.facets_in(range.clone())?.into_iter())
             .map(|(i, f)| (i, Keys::of(&f)))
             .collect();
@@ -527,32 +511,21 @@ impl<'tx> Tables<'tx> {
 
     /// Indexes each (leaf index, keys), table by table in key order.
     fn add_all(&mut self, keys: &[(u64, Keys)]) -> Result<(), IndexError> {
-        fn insert<K: Ord + Copy + redb::Key + for<'a> redb::Value<SelfType<'a> = K>>(
-            table: &mut Table<'_, K, ()>,
-            rows: impl Iterator<Item = K>,
-        ) -> Result<(), IndexError> {
-            let mut rows: Vec<K> = rows.collect();
-            rows.sort_unstable();
-            for row in rows {
-                table.insert(row, ())?;
-            }
-            Ok(())
-        }
         let each = || keys.iter().map(|(n, k)| (*n, k));
-        insert(
+        insert_sorted(
             &mut self.by_user,
             each().flat_map(|(n, k)| k.users.iter().map(move |u| (*u, n))),
         )?;
-        insert(
+        insert_sorted(
             &mut self.by_actor,
             each().flat_map(|(n, k)| k.actors.iter().map(move |a| (*a, n))),
         )?;
-        insert(
+        insert_sorted(
             &mut self.by_ip,
             each().filter_map(|(n, k)| Some((k.ip?, n))),
         )?;
-        insert(&mut self.by_class, each().map(|(n, k)| (k.class_uid, n)))?;
-        insert(&mut self.by_time, each().map(|(n, k)| (k.time, n)))?;
+        insert_sorted(&mut self.by_class, each().map(|(n, k)| (k.class_uid, n)))?;
+        insert_sorted(&mut self.by_time, each().map(|(n, k)| (k.time, n)))?;
         Ok(())
     }
 
@@ -572,9 +545,22 @@ impl<'tx> Tables<'tx> {
     }
 }
 
+/// Inserts `rows` in key order: a run of inserts then walks the B-tree
+/// once, left to right, not once per row.
+fn insert_sorted<K: Ord + Copy + redb::Key + for<'a> redb::Value<SelfType<'a> = K>>(
+    table: &mut Table<'_, K, ()>,
+    rows: impl Iterator<Item = K>,
+) -> Result<(), IndexError> {
+    let mut rows: Vec<K> = rows.collect();
+    rows.sort_unstable();
+    for row in rows {
+        table.insert(row, ())?;
+    }
+    Ok(())
+}
+
 type Scan<'a> = Box<dyn Iterator<Item = Result<(u64, u64), IndexError>> + 'a>;
 
-/// A read transaction over the index.
 /// A read transaction over the index. Tables open on first use: the
 /// sequencer's uid lookups need one, a lookup by leaf hash another.
 pub struct View {
@@ -641,15 +627,16 @@ impl View {
                 Box::new(it)
             }
         }
-        fn by_str<'a>(
-            t: ReadOnlyTable<(u64, u64), ()>,
-            k: &str,
+        /// The leaf indexes under `k` in a (key, leaf index) table.
+        fn postings<'a, K>(
+            t: ReadOnlyTable<(K, u64), ()>,
+            k: K,
             newest_first: bool,
             after: Option<u64>,
-        ) -> Result<Scan<'a>, IndexError> {
-            // Another value with the same key is filtered out by the
-            // query, which checks each candidate's facets.
-            let k = index_keys::of_str(k);
+        ) -> Result<Scan<'a>, IndexError>
+        where
+            K: redb::Key + Copy + 'static + for<'b> redb::Value<SelfType<'b> = K>,
+        {
             let range = match (newest_first, after) {
                 (false, Some(a)) => t.range((k, a.saturating_add(1))..=(k, u64::MAX))?,
                 (true, Some(a)) => t.range((k, 0)..(k, a))?,
@@ -659,21 +646,22 @@ impl View {
             Ok(ordered(it, newest_first))
         }
         let after_index = after.map(|a| a.1);
+        // Another value with the same key is filtered out by the query,
+        // which checks each candidate's facets.
+        let by_str = |def, value: &str| {
+            postings(
+                self.tx.open_table(def)?,
+                index_keys::of_str(value),
+                newest_first,
+                after_index,
+            )
+        };
         match key {
-            IndexKey::User(u) => by_str(self.tx.open_table(BY_USER)?, u, newest_first, after_index),
-            IndexKey::Actor(a) => {
-                by_str(self.tx.open_table(BY_ACTOR)?, a, newest_first, after_index)
-            }
-            IndexKey::Ip(ip) => by_str(self.tx.open_table(BY_IP)?, ip, newest_first, after_index),
+            IndexKey::User(u) => by_str(BY_USER, u),
+            IndexKey::Actor(a) => by_str(BY_ACTOR, a),
+            IndexKey::Ip(ip) => by_str(BY_IP, ip),
             IndexKey::Class(c) => {
-                let (t, c) = (self.tx.open_table(BY_CLASS)?, *c);
-                let range = match (newest_first, after_index) {
-                    (false, Some(a)) => t.range((c, a.saturating_add(1))..=(c, u64::MAX))?,
-                    (true, Some(a)) => t.range((c, 0)..(c, a))?,
-                    (_, None) => t.range((c, 0)..=(c, u64::MAX))?,
-                };
-                let it = range.map(|r| r.map(|(k, _)| (0, k.value().1)).map_err(IndexError::from));
-                Ok(ordered(it, newest_first))
+                postings(self.tx.open_table(BY_CLASS)?, *c, newest_first, after_index)
             }
             IndexKey::All => {
                 let keys = lazy(&self.keys, &self.tx, KEYS)?;

@@ -127,8 +127,8 @@ impl Sequencer {
         signer: Arc<LogSigner>,
         state: TreeState,
         config: Config,
-    ) -> Result<(Self, JoinHandle<()>), StoreError> {
-        let uids = RecentUids::load(index, store.clone(), state.size);
+    ) -> (Self, JoinHandle<()>) {
+        let uids = RecentUids::new(index, store.clone(), state.size);
         let head = Arc::new(RwLock::new(Arc::new(Head {
             size: state.size,
             root: state.root,
@@ -161,7 +161,7 @@ impl Sequencer {
             store,
             size: size_rx,
         };
-        Ok((seq, thread))
+        (seq, thread)
     }
 
     /// The latest signed tree head.

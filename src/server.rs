@@ -153,7 +153,7 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, Threads), ServeError> {
         signer.clone(),
         state,
         opts.sequencer.clone(),
-    )?;
+    );
     let start = state.size.saturating_sub(crate::detecting::REPLAY);
     let engine = Arc::new(std::sync::Mutex::new(crate::detect::Engine::new(
         opts.rules.clone(),
@@ -229,8 +229,8 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
         .sequencer
         .join()
         .map_err(|_| ServeError::Refused("the sequencer thread panicked".into()))?;
-    // The index makes its progress durable and closes: a clean close
-    // spares the next start a repair of its file.
+    // The index closes cleanly: the next start needs no repair of its
+    // file.
     threads
         .index
         .join()

@@ -39,7 +39,7 @@ impl RecentUids {
     /// a cold log took 1 s at 10M events). The sequencer asks for no
     /// lookup while the index is more than its `max_unindexed` behind
     /// (`behind`): memory then never holds more than that many.
-    pub fn load(index: Arc<Index>, store: Arc<Store>, size: u64) -> Self {
+    pub fn new(index: Arc<Index>, store: Arc<Store>, size: u64) -> Self {
         RecentUids {
             index,
             store,
@@ -143,17 +143,23 @@ impl KnownUids for Lookup<'_> {
 mod tests {
     use super::*;
     use crate::store::tests::{event, store_with};
-    use crate::store::Placed;
+    use crate::store::{Placed, TreeState};
+
+    /// A log of `n` test events and an empty index of it.
+    fn log_and_index(n: usize) -> (tempfile::TempDir, Arc<Store>, TreeState, Arc<Index>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, s) = store_with(dir.path(), "db", n);
+        let store = Arc::new(store);
+        let index = Arc::new(Index::open(&dir.path().join("ix"), &store).unwrap());
+        (dir, store, s, index)
+    }
 
     #[test]
     fn a_uid_is_found_before_during_and_after_indexing() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, s) = store_with(dir.path(), "db", 10);
-        let store = Arc::new(store);
-        let index = Arc::new(crate::index::Index::open(&dir.path().join("ix"), &store).unwrap());
+        let (dir, store, s, index) = log_and_index(10);
         index.index_up_to(&store, 4, false).unwrap();
         // As after a restart: leaves 4..10 only in the log, not the index.
-        let mut recent = RecentUids::load(index.clone(), store.clone(), s.size);
+        let mut recent = RecentUids::new(index.clone(), store.clone(), s.size);
         assert!(recent.is_empty(), "nothing read before the first lookup");
         drop(recent.lookup().unwrap());
         assert_eq!(recent.len(), 6);
@@ -186,12 +192,9 @@ mod tests {
 
     #[test]
     fn far_behind_the_index_nothing_is_loaded_until_it_comes_within_reach() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, s) = store_with(dir.path(), "db", 50);
-        let store = Arc::new(store);
-        let index = Arc::new(crate::index::Index::open(&dir.path().join("ix"), &store).unwrap());
+        let (_dir, store, s, index) = log_and_index(50);
         // As after a restore: the index starts from nothing.
-        let mut recent = RecentUids::load(index.clone(), store.clone(), s.size);
+        let mut recent = RecentUids::new(index.clone(), store.clone(), s.size);
         assert!(recent.is_empty());
         assert_eq!(
             recent.behind(s.size),
