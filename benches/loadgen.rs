@@ -14,7 +14,7 @@
 //! needs a `read` token), `fill` (append --events events in
 //! 1000-event batches as fast as possible). Every run is bounded by
 //! --seconds and --requests and stops by itself. Reports requests/s,
-//! events/s and latency percentiles; with --data DIR also the database's
+//! events/s and latency percentiles; with --data DIR also the log's and index's
 //! bytes per event.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -373,7 +373,7 @@ async fn main() {
         let size_after = current_size(&client, &a.url).await;
         let after = db_bytes(d);
         println!(
-            "tree size {size_after}; database {after} bytes; {:.0} bytes/event overall; {:.0} bytes/event for this run",
+            "tree size {size_after}; log and index {after} bytes; {:.0} bytes/event overall; {:.0} bytes/event for this run",
             after as f64 / size_after.max(1) as f64,
             (after.saturating_sub(before)) as f64 / (size_after - size_before).max(1) as f64
         );
@@ -458,8 +458,15 @@ async fn current_size(client: &reqwest::Client, url: &str) -> u64 {
     text.lines().nth(1).unwrap().parse().unwrap()
 }
 
+/// Bytes on disk of the log and its index together (the disk target
+/// counts both).
 fn db_bytes(dir: &str) -> u64 {
-    std::fs::metadata(std::path::Path::new(dir).join("sealog.redb"))
-        .map(|m| m.len())
-        .unwrap_or(0)
+    ["sealog.redb", "index.redb"]
+        .iter()
+        .map(|f| {
+            std::fs::metadata(std::path::Path::new(dir).join(f))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        })
+        .sum()
 }
