@@ -35,7 +35,7 @@ pub struct ServeConfig {
     /// Most events in one batch: one transaction, one checkpoint [4096].
     #[arg(long)]
     pub batch_max: Option<usize>,
-    /// Longest a batch waits for more events, µs [1000].
+    /// Longest a batch waits for more events, µs [0].
     #[arg(long)]
     pub batch_wait_us: Option<u64>,
     /// Most events waiting for the sequencer; beyond, 503 [100000].

@@ -111,12 +111,77 @@ pub struct Engine {
     seen: u64,
 }
 
-fn user_key(v: &Value) -> Option<String> {
-    let u = v.get("user")?;
-    u.get("uid")
-        .or_else(|| u.get("name"))?
-        .as_str()
-        .map(String::from)
+/// The members of an event the rules read, and nothing else: parsing only
+/// these skips the rest of the event (metadata, endpoints' other members)
+/// instead of building a `Value` of all of it, which cost the detection
+/// follower ~10 % of the server's CPU under load.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+pub struct Signals {
+    class_uid: u64,
+    time: u64,
+    status_id: Option<i64>,
+    activity_id: Option<i64>,
+    is_mfa: Option<bool>,
+    auth_factors: Vec<Factor>,
+    src_endpoint: Endpoint,
+    device: Device,
+    http_request: HttpRequest,
+    group: Named,
+    user: Named,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct Factor {
+    factor_type_id: Option<i64>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct Endpoint {
+    ip: Option<String>,
+    location: Location,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct Location {
+    lat: Option<f64>,
+    long: Option<f64>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct Device {
+    uid: Option<String>,
+    hostname: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct HttpRequest {
+    user_agent: Option<String>,
+}
+
+/// A user (uid, name) or a group (name).
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct Named {
+    uid: Option<String>,
+    name: Option<String>,
+}
+
+impl Signals {
+    /// The signals of an event's JSON; None if a member the rules read
+    /// has the wrong type (validated events never do).
+    pub fn parse(json: &[u8]) -> Option<Self> {
+        serde_json::from_slice(json).ok()
+    }
+
+    fn user_key(&self) -> Option<String> {
+        self.user.uid.clone().or_else(|| self.user.name.clone())
+    }
 }
 
 fn haversine_km(a: (f64, f64), b: (f64, f64)) -> f64 {
@@ -147,8 +212,15 @@ impl Engine {
 
     /// Feeds the committed event at `index`; returns the findings it fires.
     pub fn observe(&mut self, index: u64, v: &Value) -> Vec<Finding> {
-        let class = v["class_uid"].as_u64().unwrap_or(0);
-        let time = v["time"].as_u64().unwrap_or(0);
+        match Signals::deserialize(v) {
+            Ok(s) => self.observe_signals(index, &s),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// `observe`, on the members the rules read.
+    pub fn observe_signals(&mut self, index: u64, v: &Signals) -> Vec<Finding> {
+        let (class, time) = (v.class_uid, v.time);
         self.now = self.now.max(time);
         self.seen += 1;
         if self.seen % 10_000 == 0 {
@@ -174,15 +246,16 @@ impl Engine {
         out
     }
 
-    fn authentication(&mut self, index: u64, time: u64, v: &Value, out: &mut Vec<Finding>) {
-        let Some(user) = user_key(v) else { return };
+    fn authentication(&mut self, index: u64, time: u64, v: &Signals, out: &mut Vec<Finding>) {
+        let Some(user) = v.user_key() else { return };
         let r = self.rules.clone();
-        let status = v["status_id"].as_i64();
-        let logon = v["activity_id"].as_i64() == Some(1);
-        let push = v["auth_factors"]
-            .as_array()
-            .is_some_and(|f| f.iter().any(|f| f["factor_type_id"].as_i64() == Some(PUSH)));
-        let ip = v["src_endpoint"]["ip"].as_str().map(String::from);
+        let status = v.status_id;
+        let logon = v.activity_id == Some(1);
+        let push = v
+            .auth_factors
+            .iter()
+            .any(|f| f.factor_type_id == Some(PUSH));
+        let ip = v.src_endpoint.ip.clone();
         let u = self.users.entry(user.clone()).or_default();
         u.last_seen = time;
         if status == Some(2) && push {
@@ -228,16 +301,13 @@ impl Engine {
                 u.attacks.push_back((time, evidence.clone()));
                 out.push(finding("mfa_fatigue", &user, evidence, 4, 85, time));
             }
-            let mfa = v["is_mfa"].as_bool() == Some(true)
-                || v["auth_factors"]
-                    .as_array()
-                    .is_some_and(|f| f.iter().any(|f| f["factor_type_id"].as_i64() != Some(11)));
+            let mfa = v.is_mfa == Some(true)
+                || v.auth_factors.iter().any(|f| f.factor_type_id != Some(11));
             if mfa {
                 u.last_mfa = Some((time, index));
             }
-            let geo = v["src_endpoint"]["location"]["lat"]
-                .as_f64()
-                .zip(v["src_endpoint"]["location"]["long"].as_f64());
+            let at = &v.src_endpoint.location;
+            let geo = at.lat.zip(at.long);
             if let (Some((t0, i0, Some(g0))), Some(g1)) = (u.last_success, geo) {
                 let hours = (time.saturating_sub(t0)) as f64 / HOUR as f64;
                 let km = haversine_km(g0, g1);
@@ -254,10 +324,9 @@ impl Engine {
             }
             if logon {
                 u.last_success = Some((time, index, geo));
-                let device = v["device"]["uid"]
-                    .as_str()
-                    .or_else(|| v["device"]["hostname"].as_str())
-                    .or_else(|| v["http_request"]["user_agent"].as_str());
+                let device = (v.device.uid.as_deref())
+                    .or(v.device.hostname.as_deref())
+                    .or(v.http_request.user_agent.as_deref());
                 if let Some(d) = device {
                     let since = time.saturating_sub(r.new_device_window_ms);
                     u.devices.retain(|_, t| *t >= since);
@@ -273,21 +342,20 @@ impl Engine {
 
     /// Privileges or an admin group granted: after a credential attack on
     /// the user within the window, a finding.
-    fn grant(&mut self, index: u64, time: u64, v: &Value, out: &mut Vec<Finding>) {
-        let activity = v["activity_id"].as_i64();
-        let granted = match v["class_uid"].as_u64() {
-            Some(3005) => activity == Some(1),
+    fn grant(&mut self, index: u64, time: u64, v: &Signals, out: &mut Vec<Finding>) {
+        let activity = v.activity_id;
+        let granted = match v.class_uid {
+            3005 => activity == Some(1),
             // Group Management: Assign Privileges (1) or Add User (3) to a
             // group whose name says admin.
             _ => {
                 activity == Some(1)
                     || (activity == Some(3)
-                        && v["group"]["name"]
-                            .as_str()
+                        && (v.group.name.as_deref())
                             .is_some_and(|g| g.to_lowercase().contains("admin")))
             }
         };
-        let Some(user) = user_key(v) else { return };
+        let Some(user) = v.user_key() else { return };
         if !granted {
             return;
         }
@@ -429,6 +497,34 @@ mod tests {
             );
         }
         out
+    }
+
+    #[test]
+    fn signals_read_from_stored_json_skip_every_other_member() {
+        // Members the rules do not read may hold anything; the ones they
+        // read come through from the event's bytes.
+        let extra = json!({
+            "metadata": {"uid": 7, "product": ["x"]}, "message": {"a": [1, 2]},
+            "src_endpoint": {"ip": "10.0.0.9", "hostname": 5, "location": {"lat": 48.8, "long": 2.3}},
+            "device": {"hostname": "laptop", "os": null},
+            "auth_factors": [{"factor_type_id": 5, "device": {"type_id": 5}}],
+        });
+        let bytes = serde_json::to_vec(&auth("zoe", 1, 42, extra)).unwrap();
+        let s = Signals::parse(&bytes).expect("parsed");
+        assert_eq!((s.class_uid, s.time, s.status_id), (3002, 42, Some(1)));
+        assert_eq!(s.user_key().as_deref(), Some("zoe"));
+        assert_eq!(s.src_endpoint.ip.as_deref(), Some("10.0.0.9"));
+        assert_eq!(
+            s.src_endpoint
+                .location
+                .lat
+                .zip(s.src_endpoint.location.long),
+            Some((48.8, 2.3))
+        );
+        assert_eq!(s.device.hostname.as_deref(), Some("laptop"));
+        assert_eq!(s.auth_factors[0].factor_type_id, Some(PUSH));
+        // A member the rules read with the wrong type: not observed.
+        assert!(Signals::parse(br#"{"class_uid": 3002, "time": "soon"}"#).is_none());
     }
 
     #[test]

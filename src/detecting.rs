@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::detect::Engine;
+use crate::detect::{Engine, Signals};
 use crate::event;
 use crate::sequencer::Sequencer;
 use crate::store::{EventRow, Store};
@@ -37,8 +37,8 @@ pub async fn run(
                     let mut engine = engine.lock().expect("not poisoned");
                     for i in next..end {
                         if let Ok(EventRow::Present(e)) = snap.event(i) {
-                            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&e.jcs) {
-                                findings.extend(engine.observe(i, &v));
+                            if let Some(v) = Signals::parse(&e.jcs) {
+                                findings.extend(engine.observe_signals(i, &v));
                             }
                         }
                     }
