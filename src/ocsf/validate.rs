@@ -33,11 +33,40 @@ fn violation(field: &str, message: impl Into<String>) -> Violation {
     }
 }
 
-fn join(path: &str, name: &str) -> String {
-    if path.is_empty() {
-        name.to_string()
-    } else {
-        format!("{path}.{name}")
+/// Where a value sits in the event, spelled out only for a violation:
+/// building each field's path as a string cost an allocation per attribute
+/// checked, ~1/3 of validation's time.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Root,
+    Member(&'a At<'a>, &'a str),
+    Item(&'a At<'a>, usize),
+}
+
+impl At<'_> {
+    fn path(&self) -> String {
+        match self {
+            At::Root => String::new(),
+            At::Member(At::Root, name) => name.to_string(),
+            At::Member(up, name) => format!("{}.{name}", up.path()),
+            At::Item(up, i) => format!("{}[{i}]", up.path()),
+        }
+    }
+}
+
+/// Whose constraints a shape states, for a violation's message.
+#[derive(Clone, Copy)]
+enum Whose<'a> {
+    Class(&'a str, u32),
+    Object(&'a str),
+}
+
+impl std::fmt::Display for Whose<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Whose::Class(caption, uid) => write!(f, "{caption} ({uid})"),
+            Whose::Object(name) => write!(f, "OCSF object {name}"),
+        }
     }
 }
 
@@ -63,7 +92,7 @@ pub fn validate(event: &mut Map<String, Value>) -> Result<u32, Violation> {
     check_enum(
         &class.shape.attrs["activity_id"],
         activity_id,
-        "activity_id",
+        &At::Member(&At::Root, "activity_id"),
     )?;
     let type_uid = class_uid * 100 + activity_id;
     derived(event, "type_uid", type_uid, "class_uid * 100 + activity_id")?;
@@ -102,9 +131,9 @@ pub fn validate(event: &mut Map<String, Value>) -> Result<u32, Violation> {
     check_shape(
         shape,
         event,
-        "",
+        &At::Root,
         deep,
-        &format!("{} ({})", class.caption, class.uid),
+        Whose::Class(&class.caption, class.uid),
     )?;
     Ok(class.uid)
 }
@@ -141,20 +170,21 @@ fn derived(
 fn check_shape(
     shape: &Shape,
     obj: &Map<String, Value>,
-    path: &str,
+    at: &At,
     deep: bool,
-    what: &str,
+    what: Whose,
 ) -> Result<(), Violation> {
     if deep {
         for (name, a) in &shape.attrs {
             if a.required && !present(obj.get(name)) {
-                return Err(violation(&join(path, name), format!("required by {what}")));
+                let field = At::Member(at, name).path();
+                return Err(violation(&field, format!("required by {what}")));
             }
         }
         for group in &shape.at_least_one {
             if !group.iter().any(|n| present(obj.get(n))) {
                 return Err(violation(
-                    path,
+                    &at.path(),
                     format!("{what} needs at least one of {group:?}"),
                 ));
             }
@@ -167,7 +197,7 @@ fn check_shape(
                 != 1
             {
                 return Err(violation(
-                    path,
+                    &at.path(),
                     format!("{what} needs exactly one of {group:?}"),
                 ));
             }
@@ -180,13 +210,13 @@ fn check_shape(
         let Some(a) = shape.attrs.get(name) else {
             continue;
         };
-        let field = join(path, name);
+        let field = At::Member(at, name);
         if a.array {
             let items = value
                 .as_array()
-                .ok_or_else(|| violation(&field, "must be an array"))?;
+                .ok_or_else(|| violation(&field.path(), "must be an array"))?;
             for (i, item) in items.iter().enumerate() {
-                check_value(a, item, &format!("{field}[{i}]"), deep)?;
+                check_value(a, item, &At::Item(&field, i), deep)?;
             }
         } else {
             check_value(a, value, &field, deep)?;
@@ -195,37 +225,36 @@ fn check_shape(
     Ok(())
 }
 
-fn check_value(a: &Attr, v: &Value, field: &str, deep: bool) -> Result<(), Violation> {
+fn check_value(a: &Attr, v: &Value, at: &At, deep: bool) -> Result<(), Violation> {
+    let wrong = |message| Err(violation(&at.path(), message));
     match &a.kind {
-        Kind::Integer => {
-            let n = v
-                .as_i64()
-                .ok_or_else(|| violation(field, "must be an integer"))?;
-            check_enum(a, n, field)
-        }
+        Kind::Integer => match v.as_i64() {
+            Some(n) => check_enum(a, n, at),
+            None => wrong("must be an integer"),
+        },
         Kind::Float if v.is_number() => Ok(()),
-        Kind::Float => Err(violation(field, "must be a number")),
+        Kind::Float => wrong("must be a number"),
         Kind::Bool if v.is_boolean() => Ok(()),
-        Kind::Bool => Err(violation(field, "must be true or false")),
+        Kind::Bool => wrong("must be true or false"),
         Kind::String if v.is_string() => Ok(()),
-        Kind::String => Err(violation(field, "must be a string")),
+        Kind::String => wrong("must be a string"),
         Kind::Json => Ok(()),
         Kind::Object(name) => {
-            let obj = v
-                .as_object()
-                .ok_or_else(|| violation(field, "must be an object"))?;
+            let Some(obj) = v.as_object() else {
+                return wrong("must be an object");
+            };
             match schema().objects.get(name) {
-                Some(shape) => check_shape(shape, obj, field, deep, &format!("OCSF object {name}")),
+                Some(shape) => check_shape(shape, obj, at, deep, Whose::Object(name)),
                 None => Ok(()), // the root type "object": anything goes
             }
         }
     }
 }
 
-fn check_enum(a: &Attr, n: i64, field: &str) -> Result<(), Violation> {
+fn check_enum(a: &Attr, n: i64, at: &At) -> Result<(), Violation> {
     match &a.values {
         Some(values) if !values.contains(&n) => Err(violation(
-            field,
+            &at.path(),
             format!("{n} is not one of the schema's values {values:?}"),
         )),
         _ => Ok(()),
