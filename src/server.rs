@@ -211,12 +211,28 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
     if let Some(w) = &app.witnessing {
         tokio::spawn(w.clone().run(app.sequencer.clone(), app.store.clone()));
     }
-    tokio::spawn(crate::detecting::run(
+    // Detections are background work like the index: a thread of their
+    // own, at its priority, so that under load they take the gaps rather
+    // than a share of the request handlers' cores.
+    let detections = crate::detecting::run(
         app.engine.clone(),
         app.sequencer.clone(),
         app.store.clone(),
         app.replay_from,
-    ));
+    );
+    std::thread::Builder::new()
+        .name("detections".into())
+        .spawn(move || {
+            background_priority();
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+            {
+                Ok(rt) => rt.block_on(detections),
+                Err(e) => tracing::error!(error = %e, "detections not started"),
+            }
+        })
+        .map_err(io_err("spawning the detections thread"))?;
     tracing::info!(%addr, "serving");
     crate::listener::serve(
         listener,
