@@ -89,6 +89,18 @@ pub struct Committed {
     pub salt: [u8; SALT_LEN],
     pub commitment: Hash,
     pub facets: Facets,
+    /// Its stored rows, when encoded ahead of the sequencer
+    /// (`Store::encode_ahead`).
+    pub rows: Option<Rows>,
+}
+
+/// An event's stored rows: the `events_z` row and the facets row.
+#[derive(Clone, Debug)]
+pub struct Rows {
+    /// Whether `event` was encoded with the log's dictionary.
+    pub with_dictionary: bool,
+    pub event: Vec<u8>,
+    pub facets: Vec<u8>,
 }
 
 impl Committed {
@@ -102,6 +114,7 @@ impl Committed {
             salt,
             commitment,
             facets,
+            rows: None,
         }
     }
 }

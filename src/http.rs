@@ -335,10 +335,12 @@ async fn append_inner(
         .into_iter()
         .enumerate()
         .map(|(i, v)| {
-            event::prepare(v, logged_time).map_err(|error| ApiError::InvalidEvent {
+            let mut e = event::prepare(v, logged_time).map_err(|error| ApiError::InvalidEvent {
                 index: (!single).then_some(i),
                 error,
-            })
+            })?;
+            s.store.encode_ahead(&mut e);
+            Ok::<_, ApiError>(e)
         })
         .collect::<Result<Vec<Committed>, _>>()?;
     let receipts = s.sequencer.append(committed).await?;
