@@ -401,28 +401,7 @@ impl Conn {
         token: Option<&str>,
         body: &[u8],
     ) -> std::io::Result<(u16, Vec<u8>)> {
-        let r = self.exchange(method, path, token, body).await;
-        if r.is_err() {
-            self.stream = None;
-        }
-        r
-    }
-
-    async fn exchange(
-        &mut self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: &[u8],
-    ) -> std::io::Result<(u16, Vec<u8>)> {
         use std::io::Write;
-        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-        if self.stream.is_none() {
-            let s = tokio::net::TcpStream::connect(&self.addr).await?;
-            s.set_nodelay(true)?;
-            self.stream = Some(tokio::io::BufReader::with_capacity(64 << 10, s));
-        }
-        let stream = self.stream.as_mut().expect("connected");
         self.out.clear();
         write!(
             self.out,
@@ -441,6 +420,22 @@ impl Conn {
         }
         self.out.extend_from_slice(b"\r\n");
         self.out.extend_from_slice(body);
+        let r = self.exchange().await;
+        if r.is_err() {
+            self.stream = None;
+        }
+        r
+    }
+
+    /// Writes the request in `out` and reads the answer.
+    async fn exchange(&mut self) -> std::io::Result<(u16, Vec<u8>)> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        if self.stream.is_none() {
+            let s = tokio::net::TcpStream::connect(&self.addr).await?;
+            s.set_nodelay(true)?;
+            self.stream = Some(tokio::io::BufReader::with_capacity(64 << 10, s));
+        }
+        let stream = self.stream.as_mut().expect("connected");
         stream.get_mut().write_all(&self.out).await?;
 
         let bad =
