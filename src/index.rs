@@ -72,7 +72,7 @@ const CHUNK: u64 = 131_072;
 /// How long the follower lets the log grow between two rounds, unless a
 /// reader is waiting: a round costs a commit whatever its size, so under a
 /// stream of small batches it indexes several at once.
-const PACE: Duration = Duration::from_millis(250);
+const PACE: Duration = Duration::from_millis(1000);
 
 /// Which index a query walks.
 #[derive(Clone, Debug, PartialEq)]
@@ -257,12 +257,18 @@ impl Index {
         *self.indexed.borrow()
     }
 
+    /// Wakes the follower from its pause between rounds: for a round now,
+    /// or, once the sequencer has stopped, to see that and return.
+    pub fn hurry(&self) {
+        self.hurry.notify_one();
+    }
+
     /// Waits (at most `timeout`) until the leaves below `size` are indexed.
     pub async fn wait_for(&self, size: u64, timeout: Duration) -> Result<(), IndexError> {
         if self.indexed() >= size {
             return Ok(());
         }
-        self.hurry.notify_one();
+        self.hurry();
         let mut rx = self.indexed.subscribe();
         let reached = tokio::time::timeout(timeout, rx.wait_for(|&n| n >= size)).await;
         match reached {

@@ -249,7 +249,8 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
         .join()
         .map_err(|_| ServeError::Refused("the sequencer thread panicked".into()))?;
     // The index closes cleanly: the next start needs no repair of its
-    // file.
+    // file. Woken, it need not finish its pause between rounds.
+    app.index.hurry();
     threads
         .index
         .join()
