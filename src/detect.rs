@@ -210,7 +210,8 @@ impl Engine {
         }
     }
 
-    /// Feeds the committed event at `index`; returns the findings it fires.
+    /// `observe_signals` on a whole event, for the tests.
+    #[cfg(test)]
     pub fn observe(&mut self, index: u64, v: &Value) -> Vec<Finding> {
         match Signals::deserialize(v) {
             Ok(s) => self.observe_signals(index, &s),
@@ -218,7 +219,8 @@ impl Engine {
         }
     }
 
-    /// `observe`, on the members the rules read.
+    /// Feeds the committed event at `index` (the members the rules read);
+    /// returns the findings it fires.
     pub fn observe_signals(&mut self, index: u64, v: &Signals) -> Vec<Finding> {
         let (class, time) = (v.class_uid, v.time);
         self.now = self.now.max(time);

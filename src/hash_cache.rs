@@ -142,6 +142,11 @@ impl Recent {
     }
 }
 
+/// Whether the stored hash at `index` is of a level `Recent` holds.
+fn below_min_level(index: u64) -> bool {
+    tlog_tiles::tlog::split_stored_hash_index(index).0 < MIN_LEVEL
+}
+
 impl HashCache {
     fn shard(&self, index: u64) -> &RwLock<Map> {
         &self.shards[(index as usize) % SHARDS]
@@ -149,8 +154,8 @@ impl HashCache {
 
     /// The stored hash at `index`, if cached.
     pub fn get(&self, index: u64) -> Option<Hash> {
-        if let Some(h) = self.recent.get(index) {
-            return Some(h);
+        if below_min_level(index) {
+            return self.recent.get(index);
         }
         self.shard(index)
             .read()
@@ -162,7 +167,7 @@ impl HashCache {
     /// Keeps `hash`, read from a committed snapshot at stored-hash index
     /// `index`, if its level is cached and there is room.
     pub fn put(&self, index: u64, hash: Hash) {
-        if tlog_tiles::tlog::split_stored_hash_index(index).0 < MIN_LEVEL {
+        if below_min_level(index) {
             self.recent.put(index, hash);
             return;
         }

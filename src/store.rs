@@ -369,14 +369,7 @@ impl Store {
     /// the one step that cannot run in parallel. An event encoded before
     /// the dictionary existed is encoded again when it is written.
     pub fn encode_ahead(&self, e: &mut Committed) {
-        let dict = self.dict.get().map(|d| &**d);
-        let mut event = Vec::new();
-        event_codec::encode(&e.salt, &e.jcs, dict, &mut event);
-        e.rows = Some(crate::event::Rows {
-            with_dictionary: dict.is_some(),
-            event,
-            facets: facets_row::encode(&e.facets),
-        });
+        e.rows = Some(rows(e, self.dict.get().map(|d| &**d)));
     }
 
     /// Trains the events' dictionary once the log holds enough of them
@@ -599,7 +592,6 @@ struct Tables<'tx, 'k> {
     batch_uids: HashMap<String, (u64, [u8; 32])>,
     /// The largest logged_time appended in this transaction.
     logged_time: u64,
-    body: Vec<u8>,
 }
 
 impl<'tx, 'k> Tables<'tx, 'k> {
@@ -625,7 +617,6 @@ impl<'tx, 'k> Tables<'tx, 'k> {
             tokens: tx.open_table(TOKENS)?,
             batch_uids: HashMap::new(),
             logged_time: 0,
-            body: Vec::new(),
         })
     }
 
@@ -749,27 +740,36 @@ impl<'tx, 'k> Tables<'tx, 'k> {
             self.hashes.insert(first + i as u64, h.0)?;
         }
         self.entries.insert(n, e.commitment.0)?;
-        match &e.rows {
-            Some(r) if r.with_dictionary == self.dict.is_some() => {
-                self.events_z.insert(n, r.event.as_slice())?
-            }
+        let fresh;
+        let r = match &e.rows {
+            Some(r) if r.with_dictionary == self.dict.is_some() => r,
             _ => {
-                event_codec::encode(&e.salt, &e.jcs, self.dict, &mut self.body);
-                self.events_z.insert(n, self.body.as_slice())?
+                fresh = rows(e, self.dict);
+                &fresh
             }
         };
+        self.events_z.insert(n, r.event.as_slice())?;
+        self.facets.insert(n, r.facets.as_slice())?;
         let f = &e.facets;
         let mut uid_row = f.content.to_vec();
         uid_row.extend_from_slice(f.uid.as_bytes());
         self.uid_log.insert(n, uid_row.as_slice())?;
         self.batch_uids.insert(f.uid.clone(), (n, f.content));
-        match &e.rows {
-            Some(r) => self.facets.insert(n, r.facets.as_slice())?,
-            None => self.facets.insert(n, facets_row::encode(f).as_slice())?,
-        };
         self.logged_time = self.logged_time.max(f.logged_time);
         self.size += 1;
         Ok(n)
+    }
+}
+
+/// `e`'s stored rows: the event (compressed with `dict` when there is
+/// one) and its facets.
+fn rows(e: &Committed, dict: Option<&Dictionary>) -> crate::event::Rows {
+    let mut event = Vec::new();
+    event_codec::encode(&e.salt, &e.jcs, dict, &mut event);
+    crate::event::Rows {
+        with_dictionary: dict.is_some(),
+        event,
+        facets: facets_row::encode(&e.facets),
     }
 }
 
