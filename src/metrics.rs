@@ -70,6 +70,7 @@ pub struct Metrics {
     pub consistency_proofs: AtomicU64,
     pub tiles: AtomicU64,
     pub queries: AtomicU64,
+    pub index_pauses: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -86,6 +87,7 @@ pub static METRICS: Metrics = Metrics {
     consistency_proofs: AtomicU64::new(0),
     tiles: AtomicU64::new(0),
     queries: AtomicU64::new(0),
+    index_pauses: AtomicU64::new(0),
 };
 
 /// Counts an append request of `events` events by its outcome code.
@@ -154,6 +156,11 @@ pub fn render(g: &Gauges) -> String {
             "sealog_queries_total",
             "Event queries answered.",
             &m.queries,
+        ),
+        (
+            "sealog_index_pauses_total",
+            "Commits the sequencer delayed to let a lagging index catch up.",
+            &m.index_pauses,
         ),
     ];
     for (name, help, c) in counters {

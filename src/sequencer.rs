@@ -45,7 +45,8 @@ pub struct Config {
     /// Events at most waiting for the sequencer; beyond, appends get 503.
     pub queue_capacity: usize,
     /// Leaves at most beyond the index (their uids are held in memory);
-    /// beyond, appends get 503 until the index catches up.
+    /// beyond, appends get 503 until the index catches up. Past a quarter
+    /// of it the sequencer already slows down (`pause`).
     pub max_unindexed: u64,
 }
 
@@ -150,6 +151,7 @@ impl Sequencer {
             halted: false,
             read_only: store.read_only().ok().flatten(),
             uids,
+            last_commit: Duration::ZERO,
         };
         let thread = std::thread::Builder::new()
             .name("sequencer".into())
@@ -348,6 +350,26 @@ fn appended<'w>(write: &'w Write, outcome: &Outcome) -> Vec<(&'w Committed, u64)
     }
 }
 
+/// How long the sequencer rests before a commit while the index follower
+/// is `behind` (of at most `max` leaves), given that the last commit took
+/// `commit`. The follower runs at background priority, so a saturated
+/// machine can starve it (a 10M-event fill got 503s beyond ~8M). From a
+/// quarter of `max` on, the sequencer idles for a growing share of its
+/// time, up to 90 % at `max`: clients wait for their answers, the cores go
+/// to the follower, and the lag stays below the point of refusing appends.
+fn pause(behind: u64, max: u64, commit: Duration) -> Duration {
+    let soft = max / 4;
+    if behind <= soft {
+        return Duration::ZERO;
+    }
+    // The share of time spent resting: 0 at `soft`, 0.9 at `max`.
+    let share = 0.9 * (behind - soft) as f64 / (max - soft).max(1) as f64;
+    let share = share.min(0.9);
+    commit
+        .mul_f64(share / (1.0 - share))
+        .min(Duration::from_millis(250))
+}
+
 struct Worker {
     store: Arc<Store>,
     signer: Arc<LogSigner>,
@@ -363,6 +385,8 @@ struct Worker {
     read_only: Option<String>,
     /// The uids beyond the index.
     uids: RecentUids,
+    /// How long the last commit took.
+    last_commit: Duration,
 }
 
 impl Worker {
@@ -477,6 +501,13 @@ impl Worker {
             }
             return;
         }
+        let rest = pause(behind, self.config.max_unindexed, self.last_commit);
+        if !rest.is_zero() {
+            crate::metrics::METRICS
+                .index_pauses
+                .fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(rest);
+        }
         let started = Instant::now();
         let (writes, replies): (Vec<Write>, Vec<_>) =
             batch.into_iter().map(|j| (j.write, j.reply)).unzip();
@@ -497,9 +528,10 @@ impl Worker {
                 return;
             }
         };
+        self.last_commit = started.elapsed();
         crate::metrics::METRICS
             .commit_seconds
-            .observe(started.elapsed().as_secs_f64());
+            .observe(self.last_commit.as_secs_f64());
         crate::metrics::METRICS.batch_events.observe(count as f64);
         for (write, outcome) in writes.iter().zip(&outcomes) {
             for (e, index) in appended(write, outcome) {
@@ -521,5 +553,68 @@ impl Worker {
                 head: head.clone(),
             }));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::event;
+
+    #[test]
+    fn the_pause_grows_from_a_quarter_of_the_bound_to_nine_commits() {
+        let ms = Duration::from_millis;
+        assert_eq!(pause(0, 1000, ms(2)), Duration::ZERO);
+        assert_eq!(pause(250, 1000, ms(2)), Duration::ZERO);
+        let rests: Vec<Duration> = [300, 500, 800, 1000]
+            .iter()
+            .map(|&b| pause(b, 1000, ms(2)))
+            .collect();
+        assert!(rests.windows(2).all(|w| w[0] < w[1]), "{rests:?}");
+        // At the bound the sequencer rests 90 % of its time.
+        let at_max = pause(1000, 1000, ms(2)).as_secs_f64();
+        assert!((at_max - 0.018).abs() < 1e-6, "{at_max}");
+        assert_eq!(pause(5000, 1000, ms(100)), ms(250), "capped");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_slow_then_stop_while_the_index_is_behind_and_resume_once_it_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let index = Arc::new(Index::open(&dir.path().join("ix"), &store).unwrap());
+        let (skey, _) = crate::note::generate_key("test").unwrap();
+        let config = Config {
+            max_unindexed: 40,
+            ..Config::default()
+        };
+        let state = store.tree_state().unwrap();
+        let (seq, thread) = Sequencer::start(
+            store.clone(),
+            index.clone(),
+            Arc::new(LogSigner::new(&skey).unwrap()),
+            state,
+            config,
+        );
+        let batch = |from: usize| (from..from + 10).map(event).collect::<Vec<_>>();
+        let pauses = || crate::metrics::METRICS.index_pauses.load(Ordering::Relaxed);
+        // No follower runs: every batch leaves the index further behind.
+        for from in [0, 10] {
+            seq.append(batch(from)).await.unwrap();
+        }
+        let before = pauses();
+        for from in [20, 30, 40] {
+            seq.append(batch(from)).await.unwrap();
+        }
+        assert!(pauses() >= before + 2, "behind 20 and 30 of 40: paused");
+        match seq.append(batch(50)).await {
+            Err(AppendError::IndexBehind(50)) => {}
+            other => panic!("expected IndexBehind(50), got {other:?}"),
+        }
+        assert_eq!(seq.head().size, 50, "nothing appended");
+        index.index_up_to(&store, 50, false).unwrap();
+        let receipts = seq.append(batch(50)).await.unwrap();
+        assert_eq!(receipts[0].index, 50);
+        seq.stop();
+        thread.join().unwrap();
     }
 }
