@@ -25,8 +25,10 @@ use crate::tree::Hash;
 
 /// The lowest level cached.
 const MIN_LEVEL: u8 = 4;
-/// Hashes at most in the cache.
-const MAX_ENTRIES: usize = 1 << 21;
+/// Hashes at most in the cache (~25 MiB): the upper levels of a log of
+/// ~4M leaves. At 10M, proofs ran as fast as with 2^21 (BENCHMARKS.md,
+/// session 5), and memory stops growing sooner.
+const MAX_ENTRIES: usize = 1 << 19;
 const SHARDS: usize = 16;
 
 /// Hashes a stored-hash index with splitmix64's finalizer: every input

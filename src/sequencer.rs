@@ -45,7 +45,7 @@ pub struct Config {
     /// Events at most waiting for the sequencer; beyond, appends get 503.
     pub queue_capacity: usize,
     /// Leaves at most beyond the index (their uids are held in memory);
-    /// beyond, appends get 503 until the index catches up. Past a quarter
+    /// beyond, appends get 503 until the index catches up. Past an eighth
     /// of it the sequencer already slows down (`pause`).
     pub max_unindexed: u64,
 }
@@ -353,18 +353,18 @@ fn appended<'w>(write: &'w Write, outcome: &Outcome) -> Vec<(&'w Committed, u64)
 /// How long the sequencer rests before a commit while the index follower
 /// is `behind` (of at most `max` leaves), given that the last commit took
 /// `commit`. The follower runs at background priority, so a saturated
-/// machine can starve it (a 10M-event fill got 503s beyond ~8M). From a
-/// quarter of `max` on, the sequencer idles for a growing share of its
-/// time, up to 90 % at `max`: clients wait for their answers, the cores go
-/// to the follower, and the lag stays below the point of refusing appends.
+/// machine can starve it (a 10M-event fill got 503s beyond ~8M). From an
+/// eighth of `max` on, the sequencer idles for a growing share of its
+/// time, 90 % from half of `max`: clients wait for their answers, the
+/// cores go to the follower, and the lag (whose uids are held in memory)
+/// stays well below the point of refusing appends.
 fn pause(behind: u64, max: u64, commit: Duration) -> Duration {
-    let soft = max / 4;
-    if behind <= soft {
+    let (from, full) = (max / 8, max / 2);
+    if behind <= from {
         return Duration::ZERO;
     }
-    // The share of time spent resting: 0 at `soft`, 0.9 at `max`.
-    let share = 0.9 * (behind - soft) as f64 / (max - soft).max(1) as f64;
-    let share = share.min(0.9);
+    // The share of time spent resting: 0 at `from`, 0.9 from `full` on.
+    let share = (0.9 * (behind - from) as f64 / (full - from).max(1) as f64).min(0.9);
     commit
         .mul_f64(share / (1.0 - share))
         .min(Duration::from_millis(250))
@@ -562,18 +562,20 @@ mod tests {
     use crate::store::tests::event;
 
     #[test]
-    fn the_pause_grows_from_a_quarter_of_the_bound_to_nine_commits() {
+    fn the_pause_grows_from_an_eighth_of_the_bound_to_nine_commits() {
         let ms = Duration::from_millis;
         assert_eq!(pause(0, 1000, ms(2)), Duration::ZERO);
-        assert_eq!(pause(250, 1000, ms(2)), Duration::ZERO);
-        let rests: Vec<Duration> = [300, 500, 800, 1000]
+        assert_eq!(pause(125, 1000, ms(2)), Duration::ZERO);
+        let rests: Vec<Duration> = [200, 300, 400, 500]
             .iter()
             .map(|&b| pause(b, 1000, ms(2)))
             .collect();
         assert!(rests.windows(2).all(|w| w[0] < w[1]), "{rests:?}");
-        // At the bound the sequencer rests 90 % of its time.
-        let at_max = pause(1000, 1000, ms(2)).as_secs_f64();
-        assert!((at_max - 0.018).abs() < 1e-6, "{at_max}");
+        // From half the bound the sequencer rests 90 % of its time.
+        for behind in [500, 1000] {
+            let rest = pause(behind, 1000, ms(2)).as_secs_f64();
+            assert!((rest - 0.018).abs() < 1e-6, "{behind}: {rest}");
+        }
         assert_eq!(pause(5000, 1000, ms(100)), ms(250), "capped");
     }
 
@@ -605,7 +607,7 @@ mod tests {
         for from in [20, 30, 40] {
             seq.append(batch(from)).await.unwrap();
         }
-        assert!(pauses() >= before + 2, "behind 20 and 30 of 40: paused");
+        assert!(pauses() >= before + 3, "behind 20, 30 and 40 of 40: paused");
         match seq.append(batch(50)).await {
             Err(AppendError::IndexBehind(50)) => {}
             other => panic!("expected IndexBehind(50), got {other:?}"),

@@ -55,8 +55,9 @@ const REDACTIONS: TableDefinition<u64, u64> = TableDefinition::new("redactions")
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TOKENS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("tokens");
 
-/// redb's page cache for the log's database. With the index's (as much
-/// again) it bounds the server's memory under any load (spec/storage.md).
+/// redb's page cache for the log's database. With the index's it bounds
+/// the server's memory under any load; the log's file is larger than this
+/// before 1M events, so memory stays nearly flat beyond (spec/storage.md).
 const CACHE_BYTES: usize = 512 << 20;
 
 /// A storage failure.
