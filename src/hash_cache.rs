@@ -35,7 +35,7 @@ const SHARDS: usize = 16;
 /// bit reaches the low bits the table uses. SipHash's protection against
 /// chosen keys is not needed for keys the log itself computes.
 #[derive(Default)]
-struct IndexHasher(u64);
+pub struct IndexHasher(u64);
 
 impl Hasher for IndexHasher {
     fn finish(&self) -> u64 {
@@ -56,7 +56,10 @@ impl Hasher for IndexHasher {
     }
 }
 
-type Map = HashMap<u64, Hash, BuildHasherDefault<IndexHasher>>;
+/// A map keyed by stored-hash index, hashed by `IndexHasher`.
+pub type IndexMap<V> = HashMap<u64, V, BuildHasherDefault<IndexHasher>>;
+
+type Map = IndexMap<Hash>;
 
 /// Stored hashes by stored-hash index.
 pub struct HashCache {

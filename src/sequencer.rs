@@ -220,13 +220,28 @@ impl Sequencer {
             .store
             .snapshot()
             .map_err(|e| AppendError::Storage(e.to_string()))?;
-        // Receipts of one request share most proof nodes: read each once.
+        // Receipts of one request share most proof nodes: read each once,
+        // and prove each shared subtree once.
         let reader = MemoHashes::new(&snap);
+        let new: Vec<u64> = (placed.iter())
+            .filter_map(|p| match p {
+                Placed::New(index) => Some(*index),
+                Placed::Duplicate(_) => None,
+            })
+            .collect();
+        let mut proofs = tree::prove_inclusions(done.head.size, &new, &reader)
+            .map_err(|err| {
+                AppendError::Storage(format!("receipts at size {}: {err}", done.head.size))
+            })?
+            .into_iter();
         placed
             .into_iter()
             .zip(events)
             .map(|(p, e)| match p {
-                Placed::New(index) => Ok(new_receipt(&reader, index, e, &done.head)?),
+                Placed::New(index) => {
+                    let proof = proofs.next().expect("a proof per new leaf");
+                    Ok(new_receipt(index, e, &done.head, proof))
+                }
                 Placed::Duplicate(index) => {
                     let mut r = stored_receipt(&snap, &reader, index, &done.head)?;
                     r.duplicate = true;
@@ -239,16 +254,9 @@ impl Sequencer {
 }
 
 /// The receipt of `e`, just appended at `index`, under `head`.
-fn new_receipt(
-    r: &impl HashReader,
-    index: u64,
-    e: Committed,
-    head: &Head,
-) -> Result<Receipt, StoreError> {
-    let proof = tree::prove_inclusion(head.size, index, r)
-        .map_err(|err| StoreError::Corrupt(format!("proof of {index}: {err}")))?;
+fn new_receipt(index: u64, e: Committed, head: &Head, proof: Vec<Hash>) -> Receipt {
     let event = String::from_utf8(e.jcs).expect("canonical JSON is UTF-8");
-    Ok(Receipt {
+    Receipt {
         index,
         event: Some(RawValue::from_string(event).expect("canonical JSON is JSON")),
         salt: Some(e.salt.to_vec()),
@@ -258,7 +266,7 @@ fn new_receipt(
         inclusion_proof: proof,
         duplicate: false,
         redacted_by: None,
-    })
+    }
 }
 
 /// The receipt of the stored leaf `index` under `head` (whose size must
@@ -303,7 +311,7 @@ pub fn stored_receipt(
 /// A hash reader that remembers what it read.
 pub struct MemoHashes<'a, R: HashReader> {
     inner: &'a R,
-    seen: std::cell::RefCell<std::collections::HashMap<u64, Hash>>,
+    seen: std::cell::RefCell<crate::hash_cache::IndexMap<Hash>>,
 }
 
 impl<'a, R: HashReader> MemoHashes<'a, R> {

@@ -53,6 +53,51 @@ pub fn prove_inclusion(size: u64, index: u64, r: &impl HashReader) -> Result<Vec
     tlog_tiles::prove_record(size, index, r)
 }
 
+/// The inclusion proofs of `leaves` (best ascending, as a batch's are) in
+/// the tree of `size` leaves, equal to `prove_inclusion`'s one by one but
+/// sharing their work. A complete aligned subtree of 2^j leaves is a node
+/// of the tree, so the proofs of its leaves agree above it; below it, leaf
+/// `m`'s proof is its sibling subtrees `(l, (m >> l) ^ 1)` for levels
+/// `l < j`, each complete and stored. Hence one full proof per subtree,
+/// and a batch's other leaves read j stored hashes each.
+pub fn prove_inclusions(
+    size: u64,
+    leaves: &[u64],
+    r: &impl HashReader,
+) -> Result<Vec<Vec<Hash>>, Error> {
+    /// Subtrees of at most 2^SHARED leaves share their proof.
+    const SHARED: u32 = 8;
+    // The last subtree proven: its level, first leaf, and proof above it.
+    let mut shared: Option<(u32, u64, Vec<Hash>)> = None;
+    let mut proofs = Vec::with_capacity(leaves.len());
+    for &m in leaves {
+        // The largest complete aligned subtree over `m`: j = 0 (the leaf
+        // alone) always is one, when m < size.
+        let j = (0..=SHARED)
+            .rev()
+            .find(|&j| ((m >> j) + 1) << j <= size)
+            .unwrap_or(0);
+        let first = m >> j << j;
+        let proof = match &shared {
+            Some((level, start, above)) if m < size && (*level, *start) == (j, first) => {
+                let below: Vec<u64> = (0..j)
+                    .map(|l| stored_hash_index(l as u8, (m >> l) ^ 1))
+                    .collect();
+                let mut proof = r.read_hashes(&below)?;
+                proof.extend_from_slice(above);
+                proof
+            }
+            _ => {
+                let proof = prove_inclusion(size, m, r)?;
+                shared = Some((j, first, proof[j as usize..].to_vec()));
+                proof
+            }
+        };
+        proofs.push(proof);
+    }
+    Ok(proofs)
+}
+
 /// Checks that `proof` proves leaf hash `leaf` at `index` in the tree of
 /// `size` leaves with root `root` (RFC 9162 §2.1.3.2).
 pub fn check_inclusion(
@@ -172,6 +217,30 @@ mod tests {
             t.append(leaf_hash(d));
         }
         t
+    }
+
+    #[test]
+    fn batch_proofs_equal_single_proofs() {
+        let mut t = MemoryHashes::default();
+        for size in 1..=300u64 {
+            t.append(leaf_hash(&size.to_le_bytes()));
+            let one = |m: u64| prove_inclusion(size, m, &t).unwrap();
+            // The whole tree, a batch at the right edge (as receipts are),
+            // and a batch with gaps (duplicates leave them).
+            let all: Vec<u64> = (0..size).collect();
+            let edge: Vec<u64> = (size.saturating_sub(37)..size).collect();
+            let gaps: Vec<u64> = (0..size).filter(|m| m % 3 != 1).collect();
+            for leaves in [all, edge, gaps] {
+                let got = prove_inclusions(size, &leaves, &t).unwrap();
+                for (m, p) in leaves.iter().zip(got) {
+                    assert_eq!(p, one(*m), "leaf {m} of {size}");
+                }
+            }
+        }
+        assert!(
+            prove_inclusions(5, &[2, 5], &tree_of(5)).is_err(),
+            "leaf 5 of 5"
+        );
     }
 
     #[test]
