@@ -62,6 +62,18 @@ fn proofs(c: &mut Criterion) {
             tree::prove_consistency(m.min(N), N, &t).unwrap()
         })
     });
+    // A 100-event request's receipts: its leaves are the tree's last.
+    let batch: Vec<u64> = (N - 100..N).collect();
+    c.bench_function("100 receipts' proofs at 10^6, one by one", |b| {
+        b.iter(|| {
+            (batch.iter())
+                .map(|&m| tree::prove_inclusion(N, m, &t).unwrap())
+                .collect::<Vec<_>>()
+        })
+    });
+    c.bench_function("100 receipts' proofs at 10^6, sharing subtrees", |b| {
+        b.iter(|| tree::prove_inclusions(N, &batch, &t).unwrap())
+    });
     let root = tree::root(N, &t).unwrap();
     let proof = tree::prove_inclusion(N, 123_456, &t).unwrap();
     let leaf = tree::leaf_hash(&123_456u64.to_be_bytes());
