@@ -7,6 +7,7 @@
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 /// Parses `bytes` as one JSON value, refusing duplicate object keys.
@@ -65,11 +66,16 @@ impl<'de> Visitor<'de> for Strict {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut m = Map::new();
         while let Some(k) = map.next_key::<String>()? {
-            if m.contains_key(&k) {
-                return Err(de::Error::custom(format!("duplicate key {k:?}")));
+            // One search of the map per key, not two.
+            match m.entry(k) {
+                Entry::Vacant(slot) => {
+                    slot.insert(map.next_value_seed(Strict)?);
+                }
+                Entry::Occupied(taken) => {
+                    let k = taken.key();
+                    return Err(de::Error::custom(format!("duplicate key {k:?}")));
+                }
             }
-            let v = map.next_value_seed(Strict)?;
-            m.insert(k, v);
         }
         Ok(Value::Object(m))
     }
