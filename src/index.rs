@@ -29,7 +29,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redb::{
-    Database, Durability, ReadOnlyTable, ReadableDatabase, Table, TableDefinition, WriteTransaction,
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition,
+    WriteTransaction,
 };
 
 use crate::index_keys::{self, Keys};
@@ -146,6 +147,8 @@ pub struct Index {
     /// Whether opening is over (`unopened`, `open_now`), for `wait_open`.
     opened: std::sync::Mutex<bool>,
     opened_cv: std::sync::Condvar,
+    /// Every uid of the log, once the follower has filled it.
+    pub uid_filter: crate::uid_filter::UidFilter,
 }
 
 impl Index {
@@ -157,6 +160,7 @@ impl Index {
             indexed: tokio::sync::watch::channel(indexed).0,
             hurry: tokio::sync::Notify::new(),
             opened_cv: std::sync::Condvar::new(),
+            uid_filter: Default::default(),
         }
     }
 
@@ -257,6 +261,36 @@ impl Index {
     /// Leaves below this are indexed.
     pub fn indexed(&self) -> u64 {
         *self.indexed.borrow()
+    }
+
+    /// Puts every uid of the log into `uid_filter`, then marks it ready:
+    /// the uids this index holds, then those of the log beyond what it
+    /// covers (read from a log snapshot taken after the index's, so it
+    /// holds every leaf the view indexes). The sequencer adds the uids it
+    /// appends meanwhile itself. Returns the uids read.
+    pub fn fill_uid_filter(&self, store: &Store) -> Result<u64, IndexError> {
+        let view = self.view()?;
+        let indexed = view.indexed()?;
+        let mut n = 0;
+        for row in lazy(&view.uids, &view.tx, UIDS)?.iter()? {
+            self.uid_filter.insert(row?.0.value().0);
+            n += 1;
+        }
+        let log = store.snapshot().map_err(IndexError::Log)?;
+        let mut from = indexed;
+        loop {
+            let rows = log.uid_rows(from..from + CHUNK).map_err(IndexError::Log)?;
+            if rows.is_empty() {
+                break;
+            }
+            for (_, _, uid) in &rows {
+                self.uid_filter.insert(index_keys::of_str(uid));
+            }
+            n += rows.len() as u64;
+            from += CHUNK;
+        }
+        self.uid_filter.set_ready();
+        Ok(n)
     }
 
     /// Wakes the follower from its pause between rounds: for a round now,
@@ -387,6 +421,16 @@ pub fn follow(index: Arc<Index>, store: Arc<Store>, mut size: tokio::sync::watch
                 }
             }
         }
+    }
+    let filling = Instant::now();
+    match index.fill_uid_filter(&store) {
+        Ok(n) => tracing::info!(
+            uids = n,
+            ms = filling.elapsed().as_millis() as u64,
+            "uid filter filled"
+        ),
+        // Appends then ask the index for every uid, as without a filter.
+        Err(e) => tracing::warn!(error = %e, "uid filter not filled"),
     }
     let mut logged = Instant::now();
     loop {

@@ -40,6 +40,7 @@ pub mod store;
 pub mod tile_cache;
 pub mod tiles;
 pub mod tree;
+pub mod uid_filter;
 pub mod uids;
 pub mod witness;
 pub mod witnessing;

@@ -14,7 +14,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::index::{Index, View};
+use crate::index_keys;
 use crate::store::{KnownUids, Snapshot, Store, StoreError};
+use crate::uid_filter::UidFilter;
 
 /// A uid's leaf index and content hash.
 type Place = (u64, [u8; 32]);
@@ -76,8 +78,10 @@ impl RecentUids {
         Ok(())
     }
 
-    /// Remembers that leaf `index` has `uid`.
+    /// Remembers that leaf `index` has `uid`, here and in the index's uid
+    /// filter (before any later lookup: both are the sequencer's).
     pub fn add(&mut self, uid: &str, index: u64, content: [u8; 32]) {
+        self.index.uid_filter.insert(index_keys::of_str(uid));
         let uid: Arc<str> = uid.into();
         self.by_uid.entry(uid.clone()).or_insert((index, content));
         self.order.push_back((index, uid));
@@ -113,6 +117,7 @@ impl RecentUids {
             log: self.store.snapshot()?,
             view,
             recent: &self.by_uid,
+            filter: &self.index.uid_filter,
         })
     }
 }
@@ -128,12 +133,17 @@ pub struct Lookup<'a> {
     view: View,
     log: Snapshot,
     recent: &'a HashMap<Arc<str>, Place>,
+    filter: &'a UidFilter,
 }
 
 impl KnownUids for Lookup<'_> {
     fn get(&self, uid: &str) -> Result<Option<Place>, StoreError> {
         if let Some(p) = self.recent.get(uid) {
             return Ok(Some(*p));
+        }
+        // A uid never seen needs no search of the index.
+        if !self.filter.may_hold(index_keys::of_str(uid)) {
+            return Ok(None);
         }
         self.view.uid(uid, &self.log).map_err(index_err)
     }
@@ -188,6 +198,40 @@ mod tests {
         assert_eq!(retry(&mut recent, 2), Placed::Duplicate(2), "reloaded");
         assert_eq!(recent.len(), 10);
         assert_eq!(retry(&mut recent, 11), Placed::New(10));
+    }
+
+    #[test]
+    fn the_uid_filter_holds_the_index_the_log_beyond_it_and_each_append() {
+        let (_dir, store, s, index) = log_and_index(50);
+        index.index_up_to(&store, 20, false).unwrap();
+        let mut recent = RecentUids::new(index.clone(), store.clone(), s.size);
+        index.fill_uid_filter(&store).unwrap();
+        let mut state = s;
+        let mut retry = |recent: &mut RecentUids, i: usize| {
+            let known = recent.lookup().unwrap();
+            let (next, placed) = store.append(state, vec![event(i)], &known).unwrap();
+            drop(known);
+            state = next;
+            if let Placed::New(at) = placed[0] {
+                // As the sequencer does for what it appends.
+                recent.add(&event(i).facets.uid, at, event(i).facets.content);
+            }
+            placed[0]
+        };
+        assert_eq!(retry(&mut recent, 5), Placed::Duplicate(5), "indexed");
+        assert_eq!(retry(&mut recent, 35), Placed::Duplicate(35), "in memory");
+        assert_eq!(retry(&mut recent, 60), Placed::New(50), "never seen");
+        // Now memory forgets 20..51: only the index can answer, and only
+        // if the filter let the lookup through to it.
+        index.index_up_to(&store, 51, false).unwrap();
+        assert_eq!(retry(&mut recent, 35), Placed::Duplicate(35));
+        assert_eq!(retry(&mut recent, 60), Placed::Duplicate(50));
+        assert_eq!(recent.len(), 0);
+        let filter = &index.uid_filter;
+        assert!((0..50)
+            .chain([60])
+            .all(|i| filter.may_hold(index_keys::of_str(&format!("uid-{i}")))));
+        assert!(!filter.may_hold(index_keys::of_str("uid-61")));
     }
 
     #[test]
