@@ -630,11 +630,18 @@ impl View {
     }
 
     /// The (leaf index, content hash) of the event with `metadata.uid` =
-    /// `uid`, if indexed; `log` is a snapshot of the log at least as new
-    /// as this view, to check the candidates against.
-    pub fn uid(&self, uid: &str, log: &Snapshot) -> Result<Option<(u64, [u8; 32])>, IndexError> {
+    /// `uid`, whose key is `key` (`index_keys::of_str`, which the caller
+    /// has already computed for the uid filter), if indexed; `log` is a
+    /// snapshot of the log at least as new as this view, to check the
+    /// candidates against.
+    pub fn uid(
+        &self,
+        uid: &str,
+        key: u64,
+        log: &Snapshot,
+    ) -> Result<Option<(u64, [u8; 32])>, IndexError> {
         let uids = lazy(&self.uids, &self.tx, UIDS)?;
-        for i in candidates(uids, index_keys::of_str(uid))? {
+        for i in candidates(uids, key)? {
             let i = i?;
             let row = log.uid_rows(i..i + 1).map_err(IndexError::Log)?;
             match row.first() {
@@ -757,6 +764,11 @@ pub fn path_for(db: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `View::uid` for a uid whose key the test does not have at hand.
+    fn uid_in(view: &View, uid: &str, log: &Snapshot) -> Option<(u64, [u8; 32])> {
+        view.uid(uid, index_keys::of_str(uid), log).unwrap()
+    }
     use crate::store::tests::{event, store_with};
     use crate::store::{NoKnownUids, Write};
 
@@ -835,9 +847,9 @@ mod tests {
         index.index_up_to(&store, 2, false).unwrap();
         index.index_up_to(&store, 3, false).unwrap();
         let (view, snap) = (index.view().unwrap(), store.snapshot().unwrap());
-        assert_eq!(view.uid("uid-1", &snap).unwrap().map(|p| p.0), Some(1));
-        assert_eq!(view.uid("uid-0", &snap).unwrap().map(|p| p.0), Some(0));
-        assert_eq!(view.uid("uid-9", &snap).unwrap(), None);
+        assert_eq!(uid_in(&view, "uid-1", &snap).map(|p| p.0), Some(1));
+        assert_eq!(uid_in(&view, "uid-0", &snap).map(|p| p.0), Some(0));
+        assert_eq!(uid_in(&view, "uid-9", &snap), None);
     }
 
     #[test]
@@ -866,9 +878,9 @@ mod tests {
         tx.commit().unwrap();
         let view = index.view().unwrap();
         assert_eq!(view.leaf_index(leaf17, &snap).unwrap(), Some(17));
-        let (i, content) = view.uid("uid-12", &snap).unwrap().unwrap();
+        let (i, content) = uid_in(&view, "uid-12", &snap).unwrap();
         assert_eq!((i, content), (12, snap.uid_rows(12..13).unwrap()[0].1));
-        assert_eq!(view.uid("uid-99", &snap).unwrap(), None, "leaf 5 is uid-5");
+        assert_eq!(uid_in(&view, "uid-99", &snap), None, "leaf 5 is uid-5");
     }
 
     #[test]

@@ -142,10 +142,11 @@ impl KnownUids for Lookup<'_> {
             return Ok(Some(*p));
         }
         // A uid never seen needs no search of the index.
-        if !self.filter.may_hold(index_keys::of_str(uid)) {
+        let key = index_keys::of_str(uid);
+        if !self.filter.may_hold(key) {
             return Ok(None);
         }
-        self.view.uid(uid, &self.log).map_err(index_err)
+        self.view.uid(uid, key, &self.log).map_err(index_err)
     }
 }
 
