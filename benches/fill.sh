@@ -11,24 +11,20 @@ cd "$(dirname "$0")/.."
 N=${1:-10000000}
 D=${2:-/tmp/sealog-fill}
 PORT=${3:-18200}
-cargo build --release --quiet
-cargo bench --bench loadgen --no-run --quiet 2>/dev/null
-LG=$(ls -t target/release/deps/loadgen-* | grep -v '\.d$' | head -1)
+source benches/common.sh
+build
 rm -rf "$D"
-"${BIN:-target/release/sealog}" serve --data "$D" --listen 127.0.0.1:$PORT >"$D.log" 2>&1 &
-P=$!
-trap 'kill $P 2>/dev/null' EXIT
-sleep 2
+serve "$D" $PORT
 metric() { awk -v k="$1" '$1 == k {print $2}'; }
-(while kill -0 $P 2>/dev/null; do
+(while kill -0 $PID 2>/dev/null; do
   m=$(curl -s http://127.0.0.1:$PORT/metrics || true)
-  echo "$(date +%T) rss=$(awk '/VmRSS/{print $2}' /proc/$P/status 2>/dev/null)" \
+  echo "$(date +%T) rss=$(awk '/VmRSS/{print $2}' /proc/$PID/status 2>/dev/null)" \
     "size=$(metric sealog_tree_size <<<"$m") indexed=$(metric sealog_indexed_size <<<"$m")" \
     "pauses=$(metric sealog_index_pauses_total <<<"$m")" \
     "503s=$(metric 'sealog_append_requests_total{outcome="overloaded"}' <<<"$m")"
   sleep 30
 done) &
 S=$!
-"$LG" --url http://127.0.0.1:$PORT --token-file "$D/admin.token" --server-pid $P \
+"$LG" --url http://127.0.0.1:$PORT --token-file "$D/admin.token" --server-pid $PID \
   --scenario fill --events "$N" --data "$D"
 kill $S 2>/dev/null || true

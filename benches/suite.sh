@@ -10,14 +10,10 @@ cd "$(dirname "$0")/.."
 DATA=${1:-/tmp/sealog-bench}
 PORT=${2:-18100}
 SECS=${SECS:-10}
-cargo build --release --quiet
-cargo bench --bench loadgen --no-run --quiet 2>/dev/null
-LG=$(ls -t target/release/deps/loadgen-* | grep -v '\.d$' | head -1)
+source benches/common.sh
+build
 rm -rf "$DATA"
-"${BIN:-target/release/sealog}" serve --data "$DATA" --listen 127.0.0.1:$PORT --bench-floor true >"$DATA.log" 2>&1 &
-PID=$!
-trap 'kill $PID 2>/dev/null' EXIT
-sleep 2
+serve "$DATA" $PORT --bench-floor true
 run() {
   echo "== $*"
   "$LG" --url http://127.0.0.1:$PORT --token-file "$DATA/admin.token" --server-pid $PID --seconds "$SECS" "$@"
