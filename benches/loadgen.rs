@@ -36,7 +36,21 @@ struct Args {
     server_pid: Option<u32>,
 }
 
-fn parse_args() -> Args {
+/// The scenarios `main` knows.
+const SCENARIOS: [&str; 9] = [
+    "append",
+    "noop",
+    "inclusion",
+    "leaf",
+    "tiles",
+    "read-floor",
+    "risk",
+    "query",
+    "fill",
+];
+
+/// The command line, or what is wrong with it (naming the flag).
+fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         url: "http://127.0.0.1:8080".into(),
         token: String::new(),
@@ -51,24 +65,43 @@ fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        if flag == "--bench" {
+            continue; // cargo bench passes this
+        }
+        let val = it.next().ok_or(format!("{flag} needs a value"))?;
+        fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+            v.parse()
+                .map_err(|_| format!("{flag} {v:?} is not a number"))
+        }
         match flag.as_str() {
-            "--url" => a.url = val(),
-            "--token" => a.token = val(),
-            "--token-file" => a.token = std::fs::read_to_string(val()).unwrap().trim().to_string(),
-            "--scenario" => a.scenario = val(),
-            "--batch" => a.batch = val().parse().unwrap(),
-            "--concurrency" => a.concurrency = val().parse().unwrap(),
-            "--seconds" => a.seconds = val().parse().unwrap(),
-            "--requests" => a.requests = val().parse().unwrap(),
-            "--events" => a.events = val().parse().unwrap(),
-            "--data" => a.data = Some(val()),
-            "--server-pid" => a.server_pid = Some(val().parse().unwrap()),
-            "--bench" => {} // cargo bench passes this
-            other => panic!("unknown flag {other}"),
+            "--url" => a.url = val,
+            "--token" => a.token = val,
+            "--token-file" => {
+                a.token = std::fs::read_to_string(&val)
+                    .map_err(|e| format!("--token-file {val}: {e}"))?
+                    .trim()
+                    .to_string()
+            }
+            "--scenario" => a.scenario = val,
+            "--batch" => a.batch = number(&flag, &val)?,
+            "--concurrency" => a.concurrency = number(&flag, &val)?,
+            "--seconds" => a.seconds = number(&flag, &val)?,
+            "--requests" => a.requests = number(&flag, &val)?,
+            "--events" => a.events = number(&flag, &val)?,
+            "--data" => a.data = Some(val),
+            "--server-pid" => a.server_pid = Some(number(&flag, &val)?),
+            other => return Err(format!("unknown flag {other}")),
         }
     }
-    a
+    if !SCENARIOS.contains(&a.scenario.as_str()) {
+        return Err(format!("--scenario {:?}: one of {SCENARIOS:?}", a.scenario));
+    }
+    if a.batch == 0 || a.concurrency == 0 || a.seconds == 0 || a.requests == 0 || a.events == 0 {
+        return Err(
+            "--batch, --concurrency, --seconds, --requests and --events must be at least 1".into(),
+        );
+    }
+    Ok(a)
 }
 
 /// A producer-style `metadata.uid`: a random-looking UUID, unique to this
@@ -135,7 +168,13 @@ fn auth_event(n: u64) -> serde_json::Value {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let a = parse_args();
+    let a = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            std::process::exit(2);
+        }
+    };
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency)
         .timeout(Duration::from_secs(30))
@@ -287,7 +326,7 @@ async fn main() {
                         let path = format!("/v1/proof/inclusion?index={i}&size={s}");
                         ok(conn.request("GET", &path, None, b"").await)
                     }
-                    other => panic!("unknown scenario {other}"),
+                    other => unreachable!("parse_args checked the scenario, not {other}"),
                 };
                 if ok {
                     hist.record(t0.elapsed().as_micros() as u64).unwrap();
