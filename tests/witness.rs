@@ -373,6 +373,19 @@ async fn three_witnesses_one_down_a_forged_fork_and_the_auditor() {
             .size,
         51
     );
+    // Witnessed up to the latest: no lag.
+    let metrics = c
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "sealog_witness_lag_leaves 0"),
+        "{metrics}"
+    );
 
     // Offline receipt checks: a receipt fetched now carries the witnessed
     // checkpoint; an append-time receipt is proven consistent with it.
