@@ -366,7 +366,8 @@ pub fn check(data: &std::path::Path) -> Result<TreeState, ServeError> {
 /// Lowers the calling thread's priority by 10 nice levels. The index
 /// follower is background work: under load, appends (whose commits are
 /// the log's one serial step) get the cores first and the follower catches
-/// up in the gaps, bounded by `max_unindexed`. A/B on the 2-core machine:
+/// up in the gaps; should it fall far behind, the sequencer gives way
+/// (`sequencer::pause`). A/B on the 2-core machine:
 /// batched appends +14 %, single appends' p99 15.5 → 11.5 ms
 /// (BENCHMARKS.md, session 4). Failing is harmless: only slower.
 fn background_priority() {
