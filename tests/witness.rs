@@ -241,6 +241,11 @@ async fn the_witness_answers_every_case_of_the_spec() {
     assert_eq!(add(&c, &url, a.body(winners[0], 30)).await.0, 200);
 }
 
+/// The body of a GET, whatever its status.
+async fn get_text(c: &reqwest::Client, url: String) -> String {
+    c.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -359,14 +364,7 @@ async fn three_witnesses_one_down_a_forged_fork_and_the_auditor() {
     assert_eq!(honest_cp.size, 51);
     assert_eq!(who.into_iter().collect::<Vec<_>>(), ["w1", "w2"]);
     // The uncosigned latest is at its own path.
-    let latest = c
-        .get(format!("{url}/checkpoint/latest"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let latest = get_text(&c, format!("{url}/checkpoint/latest")).await;
     assert_eq!(
         note::verify_checkpoint(latest.as_bytes(), &log_vkey)
             .unwrap()
@@ -374,14 +372,7 @@ async fn three_witnesses_one_down_a_forged_fork_and_the_auditor() {
         51
     );
     // Witnessed up to the latest: no lag.
-    let metrics = c
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&c, format!("{url}/metrics")).await;
     assert!(
         metrics.lines().any(|l| l == "sealog_witness_lag_leaves 0"),
         "{metrics}"
@@ -510,14 +501,7 @@ async fn three_witnesses_one_down_a_forged_fork_and_the_auditor() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let fork51 = c
-        .get(format!("{fork_url}/checkpoint"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let fork51 = get_text(&c, format!("{fork_url}/checkpoint")).await;
     let fork_cp = note::verify_checkpoint(fork51.as_bytes(), &log_vkey).unwrap();
     assert_eq!(fork_cp.size, 51, "validly signed by the log's key");
     assert_ne!(fork_cp.root, honest_cp.root);
@@ -534,22 +518,9 @@ async fn three_witnesses_one_down_a_forged_fork_and_the_auditor() {
         .send()
         .await
         .unwrap();
-    let fork60 = c
-        .get(format!("{fork_url}/checkpoint"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let fork60 = get_text(&c, format!("{fork_url}/checkpoint")).await;
     let proof: sealog::receipt::ConsistencyProof = serde_json::from_str(
-        &c.get(format!("{fork_url}/v1/proof/consistency?from=51&to=60"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
+        &get_text(&c, format!("{fork_url}/v1/proof/consistency?from=51&to=60")).await,
     )
     .unwrap();
     assert_eq!(
