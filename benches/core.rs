@@ -1,9 +1,15 @@
 //! Criterion benches for the hot functions: leaf/node hashing, event
 //! preparation (OCSF validation + JCS + commitment), proof generation at
 //! 10^6 (real hashes in memory) and 10^8 (synthetic hashes), checkpoint
-//! signing, and batch integration (a 100-event durable append).
+//! signing, event compression, and batch integration (a 100-event durable
+//! append).
 //!
 //!   cargo bench --bench core
+
+// The load generator's events; only `write_event` is used here.
+#[allow(dead_code)]
+#[path = "events.rs"]
+mod events;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use sealog::event::{self, Committed};
@@ -125,6 +131,44 @@ fn signing(c: &mut Criterion) {
     });
 }
 
+/// One event's stored form: zstd with a dictionary trained, as the log
+/// trains it, on its first 4,096 events (the load generator's).
+fn compression(c: &mut Criterion) {
+    use sealog::event_codec::{self, Dictionary, Samples};
+    let jcs: Vec<Vec<u8>> = (0..event_codec::TRAIN_AT)
+        .map(|n| {
+            let mut body = Vec::new();
+            events::write_event(&mut body, 1, n);
+            event::prepare(serde_json::from_slice(&body).unwrap(), 1)
+                .unwrap()
+                .jcs
+        })
+        .collect();
+    let mut samples = Samples::default();
+    for e in &jcs {
+        samples.add(e);
+    }
+    let dict = Dictionary::new(&samples.train().unwrap());
+    let (salt, mut out) = ([7u8; event::SALT_LEN], Vec::new());
+    let (mut raw, mut stored) = (0, 0);
+    for e in &jcs {
+        event_codec::encode(&salt, e, Some(&dict), &mut out);
+        (raw, stored) = (raw + e.len(), stored + out.len());
+    }
+    eprintln!(
+        "stored form: {} of {} canonical bytes per event",
+        stored / jcs.len(),
+        raw / jcs.len()
+    );
+    let mut i = 0;
+    c.bench_function("event encode (zstd with the log's dictionary)", |b| {
+        b.iter(|| {
+            i = (i + 1) % jcs.len();
+            event_codec::encode(&salt, black_box(&jcs[i]), Some(&dict), &mut out)
+        })
+    });
+}
+
 fn batch_append(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
@@ -156,6 +200,7 @@ criterion_group!(
     proofs,
     proofs_at_1e8,
     signing,
+    compression,
     batch_append
 );
 criterion_main!(benches);

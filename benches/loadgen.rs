@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+mod events;
+
 struct Args {
     url: String,
     token: String,
@@ -104,68 +106,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-/// A producer-style `metadata.uid`: a random-looking UUID, unique to this
-/// run (`RUN`) and `n`, so that runs on one log never repeat an event and
-/// the uid index sees keys as scattered as real producers' UUIDs.
-fn event_uid(n: u64) -> String {
-    use sha2::Digest;
-    let run = *RUN.get_or_init(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-    });
-    let h = sha2::Sha256::new()
-        .chain_update(run.to_be_bytes())
-        .chain_update(n.to_be_bytes())
-        .finalize();
-    let x: String = h[..16].iter().map(|b| format!("{b:02x}")).collect();
-    if std::env::var("SEQ_UIDS").is_ok() {
-        return format!("evt-{run}-{n:012}");
-    }
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &x[..8],
-        &x[8..12],
-        &x[13..16],
-        &x[17..20],
-        &x[20..32]
-    )
-}
-
-static RUN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-
-/// A realistic OCSF 1.8 event of about 600 bytes: every tenth an Account
-/// Change (3001: lock, MFA factor enable, password change), the others
-/// Authentication (3002).
-fn auth_event(n: u64) -> serde_json::Value {
-    let user = n % 5000;
-    if n % 10 == 5 {
-        let activity = [9, 10, 3][(n / 10 % 3) as usize];
-        return serde_json::json!({
-            "class_uid": 3001, "category_uid": 3, "activity_id": activity, "time": 1_763_800_000_000u64 + n,
-            "severity_id": 2, "status_id": 1,
-            "user": {"uid": format!("u-{user:06}"), "name": format!("user{user}@example.com"), "type_id": 1},
-            "actor": {"user": {"uid": "svc-iam", "name": "iam-automation"}},
-            "src_endpoint": {"ip": format!("10.{}.{}.{}", n % 7, n % 251, n % 253)},
-            "message": "account policy enforcement",
-            "metadata": {"version": "1.8.0", "product": {"name": "Example Directory", "vendor_name": "Example"}, "uid": event_uid(n)}
-        });
-    }
-    serde_json::json!({
-        "class_uid": 3002, "category_uid": 3, "activity_id": 1, "type_uid": 300201,
-        "time": 1_763_800_000_000u64 + n, "severity_id": 1,
-        "status_id": if n % 10 == 0 { 2 } else { 1 },
-        "auth_protocol_id": 2, "is_mfa": n % 3 == 0,
-        "user": {"uid": format!("u-{user:06}"), "name": format!("user{user}@example.com"), "type_id": 1},
-        "src_endpoint": {"ip": format!("10.{}.{}.{}", n % 7, n % 251, n % 253), "hostname": "laptop-17.corp.example.com"},
-        "dst_endpoint": {"svc_name": "sso", "hostname": "login.example.com"},
-        "http_request": {"user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0", "http_method": "POST"},
-        "auth_factors": [{"factor_type_id": 3, "device": {"type_id": 5, "uid": format!("dev-{}", user % 97)}}],
-        "metadata": {"version": "1.8.0", "product": {"name": "Example IdP", "vendor_name": "Example"}, "uid": event_uid(n)}
-    })
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let a = match parse_args() {
@@ -218,6 +158,11 @@ async fn main() {
     let sent = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let counter = Arc::new(AtomicU64::new(0));
+    // Numbers this run's events apart from every earlier run's on the log.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
@@ -240,8 +185,11 @@ async fn main() {
                 let t0 = Instant::now();
                 let ok = match scenario.as_str() {
                     "append" | "fill" => {
-                        let body =
-                            request_body(counter.fetch_add(batch as u64, Ordering::Relaxed), batch);
+                        let body = events::request_body(
+                            run,
+                            counter.fetch_add(batch as u64, Ordering::Relaxed),
+                            batch,
+                        );
                         let mut r = conn
                             .request("POST", "/v1/events", Some(&token), &body)
                             .await;
@@ -277,8 +225,11 @@ async fn main() {
                         }
                     }
                     "noop" => {
-                        let body =
-                            request_body(counter.fetch_add(batch as u64, Ordering::Relaxed), batch);
+                        let body = events::request_body(
+                            run,
+                            counter.fetch_add(batch as u64, Ordering::Relaxed),
+                            batch,
+                        );
                         ok(conn.request("POST", "/v1/bench/noop", None, &body).await)
                     }
                     "leaf" => {
@@ -386,16 +337,6 @@ async fn main() {
             after as f64 / size_after.max(1) as f64,
             (after.saturating_sub(before)) as f64 / (size_after - size_before).max(1) as f64
         );
-    }
-}
-
-/// One event, or an array of `batch` events, numbered from `base`.
-fn request_body(base: u64, batch: usize) -> Vec<u8> {
-    if batch == 1 {
-        serde_json::to_vec(&auth_event(base)).unwrap()
-    } else {
-        let v: Vec<_> = (0..batch as u64).map(|i| auth_event(base + i)).collect();
-        serde_json::to_vec(&v).unwrap()
     }
 }
 
