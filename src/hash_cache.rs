@@ -169,7 +169,7 @@ impl HashCache {
             .copied()
     }
 
-    /// Keeps `hash`, read from a committed snapshot at stored-hash index
+    /// Keeps `hash`, committed (read from a snapshot, or just written) at stored-hash index
     /// `index`, if its level is cached and there is room.
     pub fn put(&self, index: u64, hash: Hash) {
         if below_min_level(index) {
