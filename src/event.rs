@@ -5,7 +5,6 @@
 //! salt per event: the tree and tiles reveal nothing about the event, and
 //! deleting the event and its salt (redaction) leaves every proof intact.
 
-use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -107,7 +106,7 @@ impl Committed {
     /// Draws a fresh salt and commits to the canonical event `jcs`.
     pub fn new(jcs: Vec<u8>, facets: Facets) -> Self {
         let mut salt = [0u8; SALT_LEN];
-        OsRng.fill_bytes(&mut salt);
+        crate::random::fill(&mut salt);
         let commitment = commitment(&salt, &jcs);
         Committed {
             jcs,
@@ -189,7 +188,7 @@ fn names(user: Option<&Value>) -> Vec<String> {
 /// A random (version 4) UUID.
 pub fn new_uuid() -> String {
     let mut b = [0u8; 16];
-    OsRng.fill_bytes(&mut b);
+    crate::random::fill(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();

@@ -32,6 +32,7 @@ pub mod note;
 pub mod ocsf;
 pub mod policy;
 pub mod query;
+pub mod random;
 pub mod receipt;
 pub mod records;
 pub mod sequencer;
