@@ -348,11 +348,14 @@ async fn append_inner(
     crate::metrics::METRICS
         .duplicates
         .fetch_add(dups, std::sync::atomic::Ordering::Relaxed);
-    Ok(if single {
-        Json(&receipts[0]).into_response()
-    } else {
-        Json(receipts).into_response()
-    })
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        crate::receipt_json::write(&receipts, single),
+    )
+        .into_response())
 }
 
 async fn read_body(body: Body, limits: &Limits) -> Result<Bytes, ApiError> {

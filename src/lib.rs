@@ -34,6 +34,7 @@ pub mod policy;
 pub mod query;
 pub mod random;
 pub mod receipt;
+pub mod receipt_json;
 pub mod records;
 pub mod sequencer;
 pub mod server;
