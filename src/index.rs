@@ -764,13 +764,13 @@ pub fn path_for(db: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tests::{event, store_with};
+    use crate::store::{NoKnownUids, Write};
 
     /// `View::uid` for a uid whose key the test does not have at hand.
     fn uid_in(view: &View, uid: &str, log: &Snapshot) -> Option<(u64, [u8; 32])> {
         view.uid(uid, index_keys::of_str(uid), log).unwrap()
     }
-    use crate::store::tests::{event, store_with};
-    use crate::store::{NoKnownUids, Write};
 
     fn scan(view: &View, k: IndexKey, newest: bool, after: Option<(u64, u64)>) -> Vec<u64> {
         view.scan(&k, newest, after)

@@ -639,9 +639,12 @@ impl<'tx, 'k> Tables<'tx, 'k> {
             Write::Append(events) => {
                 // A uid reused for other content refuses the whole request.
                 let mut mine: HashMap<&str, &[u8; 32]> = HashMap::new();
+                // Each uid is looked up once: the lookup may search the index.
+                let mut logged = Vec::with_capacity(events.len());
                 for e in events {
                     let f = &e.facets;
-                    let known = match self.known_uid(&f.uid)? {
+                    let found = self.known_uid(&f.uid)?;
+                    let known = match found {
                         Some((index, content)) => Some((index, content)),
                         None => mine.get(f.uid.as_str()).map(|c| (u64::MAX, **c)),
                     };
@@ -654,13 +657,18 @@ impl<'tx, 'k> Tables<'tx, 'k> {
                         }
                     }
                     mine.insert(&f.uid, &f.content);
+                    logged.push(found.map(|(index, _)| index));
                 }
-                Outcome::Appended(
-                    events
-                        .iter()
-                        .map(|e| self.append_once(e))
-                        .collect::<Result<_, _>>()?,
-                )
+                let mut placed = Vec::with_capacity(events.len());
+                for (e, logged) in events.iter().zip(logged) {
+                    // An earlier event of this request may have the uid.
+                    let earlier = self.batch_uids.get(&e.facets.uid).map(|p| p.0);
+                    placed.push(match logged.or(earlier) {
+                        Some(index) => Placed::Duplicate(index),
+                        None => Placed::New(self.append(e)?),
+                    });
+                }
+                Outcome::Appended(placed)
             }
             Write::Redact { index, record } => {
                 if *index >= self.size {
@@ -732,15 +740,6 @@ impl<'tx, 'k> Tables<'tx, 'k> {
             return Ok(Some(v));
         }
         self.known.get(uid)
-    }
-
-    /// Appends `e` unless its uid is already in the log (with the same
-    /// content: `apply` refused other content before).
-    fn append_once(&mut self, e: &Committed) -> Result<Placed, StoreError> {
-        if let Some((i, _)) = self.known_uid(&e.facets.uid)? {
-            return Ok(Placed::Duplicate(i));
-        }
-        Ok(Placed::New(self.append(e)?))
     }
 
     /// Appends `e` as the next leaf with its private row and indexes.
