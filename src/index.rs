@@ -72,10 +72,17 @@ const CACHE_BYTES: usize = 128 << 20;
 /// Leaves indexed at most in one transaction.
 const CHUNK: u64 = 131_072;
 
-/// How long the follower lets the log grow between two rounds, unless a
-/// reader is waiting: a round costs a commit whatever its size, so under a
-/// stream of small batches it indexes several at once.
-const PACE: Duration = Duration::from_millis(1000);
+/// How long the follower lets the log grow from the start of one round to
+/// the next, unless a reader is waiting or a `CHUNK` of leaves is. A round
+/// costs the pages it rewrites much more than its rows: the lookup keys
+/// are scattered, so once the log has a few million leaves a round dirties
+/// nearly every page of those tables whatever its size, and the bigger the
+/// round, the less each leaf pays. Started back to back, rounds shrank to
+/// what arrived during the last and took the cores from the appends: with
+/// 1 s here, 100-event batches held 41,000 events/s over 60 s; with 3 s,
+/// 43,100-45,500 (BENCHMARKS.md, session 7). Readers hurry the follower
+/// (`wait_for`), so they wait for one round at most, as before.
+const PACE: Duration = Duration::from_millis(3000);
 
 /// Which index a query walks.
 #[derive(Clone, Debug, PartialEq)]
@@ -440,6 +447,7 @@ pub fn follow(index: Arc<Index>, store: Arc<Store>, mut size: tokio::sync::watch
             // the index in milliseconds. After non-durable rounds redb had
             // to walk the whole file (~1 s at 10M events); durable rounds
             // at this pace cost no measurable throughput (BENCHMARKS.md).
+            let round = Instant::now();
             match index.index_up_to(&store, target, true) {
                 Ok(n) => {
                     if target - n > CHUNK && logged.elapsed() >= Duration::from_secs(5) {
@@ -463,8 +471,10 @@ pub fn follow(index: Arc<Index>, store: Arc<Store>, mut size: tokio::sync::watch
                 // next start goes on (a rebuild must not hold up shutdown).
                 return;
             }
-            if index.indexed() >= target {
-                rt.block_on(async { tokio::time::timeout(PACE, index.hurry.notified()).await })
+            let waiting = size.borrow().saturating_sub(index.indexed());
+            let rest = rest_after(round.elapsed(), waiting);
+            if !rest.is_zero() {
+                rt.block_on(async { tokio::time::timeout(rest, index.hurry.notified()).await })
                     .ok();
             }
         }
@@ -473,6 +483,16 @@ pub fn follow(index: Arc<Index>, store: Arc<Store>, mut size: tokio::sync::watch
             return;
         }
     }
+}
+
+/// How long the follower rests after a round that took `took`, with
+/// `waiting` leaves not yet indexed: until `PACE` has passed since the
+/// round began, unless a whole chunk already waits.
+fn rest_after(took: Duration, waiting: u64) -> Duration {
+    if waiting >= CHUNK {
+        return Duration::ZERO;
+    }
+    PACE.saturating_sub(took)
 }
 
 /// What a round indexes, read from one snapshot of the log.
@@ -501,9 +521,7 @@ impl Round {
         let uids = (snap.uid_rows(range.clone())?.into_iter())
             .map(|(i, _, uid)| (index_keys::of_str(&uid), i))
             .collect();
-        let keys = (snap.facets_in(range.clone())?.into_iter())
-            .map(|(i, f)| (i, Keys::of(&f)))
-            .collect();
+        let keys = snap.facets_in(range.clone(), |f| Keys::of(&f))?;
         let redacted = snap.redactions(range)?.into_iter().map(|r| r.1).collect();
         let root = tree::root(end, &snap)
             .map_err(|e| StoreError::Corrupt(format!("root at {end}: {e}")))?;
@@ -918,6 +936,19 @@ mod tests {
             view.leaf_index(tree::leaf_hash(&c.0), &snap).unwrap(),
             Some(3),
             "its leaf stays in the tree, and provable by its hash"
+        );
+    }
+
+    #[test]
+    fn rounds_start_a_pace_apart_unless_a_chunk_waits() {
+        let s = Duration::from_secs;
+        assert_eq!(rest_after(s(1), 10), PACE - s(1));
+        assert_eq!(rest_after(Duration::ZERO, CHUNK - 1), PACE);
+        assert_eq!(rest_after(PACE + s(1), 10), Duration::ZERO, "a long round");
+        assert_eq!(
+            rest_after(Duration::ZERO, CHUNK),
+            Duration::ZERO,
+            "a chunk waits"
         );
     }
 

@@ -45,7 +45,7 @@ pub struct Config {
     /// Events at most waiting for the sequencer; beyond, appends get 503.
     pub queue_capacity: usize,
     /// Leaves at most beyond the index (their uids are held in memory);
-    /// beyond, appends get 503 until the index catches up. Past an eighth
+    /// beyond, appends get 503 until the index catches up. Past a quarter
     /// of it the sequencer already slows down (`pause`).
     pub max_unindexed: u64,
 }
@@ -361,13 +361,15 @@ fn appended<'w>(write: &'w Write, outcome: &Outcome) -> Vec<(&'w Committed, u64)
 /// How long the sequencer rests before a commit while the index follower
 /// is `behind` (of at most `max` leaves), given that the last commit took
 /// `commit`. The follower runs at background priority, so a saturated
-/// machine can starve it (a 10M-event fill got 503s beyond ~8M). From an
-/// eighth of `max` on, the sequencer idles for a growing share of its
+/// machine can starve it (a 10M-event fill got 503s beyond ~8M). From a
+/// quarter of `max` on (the follower lets about a `CHUNK` of leaves
+/// gather before a round, `index::PACE`, so a smaller lag is its normal
+/// pace), the sequencer idles for a growing share of its
 /// time, 90 % from half of `max`: clients wait for their answers, the
 /// cores go to the follower, and the lag (whose uids are held in memory)
 /// stays well below the point of refusing appends.
 fn pause(behind: u64, max: u64, commit: Duration) -> Duration {
-    let (from, full) = (max / 8, max / 2);
+    let (from, full) = (max / 4, max / 2);
     if behind <= from {
         return Duration::ZERO;
     }
@@ -570,11 +572,11 @@ mod tests {
     use crate::store::tests::event;
 
     #[test]
-    fn the_pause_grows_from_an_eighth_of_the_bound_to_nine_commits() {
+    fn the_pause_grows_from_a_quarter_of_the_bound_to_nine_commits() {
         let ms = Duration::from_millis;
         assert_eq!(pause(0, 1000, ms(2)), Duration::ZERO);
-        assert_eq!(pause(125, 1000, ms(2)), Duration::ZERO);
-        let rests: Vec<Duration> = [200, 300, 400, 500]
+        assert_eq!(pause(250, 1000, ms(2)), Duration::ZERO);
+        let rests: Vec<Duration> = [260, 300, 400, 500]
             .iter()
             .map(|&b| pause(b, 1000, ms(2)))
             .collect();
