@@ -175,8 +175,8 @@ fn check_shape(
     what: Whose,
 ) -> Result<(), Violation> {
     if deep {
-        for (name, a) in &shape.attrs {
-            if a.required && !present(obj.get(name)) {
+        for name in &shape.required {
+            if !present(obj.get(name)) {
                 let field = At::Member(at, name).path();
                 return Err(violation(&field, format!("required by {what}")));
             }
