@@ -3,6 +3,10 @@
 #   serve DATA PORT [serve flags...]
 #                    starts `serve` on DATA ($BIN for another build), logs
 #                    to DATA.log, sets $PID, stops it on exit, waits 2 s
+#   settle           waits (at most 90 s) until the server is idle: under
+#                    0.05 cores over a second, so that a scenario does not
+#                    share the machine with the index and the detection
+#                    rules catching up on the one before
 build() {
   cargo build --release --quiet
   cargo bench --bench loadgen --no-run --quiet 2>/dev/null
@@ -16,4 +20,15 @@ serve() {
   PID=$!
   trap 'kill $PID 2>/dev/null' EXIT
   sleep 2
+}
+
+settle() {
+  local ticks=$(getconf CLK_TCK) t0 t1
+  for _ in $(seq 90); do
+    t0=$(awk '{print $14 + $15}' /proc/$PID/stat)
+    sleep 1
+    t1=$(awk '{print $14 + $15}' /proc/$PID/stat)
+    [ $(( (t1 - t0) * 100 / ticks )) -lt 5 ] && return
+  done
+  echo "the server did not settle in 90 s" >&2
 }

@@ -3,8 +3,9 @@
 #   bash benches/suite.sh [data dir] [port]
 # Builds the release server and load generator, starts the server with the
 # no-op floor, runs each scenario for $SECS seconds (default 10), in order,
-# and stops the server. Output: one block per scenario. BIN=path runs
-# another build of the server (the before/after tables).
+# each once the server is idle (`settle`), and stops the server. Output:
+# one block per scenario. BIN=path runs another build of the server (the
+# before/after tables).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-/tmp/sealog-bench}
@@ -16,8 +17,8 @@ rm -rf "$DATA"
 serve "$DATA" $PORT --bench-floor true
 run() {
   echo "== $*"
+  settle
   "$LG" --url http://127.0.0.1:$PORT --token-file "$DATA/admin.token" --server-pid $PID --seconds "$SECS" "$@"
-  sleep 2
 }
 run --scenario noop --batch 1 --concurrency 64
 run --scenario read-floor --concurrency 64
