@@ -79,8 +79,8 @@ const CHUNK: u64 = 131_072;
 /// nearly every page of those tables whatever its size, and the bigger the
 /// round, the less each leaf pays. Started back to back, rounds shrank to
 /// what arrived during the last and took the cores from the appends: with
-/// 1 s here, 100-event batches held 41,000 events/s over 60 s; with 3 s,
-/// 43,100-45,500 (BENCHMARKS.md, session 7). Readers hurry the follower
+/// 1 s here, 100-event batches held 41,000-43,700 events/s over 60 s;
+/// with 3 s, 43,100-47,700 (BENCHMARKS.md, session 7). Readers hurry the follower
 /// (`wait_for`), so they wait for one round at most, as before.
 const PACE: Duration = Duration::from_millis(3000);
 

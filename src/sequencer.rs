@@ -362,12 +362,12 @@ fn appended<'w>(write: &'w Write, outcome: &Outcome) -> Vec<(&'w Committed, u64)
 /// is `behind` (of at most `max` leaves), given that the last commit took
 /// `commit`. The follower runs at background priority, so a saturated
 /// machine can starve it (a 10M-event fill got 503s beyond ~8M). From a
-/// quarter of `max` on (the follower lets about a `CHUNK` of leaves
-/// gather before a round, `index::PACE`, so a smaller lag is its normal
-/// pace), the sequencer idles for a growing share of its
+/// quarter of `max` on, the sequencer idles for a growing share of its
 /// time, 90 % from half of `max`: clients wait for their answers, the
 /// cores go to the follower, and the lag (whose uids are held in memory)
-/// stays well below the point of refusing appends.
+/// stays well below the point of refusing appends. Not from less: the
+/// follower lets up to a chunk of leaves (131,072) gather before a round
+/// (`index::PACE`), so a smaller lag is its normal pace.
 fn pause(behind: u64, max: u64, commit: Duration) -> Duration {
     let (from, full) = (max / 4, max / 2);
     if behind <= from {
