@@ -80,8 +80,8 @@ const CHUNK: u64 = 131_072;
 /// round, the less each leaf pays. Started back to back, rounds shrank to
 /// what arrived during the last and took the cores from the appends: with
 /// 1 s here, 100-event batches held 41,000-43,700 events/s over 60 s;
-/// with 3 s, 43,100-47,700 (BENCHMARKS.md, session 7). Readers hurry the follower
-/// (`wait_for`), so they wait for one round at most, as before.
+/// with 3 s, 43,100-47,700 (BENCHMARKS.md, session 7). Readers hurry the
+/// follower (`wait_for`), so they wait for one round at most, as before.
 const PACE: Duration = Duration::from_millis(3000);
 
 /// Which index a query walks.
@@ -443,11 +443,11 @@ pub fn follow(index: Arc<Index>, store: Arc<Store>, mut size: tokio::sync::watch
     loop {
         let target = *size.borrow_and_update();
         while index.indexed() < target {
+            let round = Instant::now();
             // Every round durable, with quick repair: a crash then reopens
             // the index in milliseconds. After non-durable rounds redb had
             // to walk the whole file (~1 s at 10M events); durable rounds
             // at this pace cost no measurable throughput (BENCHMARKS.md).
-            let round = Instant::now();
             match index.index_up_to(&store, target, true) {
                 Ok(n) => {
                     if target - n > CHUNK && logged.elapsed() >= Duration::from_secs(5) {

@@ -644,10 +644,7 @@ impl<'tx, 'k> Tables<'tx, 'k> {
                 for e in events {
                     let f = &e.facets;
                     let found = self.known_uid(&f.uid)?;
-                    let known = match found {
-                        Some((index, content)) => Some((index, content)),
-                        None => mine.get(f.uid.as_str()).map(|c| (u64::MAX, **c)),
-                    };
+                    let known = found.or_else(|| mine.get(f.uid.as_str()).map(|c| (u64::MAX, **c)));
                     if let Some((index, content)) = known {
                         if content != f.content {
                             return Ok(Outcome::Refused(Refusal::UidConflict {

@@ -42,15 +42,15 @@ pub struct Attr {
 }
 
 /// The attributes and constraints of a class or object.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Shape {
     /// By name. A hash map, not a B-tree: validation looks up every member
     /// of every event here, and a B-tree of ~100 names took ~15 string
     /// comparisons a lookup (3.5 % of the server's CPU under batches).
     pub attrs: HashMap<String, Attr>,
     /// The names of the required attributes, sorted: what a deep check
-    /// walks, instead of all of `attrs`.
-    pub required: Vec<String>,
+    /// walks, instead of all of `attrs` (derived from them by `new`).
+    required: Vec<String>,
     /// Each list: at least one of these attributes must be present.
     pub at_least_one: Vec<Vec<String>>,
     /// Each list: exactly one of these attributes must be present.
