@@ -1,27 +1,35 @@
-//! The stored hashes of the tree, kept in memory.
+//! The stored hashes of the tree's upper levels, kept in memory.
 //!
 //! Why: a proof reads ~2 log₂ n stored hashes, and each was a B-tree
 //! lookup: 45 % of the server's CPU per inclusion proof (BENCHMARKS.md).
 //! A stored hash never changes once its transaction commits, so a copy
-//! taken from a committed snapshot can never be stale.
+//! taken from a committed snapshot can never be stale. Levels from
+//! `MIN_LEVEL` up hold one stored hash in 2^(MIN_LEVEL-1) (n/8 for n
+//! leaves), and every proof of every leaf shares them; the levels below
+//! are the leaf's own neighbourhood, a few B-tree pages. The cache stops
+//! growing at `MAX_ENTRIES` (about 100 MiB), so memory stays bounded
+//! however long the log grows.
 //!
-//! Two direct-mapped tables (`Slots`), where a hash can only be in one
-//! slot and a newer one takes it: the upper levels (from `MIN_LEVEL` up,
-//! one stored hash in 2^(MIN_LEVEL-1), shared by every proof of every
-//! leaf) and the lower ones (a leaf's own neighbourhood: proofs of nearby
-//! leaves, such as a producer checking fresh receipts, share them; those
-//! reads were ~20 % of the server's CPU per proof). Both are placed by
-//! position in storage order, so the upper table holds every upper hash
-//! of a log of up to 4M leaves without a collision, and the lower one the
-//! ~500k leaves appended last plus whatever proofs read since. Their size
-//! is fixed, so memory stays bounded however long the log grows, and
-//! readers take no lock: proofs on both cores read them at once.
+//! The levels below `MIN_LEVEL` go to `Recent`, a fixed table where a
+//! newer hash takes the slot of an older one: proofs of nearby leaves (a
+//! producer checking fresh receipts) share them, and keeping all of a
+//! large tree's is out of reach. Those reads were ~20 % of the server's
+//! CPU per proof (BENCHMARKS.md).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::RwLock;
 
 use crate::tree::Hash;
+
+/// The lowest level cached.
+const MIN_LEVEL: u8 = 4;
+/// Hashes at most in the cache (~25 MiB): the upper levels of a log of
+/// ~4M leaves. At 10M, proofs ran as fast as with 2^21 (BENCHMARKS.md,
+/// session 5), and memory stops growing sooner.
+const MAX_ENTRIES: usize = 1 << 19;
+const SHARDS: usize = 16;
 
 /// Hashes a stored-hash index with splitmix64's finalizer: every input
 /// bit reaches the low bits the table uses. SipHash's protection against
@@ -51,90 +59,58 @@ impl Hasher for IndexHasher {
 /// A map keyed by stored-hash index, hashed by `IndexHasher`.
 pub type IndexMap<V> = HashMap<u64, V, BuildHasherDefault<IndexHasher>>;
 
+type Map = IndexMap<Hash>;
+
 /// Stored hashes by stored-hash index.
 pub struct HashCache {
-    upper: Slots,
-    lower: Slots,
+    shards: [RwLock<Map>; SHARDS],
+    len: AtomicUsize,
+    recent: Recent,
 }
-
-/// The lowest level of the upper table.
-const MIN_LEVEL: u8 = 4;
-/// Slots of the upper table (24 MiB): the upper levels of a log of 4M
-/// leaves. At 10M, proofs ran as fast with a table of 2^21 hashes as with
-/// 2^19 (BENCHMARKS.md, session 5).
-const UPPER_SLOTS: u64 = 1 << 19;
-/// Slots of the lower table (48 MiB). Twice as many gave 46k instead of
-/// 44-48k proofs/s on a 600k-leaf log (BENCHMARKS.md).
-const LOWER_SLOTS: u64 = 1 << 20;
 
 impl Default for HashCache {
     fn default() -> Self {
-        HashCache::with_slots(UPPER_SLOTS, LOWER_SLOTS)
-    }
-}
-
-impl HashCache {
-    fn with_slots(upper: u64, lower: u64) -> Self {
         HashCache {
-            upper: Slots::new(upper),
-            lower: Slots::new(lower),
+            shards: std::array::from_fn(|_| RwLock::new(Map::default())),
+            len: AtomicUsize::new(0),
+            recent: Recent::new(RECENT_SLOTS),
         }
-    }
-
-    /// The table for stored hash `index`, and its position there: upper
-    /// hashes are numbered as the stored hashes of a tree whose leaves
-    /// are blocks of 2^MIN_LEVEL leaves, so that they are dense.
-    fn place(&self, index: u64) -> (&Slots, u64) {
-        let (level, n) = tlog_tiles::tlog::split_stored_hash_index(index);
-        match level.checked_sub(MIN_LEVEL) {
-            Some(up) => (&self.upper, tlog_tiles::stored_hash_index(up, n)),
-            None => (&self.lower, index),
-        }
-    }
-
-    /// The stored hash at `index`, if cached.
-    pub fn get(&self, index: u64) -> Option<Hash> {
-        let (slots, position) = self.place(index);
-        slots.get(position, index)
-    }
-
-    /// Keeps `hash`, committed (read from a snapshot, or just written) at
-    /// stored-hash index `index`, in place of what its slot held.
-    pub fn put(&self, index: u64, hash: Hash) {
-        let (slots, position) = self.place(index);
-        slots.put(position, index, hash);
     }
 }
 
-/// A direct-mapped table of stored hashes: the hash at `position` can
-/// only be in slot `position % slots`, and a put overwrites whatever was
-/// there. Each slot is a seqlock (sequence, index + 1, the hash as four
-/// words): a writer makes the sequence odd, writes, and makes it even
-/// again; a reader takes the value only if the sequence was even and
-/// unchanged around its reads, so it never sees half of one hash and half
-/// of another.
-struct Slots {
+/// Slots of `Recent`: 48 bytes each, 48 MiB in all. Twice as many gave
+/// 46k instead of 44-48k proofs/s on a 600k-leaf log (BENCHMARKS.md).
+const RECENT_SLOTS: usize = 1 << 20;
+
+/// A direct-mapped table of stored hashes: index `i` can only be in slot
+/// `mix(i) % slots`, and a put overwrites whatever was there. Each slot is
+/// a seqlock (sequence, index + 1, the hash as four words): a writer makes
+/// the sequence odd, writes, and makes it even again; a reader takes the
+/// value only if the sequence was even and unchanged around its reads, so
+/// it never sees half of one hash and half of another. No locks: proofs
+/// on both cores read it at once.
+struct Recent {
     words: Box<[AtomicU64]>,
 }
 
 const WORDS: usize = 6;
 
-impl Slots {
-    fn new(slots: u64) -> Self {
-        Slots {
-            words: (0..slots as usize * WORDS)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
+impl Recent {
+    fn new(slots: usize) -> Self {
+        Recent {
+            words: (0..slots * WORDS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
-    fn slot(&self, position: u64) -> &[AtomicU64] {
-        let n = (position % (self.words.len() / WORDS) as u64) as usize;
+    fn slot(&self, index: u64) -> &[AtomicU64] {
+        let mut h = IndexHasher::default();
+        h.write_u64(index);
+        let n = (h.finish() as usize) % (self.words.len() / WORDS);
         &self.words[n * WORDS..(n + 1) * WORDS]
     }
 
-    fn get(&self, position: u64, index: u64) -> Option<Hash> {
-        let s = self.slot(position);
+    fn get(&self, index: u64) -> Option<Hash> {
+        let s = self.slot(index);
         let seq = s[0].load(Ordering::Acquire);
         if seq & 1 == 1 || s[1].load(Ordering::Relaxed) != index.wrapping_add(1) {
             return None;
@@ -148,8 +124,8 @@ impl Slots {
         (unchanged && s[1].load(Ordering::Relaxed) == index.wrapping_add(1)).then_some(Hash(hash))
     }
 
-    fn put(&self, position: u64, index: u64, hash: Hash) {
-        let s = self.slot(position);
+    fn put(&self, index: u64, hash: Hash) {
+        let s = self.slot(index);
         let seq = s[0].load(Ordering::Relaxed);
         // Another writer holds the slot: this hash is simply not kept.
         if seq & 1 == 1
@@ -171,40 +147,82 @@ impl Slots {
     }
 }
 
+/// Whether the stored hash at `index` is of a level `Recent` holds.
+fn below_min_level(index: u64) -> bool {
+    tlog_tiles::tlog::split_stored_hash_index(index).0 < MIN_LEVEL
+}
+
+impl HashCache {
+    fn shard(&self, index: u64) -> &RwLock<Map> {
+        &self.shards[(index as usize) % SHARDS]
+    }
+
+    /// The stored hash at `index`, if cached.
+    pub fn get(&self, index: u64) -> Option<Hash> {
+        if below_min_level(index) {
+            return self.recent.get(index);
+        }
+        self.shard(index)
+            .read()
+            .expect("not poisoned")
+            .get(&index)
+            .copied()
+    }
+
+    /// Keeps `hash`, committed (read from a snapshot, or just written) at stored-hash index
+    /// `index`, if its level is cached and there is room.
+    pub fn put(&self, index: u64, hash: Hash) {
+        if below_min_level(index) {
+            self.recent.put(index, hash);
+            return;
+        }
+        if self.len.load(Ordering::Relaxed) >= MAX_ENTRIES {
+            return;
+        }
+        if self
+            .shard(index)
+            .write()
+            .expect("not poisoned")
+            .insert(index, hash)
+            .is_none()
+        {
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Hashes held.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tlog_tiles::tlog::stored_hash_index;
 
     #[test]
-    fn every_upper_hash_of_a_log_that_fits_keeps_a_slot_of_its_own() {
-        // 64 upper slots: the upper hashes of 64 * 8 leaves (63 of them).
-        let c = HashCache::with_slots(64, 16);
-        let upper: Vec<u64> = (MIN_LEVEL..=9)
-            .flat_map(|l| (0..512u64 >> l).map(move |n| stored_hash_index(l, n)))
-            .collect();
-        assert_eq!(upper.len(), 63);
-        for &i in &upper {
-            c.put(i, hash_of(i));
-        }
-        // Lower hashes fill their own table and do not displace them.
-        for n in 0..512 {
-            c.put(stored_hash_index(0, n), hash_of(n));
-        }
-        for &i in &upper {
-            assert_eq!(c.get(i), Some(hash_of(i)), "upper hash {i}");
-        }
-        // The lower table keeps the last 16 positions put.
-        let last = stored_hash_index(0, 511);
-        assert_eq!(c.get(last), Some(hash_of(511)));
-        assert_eq!(c.get(stored_hash_index(0, 0)), None, "displaced");
-        // A longer log wraps: a newer upper hash (position 128, that of
-        // block 65) takes the slot of an older one (position 0).
-        let newer = stored_hash_index(MIN_LEVEL, 65);
-        c.put(newer, hash_of(newer));
-        assert_eq!(c.get(newer), Some(hash_of(newer)));
-        assert_eq!(c.get(upper[0]), None);
-        assert!(upper[1..].iter().all(|&i| c.get(i).is_some()));
+    fn keeps_upper_levels_for_good_and_lower_ones_while_recent() {
+        let c = HashCache::default();
+        let h = Hash([7; 32]);
+        c.put(stored_hash_index(0, 5), h);
+        c.put(stored_hash_index(3, 5), h);
+        assert!(c.is_empty(), "levels below MIN_LEVEL are not counted");
+        assert_eq!(
+            c.get(stored_hash_index(0, 5)),
+            Some(h),
+            "but kept while recent"
+        );
+        c.put(stored_hash_index(4, 5), h);
+        c.put(stored_hash_index(9, 0), Hash([8; 32]));
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.get(stored_hash_index(4, 5)), Some(h));
+        assert_eq!(c.get(stored_hash_index(9, 0)), Some(Hash([8; 32])));
+        assert_eq!(c.get(stored_hash_index(4, 6)), None);
     }
 
     /// A hash whose every byte depends on `i`: half of one and half of
@@ -220,11 +238,15 @@ mod tests {
 
     #[test]
     fn a_newer_hash_takes_the_slot_and_readers_never_see_a_torn_one() {
-        let r = std::sync::Arc::new(Slots::new(8));
-        r.put(3, 3, hash_of(3));
-        r.put(11, 11, hash_of(11));
-        assert_eq!(r.get(3, 3), None, "evicted");
-        assert_eq!(r.get(11, 11), Some(hash_of(11)));
+        let r = std::sync::Arc::new(Recent::new(8));
+        let same_slot: Vec<u64> = (0..1000u64)
+            .filter(|&i| std::ptr::eq(r.slot(i).as_ptr(), r.slot(0).as_ptr()))
+            .take(2)
+            .collect();
+        r.put(same_slot[0], hash_of(same_slot[0]));
+        r.put(same_slot[1], hash_of(same_slot[1]));
+        assert_eq!(r.get(same_slot[0]), None, "evicted");
+        assert_eq!(r.get(same_slot[1]), Some(hash_of(same_slot[1])));
         let threads: Vec<_> = (0..4u64)
             .map(|t| {
                 let r = r.clone();
@@ -233,8 +255,8 @@ mod tests {
                     for n in 0..200_000u64 {
                         let i = (n * 7 + t) % 64;
                         if t % 2 == 0 {
-                            r.put(i, i, hash_of(i));
-                        } else if let Some(h) = r.get(i, i) {
+                            r.put(i, hash_of(i));
+                        } else if let Some(h) = r.get(i) {
                             assert_eq!(h, hash_of(i), "index {i}");
                             seen += 1;
                         }

@@ -933,59 +933,22 @@ pub struct Snapshot {
     redacted: OnceCell<ReadOnlyTable<u64, u64>>,
 }
 
-/// Stored hashes missing from the cache that lie closer together than
-/// this are read in one range. A proof's siblings below the cache's
-/// upper levels are one leaf's neighbours in a block of 16 leaves, whose
-/// stored hashes at levels 0-3 are 30 consecutive indexes: one B-tree
-/// descent finds them all, where a lookup each took one descent each.
-const NEAR: u64 = 32;
-
 impl HashReader for Snapshot {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tree::Error> {
-        let mut found: Vec<Option<Hash>> =
-            indexes.iter().map(|&i| self.hash_cache.get(i)).collect();
-        let mut missing: Vec<(u64, usize)> = (0..indexes.len())
-            .filter(|&k| found[k].is_none())
-            .map(|k| (indexes[k], k))
-            .collect();
-        missing.sort_unstable();
-        for run in missing.chunk_by(|a, b| b.0 - a.0 < NEAR) {
-            self.read_run(run, &mut found)
-                .map_err(|_| tree::Error::IndexesNotInTree)?;
-        }
-        found
-            .into_iter()
-            .map(|h| h.ok_or(tree::Error::IndexesNotInTree))
+        indexes
+            .iter()
+            .map(|&i| match self.hash_cache.get(i) {
+                Some(h) => Ok(h),
+                None => match self.hashes.get(i) {
+                    Ok(Some(h)) => {
+                        let h = Hash(h.value());
+                        self.hash_cache.put(i, h);
+                        Ok(h)
+                    }
+                    _ => Err(tree::Error::IndexesNotInTree),
+                },
+            })
             .collect()
-    }
-}
-
-impl Snapshot {
-    /// Reads the stored hashes of `run` ((index, position in `found`),
-    /// ascending) into `found` and the cache.
-    fn read_run(&self, run: &[(u64, usize)], found: &mut [Option<Hash>]) -> Result<(), StoreError> {
-        let (lo, hi) = (run[0].0, run[run.len() - 1].0);
-        let mut want = run.iter().peekable();
-        if lo == hi {
-            if let Some(v) = self.hashes.get(lo)? {
-                let h = Hash(v.value());
-                self.hash_cache.put(lo, h);
-                run.iter().for_each(|&(_, k)| found[k] = Some(h));
-            }
-            return Ok(());
-        }
-        for row in self.hashes.range(lo..=hi)? {
-            let (i, v) = row?;
-            let i = i.value();
-            if want.peek().is_some_and(|&&(w, _)| w == i) {
-                let h = Hash(v.value());
-                self.hash_cache.put(i, h);
-                while let Some(&(_, k)) = want.next_if(|&&(w, _)| w == i) {
-                    found[k] = Some(h);
-                }
-            }
-        }
-        Ok(())
     }
 }
 
@@ -1144,42 +1107,6 @@ pub(crate) mod tests {
             .append(store.tree_state().unwrap(), events(0..n), &NoKnownUids)
             .unwrap();
         (store, state)
-    }
-
-    #[test]
-    fn a_cold_snapshot_reads_nearby_misses_in_ranges_and_agrees_with_memory() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(store_with(dir.path(), "log", 300));
-        // Reopened: the cache is empty, so every hash below comes from
-        // the table, most of them in runs of nearby indexes.
-        let store = Store::open(&dir.path().join("log")).unwrap();
-        let snap = store.snapshot().unwrap();
-        let mut mem = tree::MemoryHashes::default();
-        for c in snap.commitments(0, 300).unwrap() {
-            mem.append(tree::leaf_hash(&c.0));
-        }
-        for (size, leaf) in [
-            (300, 0),
-            (300, 137),
-            (300, 299),
-            (257, 256),
-            (200, 31),
-            (17, 16),
-        ] {
-            assert_eq!(
-                tree::prove_inclusion(size, leaf, &snap).unwrap(),
-                tree::prove_inclusion(size, leaf, &mem).unwrap(),
-                "leaf {leaf} in {size}"
-            );
-        }
-        // Unsorted, repeated, near and far apart, some cached by now.
-        let want = [40, 3, 41, 3, 595, 70, 44, 0, 590, 41];
-        assert_eq!(
-            snap.read_hashes(&want).unwrap(),
-            mem.read_hashes(&want).unwrap()
-        );
-        let beyond = tree::stored_hash_count(300);
-        assert!(snap.read_hashes(&[5, beyond, 6]).is_err(), "index {beyond}");
     }
 
     #[test]
