@@ -1110,6 +1110,42 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_cold_snapshot_reads_hashes_from_the_table_and_agrees_with_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(store_with(dir.path(), "log", 300));
+        // Reopened: the cache is empty, so every hash below comes from
+        // the table at first.
+        let store = Store::open(&dir.path().join("log")).unwrap();
+        let snap = store.snapshot().unwrap();
+        let mut mem = tree::MemoryHashes::default();
+        for c in snap.commitments(0, 300).unwrap() {
+            mem.append(tree::leaf_hash(&c.0));
+        }
+        for (size, leaf) in [
+            (300, 0),
+            (300, 137),
+            (300, 299),
+            (257, 256),
+            (200, 31),
+            (17, 16),
+        ] {
+            assert_eq!(
+                tree::prove_inclusion(size, leaf, &snap).unwrap(),
+                tree::prove_inclusion(size, leaf, &mem).unwrap(),
+                "leaf {leaf} in {size}"
+            );
+        }
+        // Unsorted, repeated, near and far apart, some cached by now.
+        let want = [40, 3, 41, 3, 595, 70, 44, 0, 590, 41];
+        assert_eq!(
+            snap.read_hashes(&want).unwrap(),
+            mem.read_hashes(&want).unwrap()
+        );
+        let beyond = tree::stored_hash_count(300);
+        assert!(snap.read_hashes(&[5, beyond, 6]).is_err(), "index {beyond}");
+    }
+
+    #[test]
     fn a_commit_leaves_the_hashes_it_wrote_in_the_cache() {
         let dir = tempfile::tempdir().unwrap();
         let (store, state) = store_with(dir.path(), "log", 100);
