@@ -6,9 +6,9 @@
 //! taken from a committed snapshot can never be stale. Levels from
 //! `MIN_LEVEL` up hold one stored hash in 2^(MIN_LEVEL-1) (n/8 for n
 //! leaves), and every proof of every leaf shares them; the levels below
-//! are the leaf's own neighbourhood, a few B-tree pages. The cache stops
-//! growing at `MAX_ENTRIES` (about 100 MiB), so memory stays bounded
-//! however long the log grows.
+//! are the leaf's own neighbourhood, a few B-tree pages. The cache holds
+//! at most `SHARDS * PER_SHARD` hashes in tables allocated whole at the
+//! start, so memory does not grow with the log.
 //!
 //! The levels below `MIN_LEVEL` go to `Recent`, a fixed table where a
 //! newer hash takes the slot of an older one: proofs of nearby leaves (a
@@ -25,11 +25,16 @@ use crate::tree::Hash;
 
 /// The lowest level cached.
 const MIN_LEVEL: u8 = 4;
-/// Hashes at most in the cache (~25 MiB): the upper levels of a log of
-/// ~4M leaves. At 10M, proofs ran as fast as with 2^21 (BENCHMARKS.md,
-/// session 5), and memory stops growing sooner.
-const MAX_ENTRIES: usize = 1 << 19;
 const SHARDS: usize = 16;
+/// Hashes at most in a shard: 7/8 of 2^15, the most a table of 2^15
+/// buckets holds before it reallocates at twice the size. 16 shards hold
+/// 458,752 hashes in ~21 MiB, the upper levels of a log of ~3.7M leaves.
+/// At 10M, proofs ran as fast with 2^19 hashes as with 2^21
+/// (BENCHMARKS.md, session 5). The tables are allocated whole at the
+/// start, so that they never reallocate: grown on demand, a table doubles
+/// (copying itself under its write lock), and 2^19 hashes in 16 shards
+/// filled tables of 2^16 buckets, ~43 MiB in all.
+const PER_SHARD: usize = 28_672;
 
 /// Hashes a stored-hash index with splitmix64's finalizer: every input
 /// bit reaches the low bits the table uses. SipHash's protection against
@@ -71,7 +76,9 @@ pub struct HashCache {
 impl Default for HashCache {
     fn default() -> Self {
         HashCache {
-            shards: std::array::from_fn(|_| RwLock::new(Map::default())),
+            shards: std::array::from_fn(|_| {
+                RwLock::new(Map::with_capacity_and_hasher(PER_SHARD, Default::default()))
+            }),
             len: AtomicUsize::new(0),
             recent: Recent::new(RECENT_SLOTS),
         }
@@ -154,7 +161,12 @@ fn below_min_level(index: u64) -> bool {
 
 impl HashCache {
     fn shard(&self, index: u64) -> &RwLock<Map> {
-        &self.shards[(index as usize) % SHARDS]
+        // Mixed: the upper levels' indexes are far from uniform modulo 16.
+        // Bits 32-35, which a shard's table uses neither for the bucket
+        // (low bits) nor for its tag (top 7).
+        let mut h = IndexHasher::default();
+        h.write_u64(index);
+        &self.shards[(h.finish() >> 32) as usize % SHARDS]
     }
 
     /// The stored hash at `index`, if cached.
@@ -176,16 +188,11 @@ impl HashCache {
             self.recent.put(index, hash);
             return;
         }
-        if self.len.load(Ordering::Relaxed) >= MAX_ENTRIES {
+        if self.len.load(Ordering::Relaxed) >= SHARDS * PER_SHARD {
             return;
         }
-        if self
-            .shard(index)
-            .write()
-            .expect("not poisoned")
-            .insert(index, hash)
-            .is_none()
-        {
+        let mut shard = self.shard(index).write().expect("not poisoned");
+        if shard.len() < PER_SHARD && shard.insert(index, hash).is_none() {
             self.len.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -223,6 +230,25 @@ mod tests {
         assert_eq!(c.get(stored_hash_index(4, 5)), Some(h));
         assert_eq!(c.get(stored_hash_index(9, 0)), Some(Hash([8; 32])));
         assert_eq!(c.get(stored_hash_index(4, 6)), None);
+    }
+
+    #[test]
+    fn a_full_cache_keeps_its_first_tables() {
+        let c = HashCache::default();
+        let capacity = |c: &HashCache| -> Vec<usize> {
+            c.shards
+                .iter()
+                .map(|s| s.read().unwrap().capacity())
+                .collect()
+        };
+        let before = capacity(&c);
+        assert!(before.iter().all(|&n| n >= PER_SHARD));
+        for n in 0..1_000_000 {
+            c.put(stored_hash_index(MIN_LEVEL, n), hash_of(n));
+        }
+        assert_eq!(c.len(), SHARDS * PER_SHARD, "every shard full");
+        assert_eq!(capacity(&c), before, "and none reallocated");
+        assert_eq!(c.get(stored_hash_index(MIN_LEVEL, 999_999)), None);
     }
 
     /// A hash whose every byte depends on `i`: half of one and half of
