@@ -54,11 +54,16 @@ impl Hasher for IndexHasher {
     }
 
     fn write_u64(&mut self, n: u64) {
-        let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        self.0 = z ^ (z >> 31);
+        self.0 = mix(n);
     }
+}
+
+/// splitmix64's finalizer of `n`: what `IndexHasher` hashes an index to.
+fn mix(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// A map keyed by stored-hash index, hashed by `IndexHasher`.
@@ -110,9 +115,7 @@ impl Recent {
     }
 
     fn slot(&self, index: u64) -> &[AtomicU64] {
-        let mut h = IndexHasher::default();
-        h.write_u64(index);
-        let n = (h.finish() as usize) % (self.words.len() / WORDS);
+        let n = (mix(index) as usize) % (self.words.len() / WORDS);
         &self.words[n * WORDS..(n + 1) * WORDS]
     }
 
@@ -164,9 +167,7 @@ impl HashCache {
         // Mixed: the upper levels' indexes are far from uniform modulo 16.
         // Bits 32-35, which a shard's table uses neither for the bucket
         // (low bits) nor for its tag (top 7).
-        let mut h = IndexHasher::default();
-        h.write_u64(index);
-        &self.shards[(h.finish() >> 32) as usize % SHARDS]
+        &self.shards[(mix(index) >> 32) as usize % SHARDS]
     }
 
     /// The stored hash at `index`, if cached.
