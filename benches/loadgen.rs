@@ -169,7 +169,10 @@ async fn main() {
                         next(&mut rng);
                         let full = size_before / 256;
                         let n = rng % full.max(1);
-                        let path = if rng & 1 == 0 {
+                        // Not `rng & 1`: with an even number of full tiles
+                        // it is `n`'s parity, and each kind would only be
+                        // asked at half the indexes.
+                        let path = if rng >> 63 == 0 {
                             format!("/tile/0/{}", tile_index(n))
                         } else {
                             format!("/tile/entries/{}", tile_index(n))

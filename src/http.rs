@@ -22,7 +22,7 @@ use crate::receipt::{self, ConsistencyProof, InclusionProof};
 use crate::records;
 use crate::sequencer::{self, AppendError, Head, MemoHashes, Sequencer};
 use crate::store::{EventRow, Outcome, Store, StoreError, Write};
-use crate::tiles::{self, TileRef};
+use crate::tiles::TileRef;
 use crate::tree;
 use crate::witnessing::Witnessing;
 
@@ -422,16 +422,7 @@ async fn tile(State(s): State<Arc<AppState>>, uri: Uri) -> Result<Response, ApiE
     if let Some(data) = s.tile_cache.get(&t) {
         return Ok(tile_response(data));
     }
-    let snap = s.store.snapshot()?;
-    let data = match t.level {
-        None => {
-            let commitments = snap.commitments(t.first_entry(), u64::from(t.width))?;
-            tiles::entry_bundle(commitments.iter().map(|c| &c.0[..]))
-        }
-        Some(level) => tlog_tiles::Tile::new(tiles::HEIGHT, level, t.index, t.width, false)
-            .read_data(&snap)
-            .map_err(|e| StoreError::Corrupt(format!("{t}: {e}")))?,
-    };
+    let data = s.store.snapshot()?.tile(&t)?;
     let data = Bytes::from(data);
     s.tile_cache.put(&t, data.clone());
     Ok(tile_response(data))

@@ -40,6 +40,7 @@ pub mod sequencer;
 pub mod server;
 pub mod store;
 pub mod tile_cache;
+pub mod tile_rows;
 pub mod tiles;
 pub mod tree;
 pub mod uid_filter;

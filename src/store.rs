@@ -3,6 +3,8 @@
 //! Tables (layouts in spec/storage.md):
 //! - `hashes`:   stored-hash index → 32-byte node hash (tree.rs layout)
 //! - `entries`:  leaf index → 32-byte commitment (the public leaf data)
+//! - `tiles`, `bundles`: full level-0 hash tiles and entry bundles, whole
+//!   (`tile_rows.rs`)
 //! - `events_z`: leaf index → codec || salt (32 bytes) || JCS(event),
 //!   compressed with the log's dictionary (`event_codec.rs`; private)
 //! - `events`:   leaf index → salt || JCS(event), uncompressed, in logs
@@ -40,7 +42,9 @@ use redb::{
 use crate::event::{Committed, Facets, SALT_LEN};
 use crate::event_codec::{self, Dictionary};
 use crate::facets_row;
-use crate::tree::{self, Hash, HashReader};
+use crate::tile_rows::{self, BUNDLES, TILES};
+use crate::tiles::{TileRef, FULL_WIDTH};
+use crate::tree::{self, Hash, HashReader, HASH_SIZE};
 
 const HASHES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("hashes");
 const ENTRIES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("entries");
@@ -219,8 +223,11 @@ impl Store {
         tx.open_table(REDACTIONS)?;
         tx.open_table(META)?;
         tx.open_table(TOKENS)?;
+        tx.open_table(TILES)?;
+        tx.open_table(BUNDLES)?;
         upgrade(&tx)?;
         tx.commit()?;
+        backfill_tiles(&db)?;
         Ok(db)
     }
 
@@ -287,14 +294,7 @@ impl Store {
     fn tree_state_in(&self, tx: &redb::ReadTransaction) -> Result<TreeState, StoreError> {
         let snap = TableHashes(&tx.open_table(HASHES)?);
         let meta = tx.open_table(META)?;
-        let size = match meta.get("size")? {
-            None => 0,
-            Some(v) => u64::from_be_bytes(
-                v.value()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("meta.size is not 8 bytes".into()))?,
-            ),
-        };
+        let size = stored_size(&meta)?;
         let stored_root = match meta.get("root")? {
             None => tree::root(0, &snap).expect("the empty root needs no reads"),
             Some(v) => Hash(
@@ -345,6 +345,14 @@ impl Store {
                 .map(|w| t.apply(w))
                 .collect::<Result<Vec<_>, _>>()?;
             let size = t.size;
+            tile_rows::write_completed(
+                &mut t.tiles,
+                &mut t.bundles,
+                &t.hashes,
+                &t.entries,
+                state.size,
+                size,
+            )?;
             let root = tree::root(size, &TableHashes(&t.hashes))
                 .map_err(|err| StoreError::Corrupt(format!("root at {size}: {err}")))?;
             t.meta.insert("size", size.to_be_bytes().as_slice())?;
@@ -443,6 +451,8 @@ impl Store {
             events_z: Default::default(),
             facets: Default::default(),
             redacted: Default::default(),
+            tiles: Default::default(),
+            bundles: Default::default(),
             tx,
         })
     }
@@ -522,7 +532,8 @@ impl Store {
     /// Checks everything the store holds against everything else: redb's
     /// own integrity check; every stored hash re-derived from the entries
     /// (leaf by leaf, each from hashes already checked); every event
-    /// against its commitment; the root against `meta`. Slow (reads it
+    /// against its commitment; the root against `meta`; the tiles stored
+    /// whole against the tree. Slow (reads it
     /// all): for `sealog check`, not startup. Calls `progress(done, size)`.
     pub fn verify_all(&self, mut progress: impl FnMut(u64, u64)) -> Result<TreeState, StoreError> {
         {
@@ -565,6 +576,25 @@ impl Store {
                 progress(n, state.size);
             }
         }
+        // The hashes and entries are checked: the tiles stored whole must
+        // be what they give.
+        let stored = [
+            ("tile", lazy(&snap.tiles, &snap.tx, TILES)?),
+            ("bundle", lazy(&snap.bundles, &snap.tx, BUNDLES)?),
+        ];
+        for index in 0..state.size / u64::from(FULL_WIDTH) {
+            let built = [
+                tile_rows::build_tile(&snap.hashes, index, FULL_WIDTH)?,
+                tile_rows::build_bundle(snap.entries()?, index, FULL_WIDTH)?,
+            ];
+            for ((name, table), want) in stored.iter().zip(built) {
+                if tile_rows::get(*table, index)? != Some(want) {
+                    return Err(StoreError::Corrupt(format!(
+                        "the stored {name} {index} is not what the tree gives"
+                    )));
+                }
+            }
+        }
         progress(state.size, state.size);
         Ok(state)
     }
@@ -597,6 +627,8 @@ struct Tables<'tx, 'k> {
     redactions: Table<'tx, u64, u64>,
     meta: Table<'tx, &'static str, &'static [u8]>,
     tokens: Table<'tx, [u8; 32], &'static [u8]>,
+    tiles: Table<'tx, u64, &'static [u8]>,
+    bundles: Table<'tx, u64, &'static [u8]>,
     /// uids appended in this transaction, for in-batch retries.
     batch_uids: HashMap<String, (u64, [u8; 32])>,
     /// The largest logged_time appended in this transaction.
@@ -628,6 +660,8 @@ impl<'tx, 'k> Tables<'tx, 'k> {
             redactions: tx.open_table(REDACTIONS)?,
             meta: tx.open_table(META)?,
             tokens: tx.open_table(TOKENS)?,
+            tiles: tx.open_table(TILES)?,
+            bundles: tx.open_table(BUNDLES)?,
             batch_uids: HashMap::new(),
             logged_time: 0,
             fresh: Vec::new(),
@@ -784,6 +818,51 @@ fn rows(e: &Committed, dict: Option<&Dictionary>) -> crate::event::Rows {
     }
 }
 
+/// The tree size `meta` records (0 before the first leaf).
+fn stored_size(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<u64, StoreError> {
+    match meta.get("size")? {
+        None => Ok(0),
+        Some(v) => v
+            .value()
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt("meta.size is not 8 bytes".into())),
+    }
+}
+
+/// Full tiles stored per transaction when filling in those a log lacks.
+const BACKFILL_STEP: u64 = 2048;
+
+/// Stores the full tiles and bundles a log lacks: one written before
+/// `tiles` existed, or restored from a backup (which leaves them out: they
+/// are built from the tree). A no-op for a log that has them all.
+fn backfill_tiles(db: &Database) -> Result<(), StoreError> {
+    loop {
+        let mut tx = db.begin_write()?;
+        tx.set_quick_repair(true);
+        {
+            let want = stored_size(&tx.open_table(META)?)? / u64::from(FULL_WIDTH);
+            let mut tiles = tx.open_table(TILES)?;
+            let have = tile_rows::stored_count(&tiles)?;
+            if have >= want {
+                return Ok(());
+            }
+            let to = want.min(have + BACKFILL_STEP);
+            let full = u64::from(FULL_WIDTH);
+            tile_rows::write_completed(
+                &mut tiles,
+                &mut tx.open_table(BUNDLES)?,
+                &tx.open_table(HASHES)?,
+                &tx.open_table(ENTRIES)?,
+                have * full,
+                to * full,
+            )?;
+            tracing::info!(tiles = to, of = want, "storing full tiles whole");
+        }
+        tx.commit()?;
+    }
+}
+
 /// The uid table of the format before the lookup indexes moved to
 /// `index.redb`: metadata.uid → leaf index (8 bytes) || content hash.
 const OLD_UIDS: TableDefinition<&str, &[u8]> = TableDefinition::new("uids");
@@ -931,6 +1010,8 @@ pub struct Snapshot {
     events_z: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
     facets: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
     redacted: OnceCell<ReadOnlyTable<u64, u64>>,
+    tiles: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+    bundles: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
 }
 
 impl HashReader for Snapshot {
@@ -984,6 +1065,40 @@ impl Snapshot {
 
     fn redacted(&self) -> Result<&ReadOnlyTable<u64, u64>, StoreError> {
         lazy(&self.redacted, &self.tx, REDACTED)
+    }
+
+    /// The data of tile `t`, which the tree must have: a full level-0 tile
+    /// or bundle as stored, any other built from the tree's tables.
+    pub fn tile(&self, t: &TileRef) -> Result<Vec<u8>, StoreError> {
+        let full = t.width == FULL_WIDTH;
+        match t.level {
+            None => {
+                let stored = match full {
+                    true => tile_rows::get(lazy(&self.bundles, &self.tx, BUNDLES)?, t.index)?,
+                    false => None,
+                };
+                let commitments = match stored {
+                    Some(c) => c,
+                    None => tile_rows::build_bundle(self.entries()?, t.index, t.width)?,
+                };
+                Ok(crate::tiles::entry_bundle(commitments.chunks(HASH_SIZE)))
+            }
+            Some(0) => {
+                let stored = match full {
+                    true => tile_rows::get(lazy(&self.tiles, &self.tx, TILES)?, t.index)?,
+                    false => None,
+                };
+                match stored {
+                    Some(data) => Ok(data),
+                    None => tile_rows::build_tile(&self.hashes, t.index, t.width),
+                }
+            }
+            Some(level) => {
+                tlog_tiles::Tile::new(crate::tiles::HEIGHT, level, t.index, t.width, false)
+                    .read_data(self)
+                    .map_err(|e| StoreError::Corrupt(format!("{t}: {e}")))
+            }
+        }
     }
 
     /// The commitments of leaves `start..start + count`.
@@ -1143,6 +1258,165 @@ pub(crate) mod tests {
         );
         let beyond = tree::stored_hash_count(300);
         assert!(snap.read_hashes(&[5, beyond, 6]).is_err(), "index {beyond}");
+    }
+
+    /// Tile `t` of the tree in `mem`, as tlog-tiles defines it.
+    fn tile_from(mem: &tree::MemoryHashes, commitments: &[Hash], t: &TileRef) -> Vec<u8> {
+        match t.level {
+            None => {
+                let first = t.first_entry() as usize;
+                let entries = &commitments[first..first + t.width as usize];
+                crate::tiles::entry_bundle(entries.iter().map(|c| &c.0[..]))
+            }
+            Some(l) => tlog_tiles::Tile::new(crate::tiles::HEIGHT, l, t.index, t.width, false)
+                .read_data(mem)
+                .unwrap(),
+        }
+    }
+
+    /// The full tiles and bundles `store` holds whole, by index.
+    fn stored_tiles(store: &Store) -> (Vec<u64>, Vec<u64>) {
+        let tx = store.begin_read().unwrap();
+        let keys = |def| -> Vec<u64> {
+            let t = tx.open_table(def).unwrap();
+            let rows = t.iter().unwrap().map(|r| r.unwrap().0.value() >> 2);
+            let mut tiles: Vec<u64> = rows.collect();
+            tiles.dedup();
+            assert!(tiles
+                .iter()
+                .all(|&i| tile_rows::get(&t, i).unwrap().is_some()));
+            tiles
+        };
+        (keys(TILES), keys(BUNDLES))
+    }
+
+    #[test]
+    fn tiles_are_stored_whole_when_complete_and_served_as_the_tree_gives_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, state) = store_with(dir.path(), "log", 300);
+        assert_eq!(stored_tiles(&store), (vec![0], vec![0]));
+        // Tile 1 completes across two transactions; tile 2 is partial.
+        let (store, state) = {
+            let (s, _) = store.append(state, events(300..500), &NoKnownUids).unwrap();
+            (store, s)
+        };
+        store.append(state, events(500..600), &NoKnownUids).unwrap();
+        assert_eq!(stored_tiles(&store), (vec![0, 1], vec![0, 1]));
+        drop(store);
+
+        let store = Store::open(&dir.path().join("log")).unwrap();
+        let snap = store.snapshot().unwrap();
+        let commitments = snap.commitments(0, 600).unwrap();
+        let mut mem = tree::MemoryHashes::default();
+        for c in &commitments {
+            mem.append(tree::leaf_hash(&c.0));
+        }
+        let tile = |level, index, width| TileRef {
+            level,
+            index,
+            width,
+        };
+        for t in [
+            tile(Some(0), 0, 256),
+            tile(Some(0), 1, 256),
+            tile(Some(0), 1, 3),
+            tile(Some(0), 2, 88),
+            tile(Some(1), 0, 2),
+            tile(None, 1, 256),
+            tile(None, 2, 88),
+            tile(None, 0, 1),
+        ] {
+            assert_eq!(
+                snap.tile(&t).unwrap(),
+                tile_from(&mem, &commitments, &t),
+                "{t}"
+            );
+        }
+        let leaf = tree::stored_hash_index(0, 530);
+        assert_eq!(store.hash_cache.get(leaf), None, "a tile's leaf hash");
+        assert!(snap.tile(&tile(Some(0), 2, 89)).is_err(), "beyond the tree");
+        assert!(snap.tile(&tile(None, 2, 89)).is_err(), "beyond the entries");
+    }
+
+    #[test]
+    fn check_finds_a_stored_tile_the_tree_does_not_give() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store_with(dir.path(), "log", 600);
+        assert!(store.verify_all(|_, _| {}).is_ok());
+        // Tile 1's third part (its last 6 hashes), then its second part
+        // gone (the tile is short).
+        let (third, second) = (1 << 2 | 2, 1 << 2 | 1);
+        for (def, name) in [(TILES, "tile"), (BUNDLES, "bundle")] {
+            let saved = |row| {
+                let tx = store.begin_read().unwrap();
+                let t = tx.open_table(def).unwrap();
+                let v = t.get(row).unwrap().unwrap().value().to_vec();
+                v
+            };
+            let (good3, good2) = (saved(third), saved(second));
+            let tx = store.begin_write().unwrap();
+            let mut bad = good3.clone();
+            bad[100] ^= 1;
+            tx.open_table(def)
+                .unwrap()
+                .insert(third, bad.as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+            let err = store.verify_all(|_, _| {}).unwrap_err().to_string();
+            assert!(err.contains(&format!("the stored {name} 1 ")), "{err}");
+
+            let tx = store.begin_write().unwrap();
+            {
+                let mut t = tx.open_table(def).unwrap();
+                t.insert(third, good3.as_slice()).unwrap();
+                t.remove(second).unwrap();
+            }
+            tx.commit().unwrap();
+            let err = store.verify_all(|_, _| {}).unwrap_err().to_string();
+            assert!(err.contains("stored tile 1 has 4192 bytes"), "{err}");
+
+            let tx = store.begin_write().unwrap();
+            tx.open_table(def)
+                .unwrap()
+                .insert(second, good2.as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        assert!(store.verify_all(|_, _| {}).is_ok());
+    }
+
+    #[test]
+    fn a_log_without_its_tiles_gets_them_on_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store_with(dir.path(), "log", 1100);
+        let rows = |store: &Store| {
+            let tx = store.begin_read().unwrap();
+            let (tiles, bundles) = (
+                tx.open_table(TILES).unwrap(),
+                tx.open_table(BUNDLES).unwrap(),
+            );
+            (0..5)
+                .map(|i| {
+                    (
+                        tile_rows::get(&tiles, i).unwrap(),
+                        tile_rows::get(&bundles, i).unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let want = rows(&store);
+        assert!(want[..4].iter().all(|(t, b)| t.is_some() && b.is_some()));
+        assert_eq!(want[4], (None, None), "tile 4 is partial");
+        // As a log written before the tables existed, or a backup.
+        let tx = store.begin_write().unwrap();
+        tx.delete_table(TILES).unwrap();
+        tx.delete_table(BUNDLES).unwrap();
+        tx.commit().unwrap();
+        drop(store);
+
+        let store = Store::open(&dir.path().join("log")).unwrap();
+        assert_eq!(rows(&store), want);
+        assert!(store.verify_all(|_, _| {}).is_ok());
     }
 
     #[test]

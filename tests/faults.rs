@@ -221,6 +221,16 @@ async fn corruption_at_rest_is_detected() {
         .await
         .unwrap()
         .to_vec();
+    let tile0 = c
+        .get(format!("{}/tile/0/000", s.url))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    assert_eq!(tile0.len(), 256 * 32);
     assert_eq!(s.stop(), Some(0));
     let db = s.data_dir().join("sealog.redb");
     let data = s.data_dir().to_str().unwrap().to_string();
@@ -271,6 +281,19 @@ async fn corruption_at_rest_is_detected() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // A full tile stored whole: `check` finds it. Leaf hashes 1 and 2
+    // are adjacent in the tile only (the hashes table has their parent
+    // between them).
+    std::fs::write(&db, &saved).unwrap();
+    assert!(flip_all(&db, &tile0[32..96]) > 0);
+    let out = sealog(&["check", "--data", &data]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success() && err.contains("store is corrupt"),
+        "{err}"
+    );
+    eprintln!("check, flipped stored tile: {}", err.trim());
 
     // A byte inside a private event: `check` finds it.
     std::fs::write(&db, &saved).unwrap();
