@@ -212,24 +212,12 @@ async fn corruption_at_rest_is_detected() {
     let c = Server::client();
     let evs: Vec<Value> = (0..299).map(|i| auth_event(i, json!(i))).collect();
     let rs = receipts(&s.append(&c, json!(evs)).await);
-    let level1 = c
-        .get(format!("{}/tile/1/000.p/1", s.url))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec();
-    let tile0 = c
-        .get(format!("{}/tile/0/000", s.url))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec();
+    let mut tiles = Vec::new();
+    for path in ["tile/1/000.p/1", "tile/0/000"] {
+        let r = c.get(format!("{}/{path}", s.url)).send().await.unwrap();
+        tiles.push(r.bytes().await.unwrap().to_vec());
+    }
+    let [level1, tile0] = <[Vec<u8>; 2]>::try_from(tiles).unwrap();
     assert_eq!(tile0.len(), 256 * 32);
     assert_eq!(s.stop(), Some(0));
     let db = s.data_dir().join("sealog.redb");
