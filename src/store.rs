@@ -966,6 +966,27 @@ pub(crate) fn be_u64(b: &[u8]) -> u64 {
     b.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
 
+/// The commitments of leaves `start..start + count` in `entries`, of a
+/// read or a write transaction.
+pub(crate) fn commitments_in(
+    entries: &impl ReadableTable<u64, [u8; 32]>,
+    start: u64,
+    count: u64,
+) -> Result<Vec<Hash>, StoreError> {
+    let mut out = Vec::with_capacity(count as usize);
+    for row in entries.range(start..start.saturating_add(count))? {
+        out.push(Hash(row?.1.value()));
+    }
+    if out.len() as u64 != count {
+        return Err(StoreError::Corrupt(format!(
+            "entries {start}..{}: found {}",
+            start + count,
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
 /// Reads hashes from a hash table, in a read or a write transaction.
 struct TableHashes<'a, T: ReadableTable<u64, [u8; 32]>>(&'a T);
 
@@ -1070,29 +1091,18 @@ impl Snapshot {
     /// The data of tile `t`, which the tree must have: a full level-0 tile
     /// or bundle as stored, any other built from the tree's tables.
     pub fn tile(&self, t: &TileRef) -> Result<Vec<u8>, StoreError> {
-        let full = t.width == FULL_WIDTH;
         match t.level {
             None => {
-                let stored = match full {
-                    true => tile_rows::get(lazy(&self.bundles, &self.tx, BUNDLES)?, t.index)?,
-                    false => None,
-                };
-                let commitments = match stored {
+                let commitments = match self.stored_tile(&self.bundles, BUNDLES, t)? {
                     Some(c) => c,
                     None => tile_rows::build_bundle(self.entries()?, t.index, t.width)?,
                 };
                 Ok(crate::tiles::entry_bundle(commitments.chunks(HASH_SIZE)))
             }
-            Some(0) => {
-                let stored = match full {
-                    true => tile_rows::get(lazy(&self.tiles, &self.tx, TILES)?, t.index)?,
-                    false => None,
-                };
-                match stored {
-                    Some(data) => Ok(data),
-                    None => tile_rows::build_tile(&self.hashes, t.index, t.width),
-                }
-            }
+            Some(0) => match self.stored_tile(&self.tiles, TILES, t)? {
+                Some(data) => Ok(data),
+                None => tile_rows::build_tile(&self.hashes, t.index, t.width),
+            },
             Some(level) => {
                 tlog_tiles::Tile::new(crate::tiles::HEIGHT, level, t.index, t.width, false)
                     .read_data(self)
@@ -1101,20 +1111,22 @@ impl Snapshot {
         }
     }
 
+    /// `t` as stored in `def`: only full tiles are.
+    fn stored_tile(
+        &self,
+        cell: &OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+        def: TableDefinition<u64, &'static [u8]>,
+        t: &TileRef,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if t.width != FULL_WIDTH {
+            return Ok(None);
+        }
+        tile_rows::get(lazy(cell, &self.tx, def)?, t.index)
+    }
+
     /// The commitments of leaves `start..start + count`.
     pub fn commitments(&self, start: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
-        let mut out = Vec::with_capacity(count as usize);
-        for row in self.entries()?.range(start..start.saturating_add(count))? {
-            out.push(Hash(row?.1.value()));
-        }
-        if out.len() as u64 != count {
-            return Err(StoreError::Corrupt(format!(
-                "entries {start}..{}: found {}",
-                start + count,
-                out.len()
-            )));
-        }
-        Ok(out)
+        commitments_in(self.entries()?, start, count)
     }
 
     /// Leaf `index`'s event, or why there is none.
@@ -1350,8 +1362,7 @@ pub(crate) mod tests {
             let saved = |row| {
                 let tx = store.begin_read().unwrap();
                 let t = tx.open_table(def).unwrap();
-                let v = t.get(row).unwrap().unwrap().value().to_vec();
-                v
+                t.get(row).unwrap().unwrap().value().to_vec()
             };
             let (good3, good2) = (saved(third), saved(second));
             let tx = store.begin_write().unwrap();

@@ -33,13 +33,10 @@ const PART_BYTES: usize = 125 * HASH_SIZE;
 /// Bytes of a full tile's hashes or a full bundle's commitments.
 const FULL_BYTES: usize = FULL_WIDTH as usize * HASH_SIZE;
 
-/// Reads hashes whose indexes ascend and lie close together, as a level-0
-/// tile's do, with one range scan: a fraction of the cost of a lookup
-/// each. Other indexes are looked up one by one.
+/// Reads a level-0 tile's hashes: their indexes ascend, among ~2 × 256
+/// consecutive stored hashes, which one range scan reads for a fraction of
+/// the cost of a lookup each. Indexes that do not ascend are not found.
 pub(crate) struct RangeHashes<'a, T: ReadableTable<u64, [u8; 32]>>(pub &'a T);
-
-/// Stored hashes a scan may pass over per hash wanted, at most.
-const SCAN_SPREAD: u64 = 4;
 
 impl<T: ReadableTable<u64, [u8; 32]>> HashReader for RangeHashes<'_, T> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tree::Error> {
@@ -47,16 +44,6 @@ impl<T: ReadableTable<u64, [u8; 32]>> HashReader for RangeHashes<'_, T> {
         let (Some(&first), Some(&last)) = (indexes.first(), indexes.last()) else {
             return Ok(Vec::new());
         };
-        let ascending = indexes.windows(2).all(|w| w[0] < w[1]);
-        if !ascending || last - first >= SCAN_SPREAD * indexes.len() as u64 {
-            return indexes
-                .iter()
-                .map(|&i| match self.0.get(i).map_err(missing)? {
-                    Some(h) => Ok(Hash(h.value())),
-                    None => Err(tree::Error::IndexesNotInTree),
-                })
-                .collect();
-        }
         let mut out = Vec::with_capacity(indexes.len());
         let mut wanted = indexes.iter().peekable();
         for row in self.0.range(first..=last).map_err(missing)? {
@@ -90,17 +77,8 @@ pub(crate) fn build_bundle(
     width: u32,
 ) -> Result<Vec<u8>, StoreError> {
     let start = index * u64::from(FULL_WIDTH);
-    let mut out = Vec::with_capacity(width as usize * HASH_SIZE);
-    for row in entries.range(start..start + u64::from(width))? {
-        out.extend_from_slice(&row?.1.value());
-    }
-    if out.len() != width as usize * HASH_SIZE {
-        return Err(StoreError::Corrupt(format!(
-            "bundle {index}: {} of {width} entries",
-            out.len() / HASH_SIZE
-        )));
-    }
-    Ok(out)
+    let commitments = crate::store::commitments_in(entries, start, u64::from(width))?;
+    Ok(commitments.iter().flat_map(|c| c.0).collect())
 }
 
 /// Stores the tiles and bundles that the leaves `from..to` complete.

@@ -206,6 +206,18 @@ fn flip_all(path: &std::path::Path, needle: &[u8]) -> usize {
     n
 }
 
+/// Runs `sealog check` on `data`, which must refuse it as corrupt; its
+/// message.
+fn check_refuses(data: &str) -> String {
+    let out = sealog(&["check", "--data", data]);
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(
+        !out.status.success() && err.contains("store is corrupt"),
+        "{err}"
+    );
+    err
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corruption_at_rest_is_detected() {
     let mut s = Server::start(&[]);
@@ -228,13 +240,7 @@ async fn corruption_at_rest_is_detected() {
     // A commitment in the public entries: `check` finds it, and so does
     // the server at startup or an auditor's replay.
     assert!(flip_all(&db, &rs[100].commitment.0) > 0);
-    let out = sealog(&["check", "--data", &data]);
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        !out.status.success() && err.contains("store is corrupt"),
-        "{err}"
-    );
-    eprintln!("check, flipped commitment: {}", err.trim());
+    eprintln!("check, flipped commitment: {}", check_refuses(&data));
     std::fs::write(&db, &saved).unwrap();
     assert!(flip_all(&db, &rs[100].commitment.0) > 0);
     match common::try_start(&data) {
@@ -275,22 +281,12 @@ async fn corruption_at_rest_is_detected() {
     // between them).
     std::fs::write(&db, &saved).unwrap();
     assert!(flip_all(&db, &tile0[32..96]) > 0);
-    let out = sealog(&["check", "--data", &data]);
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        !out.status.success() && err.contains("store is corrupt"),
-        "{err}"
-    );
-    eprintln!("check, flipped stored tile: {}", err.trim());
+    eprintln!("check, flipped stored tile: {}", check_refuses(&data));
 
     // A byte inside a private event: `check` finds it.
     std::fs::write(&db, &saved).unwrap();
     assert!(flip_all(&db, b"\"tag\":17}") > 0);
-    let out = sealog(&["check", "--data", &data]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(err.contains("store is corrupt"), "{err}");
-    eprintln!("check on a flipped event byte: {err}");
+    eprintln!("check on a flipped event byte: {}", check_refuses(&data));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
