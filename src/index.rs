@@ -34,6 +34,7 @@ use redb::{
 };
 
 use crate::index_keys::{self, Keys};
+use crate::postings;
 use crate::store::{be_u64, lazy, open_retrying, Snapshot, Store, StoreError};
 use crate::tree::{self, Hash};
 
@@ -51,18 +52,22 @@ const LEAVES: TableDefinition<(u64, u64), ()> = TableDefinition::new("leaves");
 const UIDS: TableDefinition<(u64, u64), ()> = TableDefinition::new("uids");
 /// leaf index → the keys it was indexed under (`Keys`), to remove them again.
 const KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("keys");
-/// (key of user.uid or user.name, leaf index); the same for the actor's
-/// user and src_endpoint.ip.
-const BY_USER: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_user");
-const BY_ACTOR: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_actor");
-const BY_IP: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_ip");
-const BY_CLASS: TableDefinition<(u32, u64), ()> = TableDefinition::new("by_class");
+/// (key of user.uid or user.name, first leaf index) → a posting block of
+/// the key's leaves (`postings`); the same for the actor's user,
+/// src_endpoint.ip and class_uid.
+const BY_USER: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("by_user");
+const BY_ACTOR: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("by_actor");
+const BY_IP: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("by_ip");
+const BY_CLASS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("by_class");
+/// (event time, leaf index).
 const BY_TIME: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_time");
 /// "indexed", "root", "format".
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// The layout above; an index of another layout is rebuilt.
-const FORMAT: u64 = 2;
+/// The layout above; an index of another layout is rebuilt (format 2
+/// had a row per leaf where `by_user`, `by_actor`, `by_ip` and `by_class`
+/// now have posting blocks).
+const FORMAT: u64 = 3;
 
 /// redb's page cache for the index: full by ~1M events, so that memory
 /// stays nearly flat beyond (512 MiB took RSS from 1.26 GiB at 1M to 1.93
@@ -556,10 +561,10 @@ struct Tables<'tx> {
     leaves: Table<'tx, (u64, u64), ()>,
     uids: Table<'tx, (u64, u64), ()>,
     keys: Table<'tx, u64, &'static [u8]>,
-    by_user: Table<'tx, (u64, u64), ()>,
-    by_actor: Table<'tx, (u64, u64), ()>,
-    by_ip: Table<'tx, (u64, u64), ()>,
-    by_class: Table<'tx, (u32, u64), ()>,
+    by_user: Table<'tx, (u64, u64), &'static [u8]>,
+    by_actor: Table<'tx, (u64, u64), &'static [u8]>,
+    by_ip: Table<'tx, (u64, u64), &'static [u8]>,
+    by_class: Table<'tx, (u32, u64), &'static [u8]>,
     by_time: Table<'tx, (u64, u64), ()>,
     meta: Table<'tx, &'static str, &'static [u8]>,
 }
@@ -582,37 +587,85 @@ impl<'tx> Tables<'tx> {
     /// Indexes each (leaf index, keys), table by table in key order.
     fn add_all(&mut self, keys: &[(u64, Keys)]) -> Result<(), IndexError> {
         let each = || keys.iter().map(|(n, k)| (*n, k));
-        insert_sorted(
+        insert_blocks(
             &mut self.by_user,
             each().flat_map(|(n, k)| k.users.iter().map(move |u| (*u, n))),
         )?;
-        insert_sorted(
+        insert_blocks(
             &mut self.by_actor,
             each().flat_map(|(n, k)| k.actors.iter().map(move |a| (*a, n))),
         )?;
-        insert_sorted(
+        insert_blocks(
             &mut self.by_ip,
             each().filter_map(|(n, k)| Some((k.ip?, n))),
         )?;
-        insert_sorted(&mut self.by_class, each().map(|(n, k)| (k.class_uid, n)))?;
+        insert_blocks(&mut self.by_class, each().map(|(n, k)| (k.class_uid, n)))?;
         insert_sorted(&mut self.by_time, each().map(|(n, k)| (k.time, n)))?;
         Ok(())
     }
 
+    /// Removes leaf `n`, indexed under `k`.
     fn remove(&mut self, n: u64, k: &Keys) -> Result<(), IndexError> {
         for u in &k.users {
-            self.by_user.remove((*u, n))?;
+            remove_posting(&mut self.by_user, *u, n)?;
         }
         for a in &k.actors {
-            self.by_actor.remove((*a, n))?;
+            remove_posting(&mut self.by_actor, *a, n)?;
         }
         if let Some(ip) = k.ip {
-            self.by_ip.remove((ip, n))?;
+            remove_posting(&mut self.by_ip, ip, n)?;
         }
-        self.by_class.remove((k.class_uid, n))?;
+        remove_posting(&mut self.by_class, k.class_uid, n)?;
         self.by_time.remove((k.time, n))?;
         Ok(())
     }
+}
+
+/// A (key, first leaf index) → posting block table.
+type Postings<'tx, K> = Table<'tx, (K, u64), &'static [u8]>;
+
+/// Inserts `rows` (key, leaf index), all above the table's leaves, as
+/// posting blocks in key order.
+fn insert_blocks<K>(
+    table: &mut Postings<'_, K>,
+    rows: impl Iterator<Item = (K, u64)>,
+) -> Result<(), IndexError>
+where
+    K: Ord + Copy + redb::Key + 'static + for<'a> redb::Value<SelfType<'a> = K>,
+{
+    for (k, first, rest) in postings::blocks(rows.collect()) {
+        table.insert((k, first), rest.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Removes leaf `n` from `k`'s postings: from the block it lies in (the
+/// last that starts at or below it), which moves under its next leaf when
+/// `n` was its first.
+fn remove_posting<K>(table: &mut Postings<'_, K>, k: K, n: u64) -> Result<(), IndexError>
+where
+    K: Copy + redb::Key + 'static + for<'a> redb::Value<SelfType<'a> = K>,
+{
+    let found = match table.range((k, 0)..=(k, n))?.next_back() {
+        Some(row) => {
+            let (key, value) = row?;
+            let first = key.value().1;
+            Some((first, postings::decode(first, value.value())?))
+        }
+        None => None,
+    };
+    let Some((first, mut leaves)) = found else {
+        return Ok(());
+    };
+    let Some(at) = leaves.iter().position(|&i| i == n) else {
+        return Ok(());
+    };
+    leaves.remove(at);
+    table.remove((k, first))?;
+    if let Some((&first, rest)) = leaves.split_first() {
+        table.insert((k, first), postings::encode(first, rest).as_slice())?;
+    }
+    Ok(())
 }
 
 /// Inserts `rows` in key order: a run of inserts then walks the B-tree
@@ -704,9 +757,10 @@ impl View {
                 Box::new(it)
             }
         }
-        /// The leaf indexes under `k` in a (key, leaf index) table.
+        /// The leaf indexes in `k`'s posting blocks, in index order or its
+        /// reverse, beyond `after`.
         fn postings<'a, K>(
-            t: ReadOnlyTable<(K, u64), ()>,
+            t: ReadOnlyTable<(K, u64), &'static [u8]>,
             k: K,
             newest_first: bool,
             after: Option<u64>,
@@ -714,13 +768,45 @@ impl View {
         where
             K: redb::Key + Copy + 'static + for<'b> redb::Value<SelfType<'b> = K>,
         {
-            let range = match (newest_first, after) {
-                (false, Some(a)) => t.range((k, a.saturating_add(1))..=(k, u64::MAX))?,
+            let blocks = match (newest_first, after) {
+                // From the block holding `a`, if any: the last that starts
+                // at or below it.
+                (false, Some(a)) => {
+                    let start = match t.range((k, 0)..=(k, a))?.next_back() {
+                        Some(row) => row?.0.value().1,
+                        None => a,
+                    };
+                    t.range((k, start)..=(k, u64::MAX))?
+                }
                 (true, Some(a)) => t.range((k, 0)..(k, a))?,
                 (_, None) => t.range((k, 0)..=(k, u64::MAX))?,
             };
-            let it = range.map(|r| r.map(|(k, _)| (0, k.value().1)).map_err(IndexError::from));
-            Ok(ordered(it, newest_first))
+            let keep = move |i: &u64| match after {
+                None => true,
+                Some(a) if newest_first => *i < a,
+                Some(a) => *i > a,
+            };
+            let decoded = move |row: Result<_, redb::StorageError>| {
+                let (key, value): (redb::AccessGuard<(K, u64)>, redb::AccessGuard<&[u8]>) = row?;
+                let mut leaves = postings::decode(key.value().1, value.value())?;
+                if newest_first {
+                    leaves.reverse();
+                }
+                Ok::<_, IndexError>(leaves)
+            };
+            let leaves = move |block: Result<Vec<u64>, IndexError>| match block {
+                Ok(leaves) => leaves
+                    .into_iter()
+                    .filter(keep)
+                    .map(|i| Ok((0, i)))
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            };
+            Ok(if newest_first {
+                Box::new(blocks.rev().map(decoded).flat_map(leaves))
+            } else {
+                Box::new(blocks.map(decoded).flat_map(leaves))
+            })
         }
         let after_index = after.map(|a| a.1);
         // Another value with the same key is filtered out by the query,
@@ -782,6 +868,7 @@ pub fn path_for(db: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Facets;
     use crate::store::tests::{event, store_with};
     use crate::store::{NoKnownUids, Write};
 
@@ -937,6 +1024,79 @@ mod tests {
             Some(3),
             "its leaf stays in the tree, and provable by its hash"
         );
+    }
+
+    #[test]
+    fn posting_blocks_page_and_redact_as_rows_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, s) = store_with(dir.path(), "db", 600);
+        let index = Index::open(&dir.path().join("index"), &store).unwrap();
+        // Two rounds; class 3002 (every event) then fills blocks of
+        // 256, 44, 256 and 44 leaves, user1 one block a round.
+        index.index_up_to(&store, 300, false).unwrap();
+        index.index_up_to(&store, 600, false).unwrap();
+        // Leaves 0, 256 and 299 start or end a block, 100 lies inside one.
+        let mut state = s;
+        for (n, leaf) in [0u64, 100, 256, 299, 301].into_iter().enumerate() {
+            let record = event(1000 + n);
+            let redact = vec![Write::Redact {
+                index: leaf,
+                record,
+            }];
+            state = store.write(state, redact, &NoKnownUids).unwrap().0;
+        }
+        catch_up(&index, &store);
+        // What rows would have answered: the log's own facets (a redacted
+        // leaf has none).
+        let (view, snap) = (index.view().unwrap(), store.snapshot().unwrap());
+        let facets: Vec<_> = (0..state.size).map(|i| snap.facets(i).unwrap()).collect();
+        assert_eq!(facets.iter().filter(|f| f.is_none()).count(), 5);
+        let holding = |f: &dyn Fn(&Facets) -> bool| -> Vec<u64> {
+            (0..state.size)
+                .filter(|&i| facets[i as usize].as_ref().is_some_and(f))
+                .collect()
+        };
+        for (key, all) in [
+            (IndexKey::Class(3002), holding(&|f| f.class_uid == 3002)),
+            (
+                IndexKey::User("user1".into()),
+                holding(&|f| f.users == ["user1"]),
+            ),
+        ] {
+            for after in [
+                None,
+                Some(0),
+                Some(1),
+                Some(255),
+                Some(256),
+                Some(257),
+                Some(300),
+                Some(604),
+            ] {
+                let newer: Vec<u64> = all
+                    .iter()
+                    .copied()
+                    .filter(|i| after.is_none_or(|a| *i > a))
+                    .collect();
+                let older: Vec<u64> = all
+                    .iter()
+                    .rev()
+                    .copied()
+                    .filter(|i| after.is_none_or(|a| *i < a))
+                    .collect();
+                let a = after.map(|a| (0, a));
+                assert_eq!(
+                    scan(&view, key.clone(), false, a),
+                    newer,
+                    "{key:?} after {after:?}"
+                );
+                assert_eq!(
+                    scan(&view, key.clone(), true, a),
+                    older,
+                    "{key:?} before {after:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod note;
 pub mod ocsf;
 pub mod policy;
+pub mod postings;
 pub mod query;
 pub mod random;
 pub mod receipt;
