@@ -545,7 +545,7 @@ impl Worker {
         crate::metrics::METRICS.batch_events.observe(count as f64);
         for (write, outcome) in writes.iter().zip(&outcomes) {
             for (e, index) in appended(write, outcome) {
-                self.uids.add(&e.facets.uid, index, e.facets.content);
+                self.uids.add(&e.facets.uid, index);
             }
         }
         // Durable: now, and only now, the new root may be signed.

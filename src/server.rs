@@ -233,14 +233,9 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
             }
         })
         .map_err(io_err("spawning the detections thread"))?;
+    let stop = shutdown_signal();
     tracing::info!(%addr, "serving");
-    crate::listener::serve(
-        listener,
-        http::router(app.clone()),
-        opts.net.clone(),
-        shutdown_signal(),
-    )
-    .await;
+    crate::listener::serve(listener, http::router(app.clone()), opts.net.clone(), stop).await;
     let _ = std::fs::remove_file(&addr_file);
     tracing::info!("stopping: draining the append queue");
     app.sequencer.stop();
@@ -258,12 +253,20 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
     Ok(())
 }
 
-pub async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed by this
+/// call, not when the future is first polled: a SIGTERM sent as soon as
+/// "serving" is logged must stop the server gracefully, and before its
+/// handler exists it killed the process (a test saw exit by signal).
+/// Call within the runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
     }
 }
 

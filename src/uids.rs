@@ -13,6 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use crate::hash_cache::IndexMap;
 use crate::index::{Index, View};
 use crate::index_keys;
 use crate::store::{KnownUids, Snapshot, Store, StoreError};
@@ -21,16 +22,27 @@ use crate::uid_filter::UidFilter;
 /// A uid's leaf index and content hash.
 type Place = (u64, [u8; 32]);
 
-/// The uids appended beyond the index.
+/// The uids appended beyond the index, by key (`index_keys::of_str`).
+///
+/// Why keys, not the uids: memory holds every uid the index lags behind,
+/// up to `max_unindexed` (a million), and a map of `Arc<str>` took ~150
+/// bytes a uid: ~60 MiB of RSS that grew with the lag between 1.5M and 4M
+/// events of a fill (BENCHMARKS.md, session 10). A key and a leaf index
+/// take ~40. A hit is checked against the log's `uid_log` row, which also
+/// gives the content hash; hits are retried appends, rare.
 pub struct RecentUids {
     index: Arc<Index>,
     store: Arc<Store>,
     /// Memory holds the uid of every leaf from here on.
     from: u64,
-    by_uid: HashMap<Arc<str>, Place>,
-    /// (leaf index, uid) in log order, to forget them as the index grows;
-    /// the uid's bytes are shared with `by_uid`.
-    order: VecDeque<(u64, Arc<str>)>,
+    /// Key → the first leaf in memory whose uid has that key.
+    by_key: IndexMap<u64>,
+    /// Uids appended while another leaf in memory held their key: another
+    /// uid with the same key (~n²/2^65 of them), or the same uid appended
+    /// without a lookup. By uid, to their first leaf.
+    shared: HashMap<String, u64>,
+    /// (leaf index, key) in log order, to forget them as the index grows.
+    order: VecDeque<(u64, u64)>,
 }
 
 impl RecentUids {
@@ -46,7 +58,8 @@ impl RecentUids {
             index,
             store,
             from: size,
-            by_uid: HashMap::new(),
+            by_key: IndexMap::default(),
+            shared: HashMap::new(),
             order: VecDeque::new(),
         }
     }
@@ -58,21 +71,25 @@ impl RecentUids {
         size.saturating_sub(self.index.indexed())
     }
 
-    /// Takes in the uids of leaves `from..self.from`, from the log.
+    /// Takes in the uids of leaves `from..self.from`, from the log: memory
+    /// is read again from `from` on, in log order, so that each key keeps
+    /// its first leaf.
     fn reload(&mut self, from: u64) -> Result<(), StoreError> {
         if from >= self.from {
             return Ok(());
         }
-        let rows = self.store.snapshot()?.uid_rows(from..self.from)?;
+        let to = self.order.back().map_or(self.from, |&(i, _)| i + 1);
+        let rows = self.store.snapshot()?.uid_rows(from..to)?;
         tracing::info!(
             from,
             to = self.from,
             "uids beyond the index loaded from the log"
         );
-        for (i, content, uid) in rows.into_iter().rev() {
-            let uid: Arc<str> = uid.into();
-            self.by_uid.insert(uid.clone(), (i, content));
-            self.order.push_front((i, uid));
+        self.by_key.clear();
+        self.shared.clear();
+        self.order.clear();
+        for (i, _, uid) in rows {
+            self.remember(index_keys::of_str(&uid), &uid, i);
         }
         self.from = from;
         Ok(())
@@ -80,11 +97,23 @@ impl RecentUids {
 
     /// Remembers that leaf `index` has `uid`, here and in the index's uid
     /// filter (before any later lookup: both are the sequencer's).
-    pub fn add(&mut self, uid: &str, index: u64, content: [u8; 32]) {
-        self.index.uid_filter.insert(index_keys::of_str(uid));
-        let uid: Arc<str> = uid.into();
-        self.by_uid.entry(uid.clone()).or_insert((index, content));
-        self.order.push_back((index, uid));
+    pub fn add(&mut self, uid: &str, index: u64) {
+        let key = index_keys::of_str(uid);
+        self.index.uid_filter.insert(key);
+        self.remember(key, uid, index);
+    }
+
+    /// Remembers that leaf `index` has `uid`, whose key is `key`.
+    fn remember(&mut self, key: u64, uid: &str, index: u64) {
+        match self.by_key.entry(key) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(index);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.shared.entry(uid.to_string()).or_insert(index);
+            }
+        }
+        self.order.push_back((index, key));
     }
 
     /// Uids held in memory.
@@ -102,22 +131,25 @@ impl RecentUids {
         let view = self.index.view().map_err(index_err)?;
         let indexed = view.indexed().map_err(index_err)?;
         self.reload(indexed)?;
-        while let Some((i, _)) = self.order.front() {
-            if *i >= indexed {
+        while let Some(&(i, key)) = self.order.front() {
+            if i >= indexed {
                 break;
             }
-            let (i, uid) = self.order.pop_front().expect("front exists");
-            if self.by_uid.get(&uid).is_some_and(|p| p.0 == i) {
-                self.by_uid.remove(&uid);
+            self.order.pop_front();
+            if self.by_key.get(&key) == Some(&i) {
+                self.by_key.remove(&key);
             }
+        }
+        if !self.shared.is_empty() {
+            self.shared.retain(|_, i| *i >= indexed);
         }
         self.from = self.from.max(indexed);
         Ok(Lookup {
-            // Newer than the view: it holds every leaf the view indexes.
+            // Newer than the view and than every leaf in memory: it holds
+            // every leaf either names.
             log: self.store.snapshot()?,
             view,
-            recent: &self.by_uid,
-            filter: &self.index.uid_filter,
+            recent: self,
         })
     }
 }
@@ -132,21 +164,45 @@ fn index_err(e: crate::index::IndexError) -> StoreError {
 pub struct Lookup<'a> {
     view: View,
     log: Snapshot,
-    recent: &'a HashMap<Arc<str>, Place>,
-    filter: &'a UidFilter,
+    recent: &'a RecentUids,
+}
+
+impl Lookup<'_> {
+    /// Where `uid`, whose key is `key`, was first logged, if it was.
+    fn find(&self, uid: &str, key: u64) -> Result<Option<Place>, StoreError> {
+        if let Some(&i) = self.recent.by_key.get(&key) {
+            if let Some(place) = self.logged(i, uid)? {
+                return Ok(Some(place));
+            }
+        }
+        // A uid never seen needs no search of the index.
+        let filter: &UidFilter = &self.recent.index.uid_filter;
+        if filter.may_hold(key) {
+            if let Some(place) = self.view.uid(uid, key, &self.log).map_err(index_err)? {
+                return Ok(Some(place));
+            }
+        }
+        match self.recent.shared.get(uid) {
+            Some(&i) => self.logged(i, uid),
+            None => Ok(None),
+        }
+    }
+
+    /// Leaf `i`'s place, if its uid is `uid`.
+    fn logged(&self, i: u64, uid: &str) -> Result<Option<Place>, StoreError> {
+        match self.log.uid_rows(i..i + 1)?.pop() {
+            Some((_, content, logged)) if logged == uid => Ok(Some((i, content))),
+            Some(_) => Ok(None),
+            None => Err(StoreError::Corrupt(format!(
+                "no uid row for leaf {i} in memory"
+            ))),
+        }
+    }
 }
 
 impl KnownUids for Lookup<'_> {
     fn get(&self, uid: &str) -> Result<Option<Place>, StoreError> {
-        if let Some(p) = self.recent.get(uid) {
-            return Ok(Some(*p));
-        }
-        // A uid never seen needs no search of the index.
-        let key = index_keys::of_str(uid);
-        if !self.filter.may_hold(key) {
-            return Ok(None);
-        }
-        self.view.uid(uid, key, &self.log).map_err(index_err)
+        self.find(uid, index_keys::of_str(uid))
     }
 }
 
@@ -215,7 +271,7 @@ mod tests {
             state = next;
             if let Placed::New(at) = placed[0] {
                 // As the sequencer does for what it appends.
-                recent.add(&event(i).facets.uid, at, event(i).facets.content);
+                recent.add(&event(i).facets.uid, at);
             }
             placed[0]
         };
@@ -233,6 +289,27 @@ mod tests {
             .chain([60])
             .all(|i| filter.may_hold(index_keys::of_str(&format!("uid-{i}")))));
         assert!(!filter.may_hold(index_keys::of_str("uid-61")));
+    }
+
+    #[test]
+    fn uids_sharing_a_key_are_told_apart_by_the_log() {
+        let (_dir, store, _, index) = log_and_index(10);
+        // Memory from leaf 0, the index empty.
+        let mut recent = RecentUids::new(index.clone(), store.clone(), 0);
+        // As if uid-3 and uid-5 had the same key.
+        recent.remember(42, "uid-3", 3);
+        recent.remember(42, "uid-5", 5);
+        let known = recent.lookup().unwrap();
+        let content = |i: u64| store.snapshot().unwrap().uid_rows(i..i + 1).unwrap()[0].1;
+        assert_eq!(known.find("uid-3", 42).unwrap(), Some((3, content(3))));
+        assert_eq!(known.find("uid-5", 42).unwrap(), Some((5, content(5))));
+        assert_eq!(known.find("uid-7", 42).unwrap(), None, "not under this key");
+        drop(known);
+        // Once the index covers leaf 3, memory forgets it but keeps 5.
+        index.index_up_to(&store, 4, false).unwrap();
+        let known = recent.lookup().unwrap();
+        assert_eq!(known.find("uid-5", 42).unwrap(), Some((5, content(5))));
+        assert_eq!(known.recent.len(), 1);
     }
 
     #[test]

@@ -384,9 +384,10 @@ pub async fn serve(
         .map_err(|e| format!("listening on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(vkey = %vkey, "witness key");
+    let stop = crate::server::shutdown_signal();
     tracing::info!(%addr, "serving");
     axum::serve(listener, router(w))
-        .with_graceful_shutdown(crate::server::shutdown_signal())
+        .with_graceful_shutdown(stop)
         .await
         .map_err(|e| e.to_string())
 }
