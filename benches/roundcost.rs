@@ -75,7 +75,7 @@ fn main() {
         }
         tx.commit().unwrap();
         let d = t0.elapsed().as_secs_f64();
-        if (n / ROUND) % 4 == 0 || !merged.is_empty() {
+        if (n / ROUND).is_multiple_of(4) || !merged.is_empty() {
             println!(
                 "rows={n}: round {:.0} ms, {:.2} µs/row{merged}",
                 d * 1e3,

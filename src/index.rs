@@ -646,16 +646,13 @@ fn remove_posting<K>(table: &mut Postings<'_, K>, k: K, n: u64) -> Result<(), In
 where
     K: Copy + redb::Key + 'static + for<'a> redb::Value<SelfType<'a> = K>,
 {
-    let found = match table.range((k, 0)..=(k, n))?.next_back() {
-        Some(row) => {
-            let (key, value) = row?;
-            let first = key.value().1;
-            Some((first, postings::decode(first, value.value())?))
-        }
-        None => None,
-    };
-    let Some((first, mut leaves)) = found else {
-        return Ok(());
+    let (first, mut leaves) = {
+        let Some(row) = table.range((k, 0)..=(k, n))?.next_back() else {
+            return Ok(());
+        };
+        let (key, value) = row?;
+        let first = key.value().1;
+        (first, postings::decode(first, value.value())?)
     };
     let Some(at) = leaves.iter().position(|&i| i == n) else {
         return Ok(());
@@ -663,7 +660,8 @@ where
     leaves.remove(at);
     table.remove((k, first))?;
     if let Some((&first, rest)) = leaves.split_first() {
-        table.insert((k, first), postings::encode(first, rest).as_slice())?;
+        let value = postings::encode(first, rest.iter().copied());
+        table.insert((k, first), value.as_slice())?;
     }
     Ok(())
 }
@@ -786,26 +784,31 @@ impl View {
                 Some(a) if newest_first => *i < a,
                 Some(a) => *i > a,
             };
-            let decoded = move |row: Result<_, redb::StorageError>| {
-                let (key, value): (redb::AccessGuard<(K, u64)>, redb::AccessGuard<&[u8]>) = row?;
-                let mut leaves = postings::decode(key.value().1, value.value())?;
-                if newest_first {
-                    leaves.reverse();
+            // A block's leaves, in the order asked, beyond `after`.
+            let leaves = move |row: Result<_, redb::StorageError>| {
+                let block = row.map_err(IndexError::from).and_then(
+                    |(key, value): (redb::AccessGuard<(K, u64)>, redb::AccessGuard<&[u8]>)| {
+                        Ok(postings::decode(key.value().1, value.value())?)
+                    },
+                );
+                match block {
+                    Ok(mut leaves) => {
+                        if newest_first {
+                            leaves.reverse();
+                        }
+                        leaves
+                            .into_iter()
+                            .filter(keep)
+                            .map(|i| Ok((0, i)))
+                            .collect()
+                    }
+                    Err(e) => vec![Err(e)],
                 }
-                Ok::<_, IndexError>(leaves)
-            };
-            let leaves = move |block: Result<Vec<u64>, IndexError>| match block {
-                Ok(leaves) => leaves
-                    .into_iter()
-                    .filter(keep)
-                    .map(|i| Ok((0, i)))
-                    .collect(),
-                Err(e) => vec![Err(e)],
             };
             Ok(if newest_first {
-                Box::new(blocks.rev().map(decoded).flat_map(leaves))
+                Box::new(blocks.rev().flat_map(leaves))
             } else {
-                Box::new(blocks.map(decoded).flat_map(leaves))
+                Box::new(blocks.flat_map(leaves))
             })
         }
         let after_index = after.map(|a| a.1);

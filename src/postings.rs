@@ -23,10 +23,10 @@ pub const MAX_BLOCK: usize = 256;
 
 /// The stored value of a block of `first` and `rest` (ascending, above
 /// `first`).
-pub fn encode(first: u64, rest: &[u64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(rest.len() * 2);
+pub fn encode(first: u64, rest: impl IntoIterator<Item = u64>) -> Vec<u8> {
+    let mut out = Vec::new();
     let mut last = first;
-    for &i in rest {
+    for i in rest {
         let mut d = i - last;
         while d >= 0x80 {
             out.push(d as u8 | 0x80);
@@ -73,8 +73,8 @@ pub fn blocks<K: Ord + Copy>(mut rows: Vec<(K, u64)>) -> Vec<(K, u64, Vec<u8>)> 
     rows.chunk_by(|a, b| a.0 == b.0)
         .flat_map(|run| run.chunks(MAX_BLOCK))
         .map(|block| {
-            let rest: Vec<u64> = block[1..].iter().map(|r| r.1).collect();
-            (block[0].0, block[0].1, encode(block[0].1, &rest))
+            let (key, first) = block[0];
+            (key, first, encode(first, block[1..].iter().map(|r| r.1)))
         })
         .collect()
 }
@@ -106,7 +106,7 @@ mod tests {
             "a lone leaf stores nothing"
         );
         assert_eq!(
-            decode(u64::MAX - 1, &encode(u64::MAX - 1, &[u64::MAX]))
+            decode(u64::MAX - 1, &encode(u64::MAX - 1, [u64::MAX]))
                 .unwrap()
                 .len(),
             2

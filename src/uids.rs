@@ -80,11 +80,7 @@ impl RecentUids {
         }
         let to = self.order.back().map_or(self.from, |&(i, _)| i + 1);
         let rows = self.store.snapshot()?.uid_rows(from..to)?;
-        tracing::info!(
-            from,
-            to = self.from,
-            "uids beyond the index loaded from the log"
-        );
+        tracing::info!(from, to, "uids beyond the index loaded from the log");
         self.by_key.clear();
         self.shared.clear();
         self.order.clear();
@@ -105,13 +101,8 @@ impl RecentUids {
 
     /// Remembers that leaf `index` has `uid`, whose key is `key`.
     fn remember(&mut self, key: u64, uid: &str, index: u64) {
-        match self.by_key.entry(key) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(index);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => {
-                self.shared.entry(uid.to_string()).or_insert(index);
-            }
+        if *self.by_key.entry(key).or_insert(index) != index {
+            self.shared.entry(uid.to_string()).or_insert(index);
         }
         self.order.push_back((index, key));
     }
