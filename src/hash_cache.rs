@@ -6,35 +6,39 @@
 //! taken from a committed snapshot can never be stale. Levels from
 //! `MIN_LEVEL` up hold one stored hash in 2^(MIN_LEVEL-1) (n/8 for n
 //! leaves), and every proof of every leaf shares them; the levels below
-//! are the leaf's own neighbourhood, a few B-tree pages. The cache holds
-//! at most `SHARDS * PER_SHARD` hashes in tables allocated whole at the
-//! start, so memory does not grow with the log.
+//! are the leaf's own neighbourhood, a few B-tree pages.
 //!
-//! The levels below `MIN_LEVEL` go to `Recent`, a fixed table where a
-//! newer hash takes the slot of an older one: proofs of nearby leaves (a
-//! producer checking fresh receipts) share them, and keeping all of a
-//! large tree's is out of reach. Those reads were ~20 % of the server's
-//! CPU per proof (BENCHMARKS.md).
+//! The upper levels are kept by position: hash `n` of level `l` is slot
+//! `n % CHUNK` of chunk `n / CHUNK` of level `l`, so a lookup is one
+//! memory read where a hash table took three cache misses (control byte,
+//! bucket, and the lock word both cores wrote): `HashCache::get` was
+//! 16 % of the server's samples per proof (BENCHMARKS.md, session 11).
+//! A level keeps its first `LEVEL_CHUNKS` chunks, allocated when first
+//! written, so memory grows with the log only while it is small: a level
+//! holds at most 262,144 hashes (8 MiB), all of level 4 up to 4M leaves,
+//! of level 5 up to 8M, and so on; ~26 MiB in all at 10M.
+//!
+//! The levels below `MIN_LEVEL`, and what the chunks leave out, go to
+//! `Recent`, a fixed table where a newer hash takes the slot of an older
+//! one: proofs of nearby leaves (a producer checking fresh receipts)
+//! share them, and keeping all of a large tree's is out of reach. Those
+//! reads were ~20 % of the server's CPU per proof (BENCHMARKS.md).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use crate::tree::Hash;
 
-/// The lowest level cached.
+/// The lowest level kept by position.
 const MIN_LEVEL: u8 = 4;
-const SHARDS: usize = 16;
-/// Hashes at most in a shard: 7/8 of 2^15, the most a table of 2^15
-/// buckets holds before it reallocates at twice the size. 16 shards hold
-/// 458,752 hashes in ~21 MiB, the upper levels of a log of ~3.7M leaves.
-/// At 10M, proofs ran as fast with 2^19 hashes as with 2^21
-/// (BENCHMARKS.md, session 5). The tables are allocated whole at the
-/// start, so that they never reallocate: grown on demand, a table doubles
-/// (copying itself under its write lock), and 2^19 hashes in 16 shards
-/// filled tables of 2^16 buckets, ~43 MiB in all.
-const PER_SHARD: usize = 28_672;
+/// Levels kept by position: `MIN_LEVEL..MAX_LEVEL`, enough for 2^48 leaves.
+const MAX_LEVEL: u8 = 48;
+/// Hashes in a chunk: 32 KiB of hashes.
+const CHUNK: u64 = 1024;
+/// Chunks a level keeps.
+const LEVEL_CHUNKS: u64 = 256;
 
 /// Hashes a stored-hash index with splitmix64's finalizer: every input
 /// bit reaches the low bits the table uses. SipHash's protection against
@@ -69,24 +73,61 @@ fn mix(n: u64) -> u64 {
 /// A map keyed by stored-hash index, hashed by `IndexHasher`.
 pub type IndexMap<V> = HashMap<u64, V, BuildHasherDefault<IndexHasher>>;
 
-type Map = IndexMap<Hash>;
-
 /// Stored hashes by stored-hash index.
 pub struct HashCache {
-    shards: [RwLock<Map>; SHARDS],
-    len: AtomicUsize,
+    /// Chunk `c` of level `l` at `(l - MIN_LEVEL) * LEVEL_CHUNKS + c`.
+    chunks: Box<[OnceLock<Box<Chunk>>]>,
     recent: Recent,
 }
 
 impl Default for HashCache {
     fn default() -> Self {
+        let n = usize::from(MAX_LEVEL - MIN_LEVEL) * LEVEL_CHUNKS as usize;
         HashCache {
-            shards: std::array::from_fn(|_| {
-                RwLock::new(Map::with_capacity_and_hasher(PER_SHARD, Default::default()))
-            }),
-            len: AtomicUsize::new(0),
+            chunks: (0..n).map(|_| OnceLock::new()).collect(),
             recent: Recent::new(RECENT_SLOTS),
         }
+    }
+}
+
+/// `CHUNK` hashes of one level, each written once. A writer stores the
+/// hash's four words, then sets its bit with Release; a reader takes the
+/// words only after seeing the bit with Acquire. Two writers of one slot
+/// write the same hash (a stored hash never changes), so a reader that
+/// overlaps the second sees the same words.
+struct Chunk {
+    ready: [AtomicU64; (CHUNK / 64) as usize],
+    words: Box<[AtomicU64]>,
+}
+
+impl Chunk {
+    fn new() -> Self {
+        Chunk {
+            ready: std::array::from_fn(|_| AtomicU64::new(0)),
+            words: (0..CHUNK * 4).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn get(&self, slot: usize) -> Option<Hash> {
+        let bit = 1u64 << (slot % 64);
+        if self.ready[slot / 64].load(Ordering::Acquire) & bit == 0 {
+            return None;
+        }
+        let mut hash = [0u8; 32];
+        for (chunk, w) in hash.chunks_exact_mut(8).zip(&self.words[slot * 4..]) {
+            chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+        }
+        Some(Hash(hash))
+    }
+
+    fn put(&self, slot: usize, hash: Hash) {
+        for (chunk, w) in hash.0.chunks_exact(8).zip(&self.words[slot * 4..]) {
+            w.store(
+                u64::from_le_bytes(chunk.try_into().expect("8 bytes")),
+                Ordering::Relaxed,
+            );
+        }
+        self.ready[slot / 64].fetch_or(1u64 << (slot % 64), Ordering::Release);
     }
 }
 
@@ -157,54 +198,42 @@ impl Recent {
     }
 }
 
-/// Whether the stored hash at `index` is of a level `Recent` holds.
-fn below_min_level(index: u64) -> bool {
-    tlog_tiles::tlog::split_stored_hash_index(index).0 < MIN_LEVEL
-}
-
 impl HashCache {
-    fn shard(&self, index: u64) -> &RwLock<Map> {
-        // Mixed: the upper levels' indexes are far from uniform modulo 16.
-        // Bits 32-35, which a shard's table uses neither for the bucket
-        // (low bits) nor for its tag (top 7).
-        &self.shards[(mix(index) >> 32) as usize % SHARDS]
+    /// Where the stored hash at `index` is kept by position: its chunk's
+    /// place in `chunks` and its slot, or None if `Recent` holds it.
+    fn position(index: u64) -> Option<(usize, usize)> {
+        let (level, n) = tlog_tiles::tlog::split_stored_hash_index(index);
+        if !(MIN_LEVEL..MAX_LEVEL).contains(&level) || n / CHUNK >= LEVEL_CHUNKS {
+            return None;
+        }
+        let chunk = u64::from(level - MIN_LEVEL) * LEVEL_CHUNKS + n / CHUNK;
+        Some((chunk as usize, (n % CHUNK) as usize))
     }
 
     /// The stored hash at `index`, if cached.
     pub fn get(&self, index: u64) -> Option<Hash> {
-        if below_min_level(index) {
-            return self.recent.get(index);
+        match Self::position(index) {
+            Some((chunk, slot)) => self.chunks[chunk].get()?.get(slot),
+            None => self.recent.get(index),
         }
-        self.shard(index)
-            .read()
-            .expect("not poisoned")
-            .get(&index)
-            .copied()
     }
 
-    /// Keeps `hash`, committed (read from a snapshot, or just written) at stored-hash index
-    /// `index`, if its level is cached and there is room.
+    /// Keeps `hash`, committed (read from a snapshot, or just written) at
+    /// stored-hash index `index`.
     pub fn put(&self, index: u64, hash: Hash) {
-        if below_min_level(index) {
-            self.recent.put(index, hash);
-            return;
-        }
-        if self.len.load(Ordering::Relaxed) >= SHARDS * PER_SHARD {
-            return;
-        }
-        let mut shard = self.shard(index).write().expect("not poisoned");
-        if shard.len() < PER_SHARD && shard.insert(index, hash).is_none() {
-            self.len.fetch_add(1, Ordering::Relaxed);
+        match Self::position(index) {
+            Some((chunk, slot)) => self.chunks[chunk]
+                .get_or_init(|| Box::new(Chunk::new()))
+                .put(slot, hash),
+            None => self.recent.put(index, hash),
         }
     }
 
-    /// Hashes held.
-    pub fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Bytes the chunks allocated so far take.
+    #[cfg(test)]
+    fn chunk_bytes(&self) -> usize {
+        let each = std::mem::size_of::<Chunk>() + CHUNK as usize * 32;
+        self.chunks.iter().filter(|c| c.get().is_some()).count() * each
     }
 }
 
@@ -214,42 +243,73 @@ mod tests {
     use tlog_tiles::tlog::stored_hash_index;
 
     #[test]
-    fn keeps_upper_levels_for_good_and_lower_ones_while_recent() {
+    fn keeps_upper_levels_by_position_and_lower_ones_while_recent() {
         let c = HashCache::default();
         let h = Hash([7; 32]);
         c.put(stored_hash_index(0, 5), h);
         c.put(stored_hash_index(3, 5), h);
-        assert!(c.is_empty(), "levels below MIN_LEVEL are not counted");
+        assert_eq!(c.chunk_bytes(), 0, "levels below MIN_LEVEL take no chunk");
         assert_eq!(
             c.get(stored_hash_index(0, 5)),
             Some(h),
-            "but kept while recent"
+            "but are kept while recent"
         );
         c.put(stored_hash_index(4, 5), h);
-        c.put(stored_hash_index(9, 0), Hash([8; 32]));
-        assert_eq!(c.len(), 2);
+        c.put(stored_hash_index(9, 0), hash_of(9));
         assert_eq!(c.get(stored_hash_index(4, 5)), Some(h));
-        assert_eq!(c.get(stored_hash_index(9, 0)), Some(Hash([8; 32])));
+        assert_eq!(c.get(stored_hash_index(9, 0)), Some(hash_of(9)));
+        assert_eq!(c.get(stored_hash_index(4, 4)), None, "a neighbour");
         assert_eq!(c.get(stored_hash_index(4, 6)), None);
+        assert_eq!(c.get(stored_hash_index(5, 5)), None, "the level above");
+        assert_eq!(c.get(stored_hash_index(9, 1)), None);
     }
 
     #[test]
-    fn a_full_cache_keeps_its_first_tables() {
+    fn a_level_keeps_its_first_chunks_and_sends_the_rest_to_recent() {
         let c = HashCache::default();
-        let capacity = |c: &HashCache| -> Vec<usize> {
-            c.shards
-                .iter()
-                .map(|s| s.read().unwrap().capacity())
-                .collect()
-        };
-        let before = capacity(&c);
-        assert!(before.iter().all(|&n| n >= PER_SHARD));
-        for n in 0..1_000_000 {
+        let kept = CHUNK * LEVEL_CHUNKS;
+        for n in (0..kept + 3 * CHUNK).step_by(97) {
             c.put(stored_hash_index(MIN_LEVEL, n), hash_of(n));
         }
-        assert_eq!(c.len(), SHARDS * PER_SHARD, "every shard full");
-        assert_eq!(capacity(&c), before, "and none reallocated");
-        assert_eq!(c.get(stored_hash_index(MIN_LEVEL, 999_999)), None);
+        let each = std::mem::size_of::<Chunk>() + CHUNK as usize * 32;
+        assert_eq!(c.chunk_bytes(), LEVEL_CHUNKS as usize * each);
+        for n in (0..kept + 3 * CHUNK).step_by(97) {
+            // Beyond the chunks, Recent still holds these few.
+            assert_eq!(c.get(stored_hash_index(MIN_LEVEL, n)), Some(hash_of(n)));
+        }
+        for level in MIN_LEVEL..MAX_LEVEL {
+            c.put(stored_hash_index(level, 3), hash_of(u64::from(level)));
+        }
+        for level in MIN_LEVEL..MAX_LEVEL {
+            let got = c.get(stored_hash_index(level, 3));
+            assert_eq!(got, Some(hash_of(u64::from(level))), "level {level}");
+        }
+    }
+
+    #[test]
+    fn readers_of_a_chunk_never_see_a_hash_half_written() {
+        let c = std::sync::Arc::new(HashCache::default());
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    let mut seen = 0;
+                    for k in 0..100_000u64 {
+                        let n = (k * 7 + t) % 4096;
+                        let i = stored_hash_index(MIN_LEVEL + (n % 3) as u8, n);
+                        if t % 2 == 0 {
+                            c.put(i, hash_of(i));
+                        } else if let Some(h) = c.get(i) {
+                            assert_eq!(h, hash_of(i), "index {i}");
+                            seen += 1;
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let seen: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert!(seen > 0, "readers found hashes while writers wrote");
     }
 
     /// A hash whose every byte depends on `i`: half of one and half of

@@ -165,10 +165,19 @@ pub mod b64_opt {
     }
 }
 
+/// `h` in standard base64, written into `buf` rather than a new `String`:
+/// a proof's answer writes ~20 (`b64_hashes`).
+fn hash_b64<'b>(h: &Hash, buf: &'b mut [u8; 44]) -> &'b str {
+    let n = BASE64_STANDARD
+        .encode_slice(h.0, buf)
+        .expect("44 bytes hold 32 in base64");
+    std::str::from_utf8(&buf[..n]).expect("base64 is ASCII")
+}
+
 pub mod b64_hash {
     use super::*;
     pub fn serialize<S: serde::Serializer>(h: &Hash, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&BASE64_STANDARD.encode(h.0))
+        s.serialize_str(hash_b64(h, &mut [0; 44]))
     }
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Hash, D::Error> {
         let s = String::deserialize(d)?;
@@ -182,7 +191,7 @@ pub mod b64_hashes {
     pub fn serialize<S: serde::Serializer>(v: &[Hash], s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(v.len()))?;
         for h in v {
-            seq.serialize_element(&BASE64_STANDARD.encode(h.0))?;
+            seq.serialize_element(hash_b64(h, &mut [0; 44]))?;
         }
         seq.end()
     }
