@@ -288,18 +288,53 @@ mod tests {
 
     #[test]
     fn readers_of_a_chunk_never_see_a_hash_half_written() {
-        let c = std::sync::Arc::new(HashCache::default());
+        // Each slot is written once, and the reader takes it the moment
+        // its bit is set: a bit set before the words are would show it a
+        // hash half written. Several fresh caches, as the window is short.
+        let n = CHUNK * LEVEL_CHUNKS;
+        let index = |k: u64| stored_hash_index(MIN_LEVEL + (k % 2) as u8, k / 2);
+        for _ in 0..8 {
+            let c = std::sync::Arc::new(HashCache::default());
+            let writer = {
+                let c = c.clone();
+                std::thread::spawn(move || (0..n).for_each(|k| c.put(index(k), hash_of(index(k)))))
+            };
+            for k in 0..n {
+                let i = index(k);
+                let h = loop {
+                    let finished = writer.is_finished();
+                    if let Some(h) = c.get(i) {
+                        break h;
+                    }
+                    assert!(!finished, "index {i} was never kept");
+                    std::hint::spin_loop();
+                };
+                assert_eq!(h, hash_of(i), "index {i}");
+            }
+            writer.join().unwrap();
+        }
+    }
+
+    /// Two writers putting the hash of `index(k, thread)` and two readers
+    /// checking every one they find, at once, for `rounds` k each: how
+    /// many the readers found.
+    fn race<C: Send + Sync + 'static>(
+        c: std::sync::Arc<C>,
+        rounds: u64,
+        index: fn(u64, u64) -> u64,
+        put: fn(&C, u64, Hash),
+        get: fn(&C, u64) -> Option<Hash>,
+    ) -> u64 {
         let threads: Vec<_> = (0..4u64)
             .map(|t| {
                 let c = c.clone();
                 std::thread::spawn(move || {
                     let mut seen = 0;
-                    for k in 0..100_000u64 {
-                        let n = (k * 7 + t) % 4096;
-                        let i = stored_hash_index(MIN_LEVEL + (n % 3) as u8, n);
+                    for k in 0..rounds {
+                        let i = index(k, t);
                         if t % 2 == 0 {
-                            c.put(i, hash_of(i));
-                        } else if let Some(h) = c.get(i) {
+                            put(&c, i, hash_of(i));
+                        } else if let Some(h) = get(&c, i) {
                             assert_eq!(h, hash_of(i), "index {i}");
                             seen += 1;
                         }
@@ -308,8 +343,7 @@ mod tests {
                 })
             })
             .collect();
-        let seen: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-        assert!(seen > 0, "readers found hashes while writers wrote");
+        threads.into_iter().map(|t| t.join().unwrap()).sum()
     }
 
     /// A hash whose every byte depends on `i`: half of one and half of
@@ -334,25 +368,13 @@ mod tests {
         r.put(same_slot[1], hash_of(same_slot[1]));
         assert_eq!(r.get(same_slot[0]), None, "evicted");
         assert_eq!(r.get(same_slot[1]), Some(hash_of(same_slot[1])));
-        let threads: Vec<_> = (0..4u64)
-            .map(|t| {
-                let r = r.clone();
-                std::thread::spawn(move || {
-                    let mut seen = 0;
-                    for n in 0..200_000u64 {
-                        let i = (n * 7 + t) % 64;
-                        if t % 2 == 0 {
-                            r.put(i, hash_of(i));
-                        } else if let Some(h) = r.get(i) {
-                            assert_eq!(h, hash_of(i), "index {i}");
-                            seen += 1;
-                        }
-                    }
-                    seen
-                })
-            })
-            .collect();
-        let seen: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        let seen = race(
+            r,
+            200_000,
+            |n, t| (n * 7 + t) % 64,
+            Recent::put,
+            Recent::get,
+        );
         assert!(seen > 0, "readers found hashes while writers wrote");
     }
 }
