@@ -113,21 +113,32 @@ impl Chunk {
         if self.ready[slot / 64].load(Ordering::Acquire) & bit == 0 {
             return None;
         }
-        let mut hash = [0u8; 32];
-        for (chunk, w) in hash.chunks_exact_mut(8).zip(&self.words[slot * 4..]) {
-            chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
-        }
-        Some(Hash(hash))
+        Some(load(&self.words[slot * 4..]))
     }
 
     fn put(&self, slot: usize, hash: Hash) {
-        for (chunk, w) in hash.0.chunks_exact(8).zip(&self.words[slot * 4..]) {
-            w.store(
-                u64::from_le_bytes(chunk.try_into().expect("8 bytes")),
-                Ordering::Relaxed,
-            );
-        }
+        store(&self.words[slot * 4..], hash);
         self.ready[slot / 64].fetch_or(1u64 << (slot % 64), Ordering::Release);
+    }
+}
+
+/// The hash in the first four of `words`; what orders these relaxed
+/// loads against its writer is the caller's (a ready bit, a seqlock).
+fn load(words: &[AtomicU64]) -> Hash {
+    let mut hash = [0u8; 32];
+    for (chunk, w) in hash.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+    }
+    Hash(hash)
+}
+
+/// Writes `hash` into the first four of `words`, as `load` reads it.
+fn store(words: &[AtomicU64], hash: Hash) {
+    for (chunk, w) in hash.0.chunks_exact(8).zip(words) {
+        w.store(
+            u64::from_le_bytes(chunk.try_into().expect("8 bytes")),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -166,13 +177,10 @@ impl Recent {
         if seq & 1 == 1 || s[1].load(Ordering::Relaxed) != index.wrapping_add(1) {
             return None;
         }
-        let mut hash = [0u8; 32];
-        for (chunk, w) in hash.chunks_exact_mut(8).zip(&s[2..]) {
-            chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
-        }
+        let hash = load(&s[2..]);
         std::sync::atomic::fence(Ordering::Acquire);
         let unchanged = s[0].load(Ordering::Relaxed) == seq;
-        (unchanged && s[1].load(Ordering::Relaxed) == index.wrapping_add(1)).then_some(Hash(hash))
+        (unchanged && s[1].load(Ordering::Relaxed) == index.wrapping_add(1)).then_some(hash)
     }
 
     fn put(&self, index: u64, hash: Hash) {
@@ -188,12 +196,7 @@ impl Recent {
         }
         std::sync::atomic::fence(Ordering::Release);
         s[1].store(index.wrapping_add(1), Ordering::Relaxed);
-        for (chunk, w) in hash.0.chunks_exact(8).zip(&s[2..]) {
-            w.store(
-                u64::from_le_bytes(chunk.try_into().expect("8 bytes")),
-                Ordering::Relaxed,
-            );
-        }
+        store(&s[2..], hash);
         s[0].store(seq + 2, Ordering::Release);
     }
 }

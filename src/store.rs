@@ -1055,17 +1055,18 @@ impl HashReader for Snapshot {
 }
 
 /// Stored indexes this close are read by one range scan rather than a
-/// lookup each: a proof's lowest levels around its leaf, and around the
-/// tree's edge, lie within 31 indexes of each other (a complete subtree
-/// of 16 leaves stores its 31 hashes in a row). A scan costs a lookup
-/// plus ~0.1 µs a row; a lookup ~1 µs (BENCHMARKS.md, session 11).
+/// lookup each: a proof's lowest siblings around its leaf, and those at
+/// the tree's edge, lie near each other (a complete subtree of 16 leaves
+/// stores its 31 hashes in a row). A scan costs about one lookup plus a
+/// little a row; runs up to 32 apart measured no better than 8
+/// (BENCHMARKS.md, session 11).
 const NEARBY: u64 = 8;
 
 impl Snapshot {
     /// Reads `run`'s hashes (stored index, place in `hashes`; ascending,
     /// each within `NEARBY` of the one before) into `hashes` and the cache.
     fn read_run(&self, run: &[(u64, usize)], hashes: &mut [Hash]) -> Result<(), tree::Error> {
-        let (first, last) = (run[0].0, run[run.len() - 1].0);
+        let (first, last) = (run[0].0, run.last().expect("a run is never empty").0);
         let mut want = run.iter().peekable();
         let rows = self
             .hashes
