@@ -24,14 +24,27 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
-    let Some(data) = args.first() else {
-        eprintln!("usage: proofcost DATA [proofs per round] [rounds]");
+    let usage = |why: &str| -> ! {
+        eprintln!("proofcost: {why}\nusage: proofcost DATA [proofs per round] [rounds]");
         std::process::exit(2);
     };
-    let per_round: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200_000);
-    let rounds: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let Some(data) = args.first() else {
+        usage("no data directory")
+    };
+    let count = |at: usize, default: u64| match args.get(at) {
+        None => default,
+        Some(s) => s
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| usage(&format!("{s:?} is not a positive count"))),
+    };
+    let (per_round, rounds) = (count(1, 200_000), count(2, 5));
     let store = Store::open(&DataDir(data.into()).db()).expect("open the log");
     let n = store.tree_state().expect("tree state").size;
+    if n == 0 {
+        usage("the log is empty: nothing to prove");
+    }
     println!("tree size {n}");
     let mut rng = 0x2545_F491_4F6C_DD1D_u64;
     for round in 1..=rounds {
