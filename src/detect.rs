@@ -115,10 +115,10 @@ pub struct Engine {
 /// these skips the rest of the event (metadata, endpoints' other members)
 /// instead of building a `Value` of all of it, which cost the detection
 /// follower ~10 % of the server's CPU under load.
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Signals {
-    class_uid: u64,
+    pub(crate) class_uid: u64,
     time: u64,
     status_id: Option<i64>,
     activity_id: Option<i64>,
@@ -131,41 +131,41 @@ pub struct Signals {
     user: Named,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 struct Factor {
     factor_type_id: Option<i64>,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 struct Endpoint {
     ip: Option<String>,
     location: Location,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 struct Location {
     lat: Option<f64>,
     long: Option<f64>,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 struct Device {
     uid: Option<String>,
     hostname: Option<String>,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 struct HttpRequest {
     user_agent: Option<String>,
 }
 
 /// A user (uid, name) or a group (name).
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 struct Named {
     uid: Option<String>,
@@ -177,6 +177,17 @@ impl Signals {
     /// has the wrong type (validated events never do).
     pub fn parse(json: &[u8]) -> Option<Self> {
         serde_json::from_slice(json).ok()
+    }
+
+    /// The signals of an event already parsed as `map`, whose canonical
+    /// JSON is `jcs`: taken from the map (no second parse of the text),
+    /// or, where the map's numbers are not of the type a signal wants
+    /// (say 1.0 where the text `1` parses as an integer), from `jcs`, so
+    /// that the answer is always `parse(jcs)`'s.
+    pub fn of_event(map: &serde_json::Map<String, Value>, jcs: &[u8]) -> Option<Self> {
+        Signals::deserialize(map)
+            .ok()
+            .or_else(|| Signals::parse(jcs))
     }
 
     fn user_key(&self) -> Option<String> {
@@ -499,6 +510,48 @@ mod tests {
             );
         }
         out
+    }
+
+    #[test]
+    fn signals_of_a_parsed_event_are_those_its_canonical_text_gives() {
+        let located =
+            json!({"src_endpoint": {"ip": "10.0.0.9", "location": {"lat": 48.85, "long": 2}}});
+        let events = [
+            auth("zoe", 1, 42, located),
+            auth(
+                "ann",
+                2,
+                43,
+                json!({"auth_factors": [{"factor_type_id": PUSH}, {}], "is_mfa": true}),
+            ),
+            auth(
+                "bob",
+                1,
+                44,
+                json!({"device": {"uid": "d-1", "hostname": "laptop"}, "http_request": {"user_agent": "curl"}}),
+            ),
+            json!({"class_uid": 3005, "activity_id": 1, "time": 45, "user": {"name": "eve"}, "group": {"name": "admins"}}),
+            json!({"class_uid": 2004, "activity_id": 1, "time": 46, "finding_info": {"uid": "f"}}),
+            // A float where the rules want an integer: the map refuses it,
+            // its canonical text ("1") does not; the text's answer wins.
+            auth("cat", 1, 47, json!({"status_id": 1.0})),
+            // A member of the wrong type: neither gives signals.
+            json!({"class_uid": 3002, "time": "soon"}),
+        ];
+        for v in &events {
+            let jcs = crate::jcs::to_vec(v);
+            let parsed = Signals::parse(&jcs);
+            assert_eq!(
+                Signals::of_event(v.as_object().unwrap(), &jcs),
+                parsed,
+                "{v}"
+            );
+        }
+        assert!(Signals::parse(&crate::jcs::to_vec(&events[5])).is_some());
+        assert!(
+            Signals::deserialize(&events[5]).is_err(),
+            "the map alone refuses 1.0"
+        );
     }
 
     #[test]

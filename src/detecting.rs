@@ -1,5 +1,6 @@
 //! Runs the detection rules (`detect`) beside the sequencer: follows the
-//! signed tree size, reads each new event from the store in index order,
+//! signed tree size, takes each new event's signals in index order from
+//! what the sequencer fed (`signal_feed`) or else from the store,
 //! and appends the findings as Detection Finding events, which then have
 //! receipts and proofs like any other event.
 //!
@@ -9,14 +10,50 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::detect::{Engine, Signals};
+use crate::detect::{Engine, Finding, Signals};
 use crate::event;
 use crate::sequencer::Sequencer;
-use crate::store::{EventRow, Store};
+use crate::signal_feed::SignalFeed;
+use crate::store::{EventRow, Store, StoreError};
 
 /// Events replayed at startup to rebuild rule state (covers every window
 /// at up to ~1 event/s per user for 14 days with room to spare).
 pub const REPLAY: u64 = 1_000_000;
+
+/// Runs the rules over the events at `range`: on the signals the
+/// sequencer fed, or, for an event it did not, on the event read back
+/// from the store (a snapshot opened only then). A redacted event is
+/// skipped when read; one redacted after it was fed was seen while it
+/// stood, as a follower that kept up would have seen it.
+fn observe(
+    engine: &Mutex<Engine>,
+    feed: &SignalFeed,
+    store: &Store,
+    range: std::ops::Range<u64>,
+) -> Result<Vec<Finding>, StoreError> {
+    let mut snap = None;
+    let mut findings = Vec::new();
+    let mut engine = engine.lock().expect("not poisoned");
+    for i in range {
+        let signals = match feed.take(i) {
+            Some(s) => Some(s),
+            None => {
+                let snap = match &mut snap {
+                    Some(snap) => snap,
+                    None => snap.insert(store.snapshot()?),
+                };
+                match snap.event(i) {
+                    Ok(EventRow::Present(e)) => Signals::parse(&e.jcs).map(Arc::new),
+                    _ => None,
+                }
+            }
+        };
+        if let Some(v) = signals {
+            findings.extend(engine.observe_signals(i, &v));
+        }
+    }
+    Ok(findings)
+}
 
 /// Follows the log for ever; call from a spawned task.
 pub async fn run(
@@ -31,24 +68,14 @@ pub async fn run(
         let target = *size.borrow_and_update();
         while next < target {
             let end = target.min(next + 1000);
-            let mut findings = Vec::new();
-            match store.snapshot() {
-                Ok(snap) => {
-                    let mut engine = engine.lock().expect("not poisoned");
-                    for i in next..end {
-                        if let Ok(EventRow::Present(e)) = snap.event(i) {
-                            if let Some(v) = Signals::parse(&e.jcs) {
-                                findings.extend(engine.observe_signals(i, &v));
-                            }
-                        }
-                    }
-                }
+            let findings = match observe(&engine, sequencer.signals(), &store, next..end) {
+                Ok(findings) => findings,
                 Err(e) => {
                     tracing::warn!(error = %e, "detections: store unreadable; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     continue;
                 }
-            }
+            };
             next = end;
             if findings.is_empty() {
                 continue;

@@ -5,10 +5,13 @@
 //! salt per event: the tree and tiles reveal nothing about the event, and
 //! deleting the event and its salt (redaction) leaves every proof intact.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::detect::Signals;
 use crate::ocsf::validate::{self, Violation};
 use crate::tree::Hash;
 
@@ -91,6 +94,9 @@ pub struct Committed {
     /// Its stored rows, when encoded ahead of the sequencer
     /// (`Store::encode_ahead`).
     pub rows: Option<Rows>,
+    /// What the detection rules read of it, when taken from the parsed
+    /// event (`prepare`): the sequencer hands them on (`signal_feed`).
+    pub signals: Option<Arc<Signals>>,
 }
 
 /// An event's stored rows: the `events_z` row and the facets row.
@@ -114,6 +120,7 @@ impl Committed {
             commitment,
             facets,
             rows: None,
+            signals: None,
         }
     }
 }
@@ -164,6 +171,7 @@ pub fn prepare(event: Value, logged_time: u64) -> Result<Committed, EventError> 
         content: [0; 32],
     };
     let (jcs, logged_time_member) = crate::jcs::event(&map);
+    let signals = Signals::of_event(&map, &jcs).map(Arc::new);
     // The content hash is over the canonical event without logged_time:
     // the same bytes with that member cut out.
     let cut = logged_time_member.expect("logged_time was just set");
@@ -172,7 +180,9 @@ pub fn prepare(event: Value, logged_time: u64) -> Result<Committed, EventError> 
         .chain_update(&jcs[cut.end..])
         .finalize()
         .into();
-    Ok(Committed::new(jcs, facets))
+    let mut committed = Committed::new(jcs, facets);
+    committed.signals = signals;
+    Ok(committed)
 }
 
 /// The `uid` and `name` of an OCSF user object, without repeats.
@@ -347,6 +357,21 @@ mod tests {
         assert_eq!(canonical(&v).unwrap_err().field, "n");
         let v: Value = serde_json::from_str(r#"{"n": 1e300}"#).unwrap();
         assert_eq!(canonical(&v).unwrap_err().field, "n");
+    }
+
+    #[test]
+    fn a_prepared_event_carries_the_signals_of_its_canonical_form() {
+        let v = json!({
+            "class_uid": 3002, "activity_id": 1, "time": 1763800000000u64, "severity_id": 1, "status_id": 2,
+            "user": {"uid": "u-42", "name": "alice"}, "dst_endpoint": {"hostname": "sso.example.com"},
+            "src_endpoint": {"ip": "192.0.2.7", "location": {"lat": 48.85, "long": 2.35, "city": "Paris"}},
+            "metadata": {"version": "1.8.0", "product": {"name": "Example IdP"}}});
+        let e = prepare(v, 1763800000123).unwrap();
+        let fed = e
+            .signals
+            .as_deref()
+            .expect("signals taken from the parsed event");
+        assert_eq!(Some(fed), Signals::parse(&e.jcs).as_ref());
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub mod receipt_json;
 pub mod records;
 pub mod sequencer;
 pub mod server;
+pub mod signal_feed;
 pub mod store;
 pub mod tile_cache;
 pub mod tile_rows;

@@ -27,6 +27,7 @@ use crate::event::Committed;
 use crate::index::Index;
 use crate::note::LogSigner;
 use crate::receipt::Receipt;
+use crate::signal_feed::SignalFeed;
 use crate::store::{EventRow, Outcome, Placed, Snapshot, Store, StoreError, TreeState, Write};
 use crate::tree::{self, Hash, HashReader};
 use crate::uids::RecentUids;
@@ -118,6 +119,8 @@ pub struct Sequencer {
     store: Arc<Store>,
     /// The signed size, for followers (detections, streams).
     size: tokio::sync::watch::Receiver<u64>,
+    /// The detection rules' signals of what each commit appended.
+    signals: Arc<SignalFeed>,
 }
 
 impl Sequencer {
@@ -140,7 +143,9 @@ impl Sequencer {
         let (tx, rx) = crossbeam_channel::unbounded();
         let queued = Arc::new(AtomicUsize::new(0));
         let (size_tx, size_rx) = tokio::sync::watch::channel(state.size);
+        let signals = Arc::new(SignalFeed::default());
         let worker = Worker {
+            signals: signals.clone(),
             store: store.clone(),
             signer,
             state,
@@ -164,6 +169,7 @@ impl Sequencer {
             head,
             store,
             size: size_rx,
+            signals,
         };
         (seq, thread)
     }
@@ -176,6 +182,12 @@ impl Sequencer {
     /// Follows the signed tree size.
     pub fn watch_size(&self) -> tokio::sync::watch::Receiver<u64> {
         self.size.clone()
+    }
+
+    /// The signals of committed events, for the detection follower: each
+    /// is there before the signed size covers it.
+    pub fn signals(&self) -> &SignalFeed {
+        &self.signals
     }
 
     /// Events waiting for the sequencer.
@@ -397,6 +409,7 @@ struct Worker {
     uids: RecentUids,
     /// How long the last commit took.
     last_commit: Duration,
+    signals: Arc<SignalFeed>,
 }
 
 impl Worker {
@@ -544,9 +557,15 @@ impl Worker {
             .observe(self.last_commit.as_secs_f64());
         crate::metrics::METRICS.batch_events.observe(count as f64);
         for (write, outcome) in writes.iter().zip(&outcomes) {
-            for (e, index) in appended(write, outcome) {
+            let appended = appended(write, outcome);
+            for &(e, index) in &appended {
                 self.uids.add(&e.facets.uid, index);
             }
+            (self.signals).push(
+                appended
+                    .iter()
+                    .filter_map(|(e, i)| Some((*i, e.signals.clone()?))),
+            );
         }
         // Durable: now, and only now, the new root may be signed.
         let head = self.publish(state);
@@ -569,6 +588,7 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::Signals;
     use crate::store::tests::event;
 
     #[test]
@@ -626,6 +646,58 @@ mod tests {
         index.index_up_to(&store, 50, false).unwrap();
         let receipts = seq.append(batch(50)).await.unwrap();
         assert_eq!(receipts[0].index, 50);
+        seq.stop();
+        thread.join().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_feeds_the_signals_of_what_it_appended_before_publishing_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let index = Arc::new(Index::open(&dir.path().join("ix"), &store).unwrap());
+        let (skey, _) = crate::note::generate_key("test").unwrap();
+        let state = store.tree_state().unwrap();
+        let (seq, thread) = Sequencer::start(
+            store.clone(),
+            index,
+            Arc::new(LogSigner::new(&skey).unwrap()),
+            state,
+            Config::default(),
+        );
+        let prepared = |user: &str, time: u64| {
+            let v = serde_json::json!({"class_uid": 3002, "activity_id": 1, "time": time,
+                "severity_id": 1, "status_id": 2, "user": {"uid": user}, "service": {"name": "s"},
+                "metadata": {"version": "1.8.0", "product": {"name": "p"}}});
+            crate::event::prepare(v, 1).unwrap()
+        };
+        let mut size = seq.watch_size();
+        let fed = vec![prepared("a", 10), prepared("b", 11)];
+        let expected: Vec<_> = fed.iter().map(|e| Signals::parse(&e.jcs)).collect();
+        // An event without signals (made elsewhere than `prepare`) is not
+        // fed: the follower reads it from the store.
+        let unfed = event(7);
+        let appended = seq.append([fed, vec![unfed]].concat()).await.unwrap();
+        assert_eq!(appended.len(), 3);
+        size.changed().await.unwrap();
+        assert_eq!(*size.borrow(), 3);
+        let feed = seq.signals();
+        for (i, want) in expected.iter().enumerate() {
+            assert_eq!(feed.take(i as u64).as_deref(), want.as_ref(), "leaf {i}");
+        }
+        assert!(feed.take(2).is_none());
+        // A retry (same metadata.uid, same content) appends nothing and
+        // feeds nothing.
+        let with_uid = || {
+            let v = serde_json::json!({"class_uid": 3002, "activity_id": 1, "time": 12,
+                "severity_id": 1, "user": {"uid": "c"}, "service": {"name": "s"},
+                "metadata": {"version": "1.8.0", "uid": "r-1", "product": {"name": "p"}}});
+            crate::event::prepare(v, 1).unwrap()
+        };
+        seq.append(vec![with_uid()]).await.unwrap();
+        let retried = seq.append(vec![with_uid()]).await.unwrap();
+        assert!(retried[0].duplicate);
+        assert_eq!(feed.len(), 1, "only the first was fed");
+        assert!(feed.take(3).is_some());
         seq.stop();
         thread.join().unwrap();
     }
