@@ -75,7 +75,16 @@ const FORMAT: u64 = 3;
 const CACHE_BYTES: usize = 128 << 20;
 
 /// Leaves indexed at most in one transaction.
-const CHUNK: u64 = 131_072;
+const CHUNK: u64 = 524_288;
+
+/// Leaves a round reads and holds in memory at once: a round of `CHUNK`
+/// read whole held ~110 MiB more at its peak (session 12). The unit tests'
+/// logs are small: there a part is a few leaves, so that their rounds span
+/// many parts (postings, redactions and roots across parts).
+#[cfg(not(test))]
+const PART: u64 = 131_072;
+#[cfg(test)]
+const PART: u64 = 7;
 
 /// How long the follower lets the log grow from the start of one round to
 /// the next, unless a reader is waiting or a `CHUNK` of leaves is. A round
@@ -85,9 +94,13 @@ const CHUNK: u64 = 131_072;
 /// round, the less each leaf pays. Started back to back, rounds shrank to
 /// what arrived during the last and took the cores from the appends: with
 /// 1 s here, 100-event batches held 41,000-43,700 events/s over 60 s;
-/// with 3 s, 43,100-47,700 (BENCHMARKS.md, session 7). Readers hurry the
-/// follower (`wait_for`), so they wait for one round at most, as before.
-const PACE: Duration = Duration::from_millis(3000);
+/// with 3 s, 43,100-47,700 (BENCHMARKS.md, session 7). With 10 s (and a
+/// `CHUNK` that holds 10 s of them) the follower took ~25 % less CPU, its
+/// rounds' bursts of writes delayed the log's commits less, and 60 s of
+/// batches ran 5-6 % faster, p99 78 -> 55-59 ms; peak RSS rose ~210 MiB
+/// (session 12). Readers hurry the follower (`wait_for`): queries made
+/// during those batches waited no longer than with 3 s (p50 0.7-0.9 s).
+const PACE: Duration = Duration::from_millis(10000);
 
 /// Which index a query walks.
 #[derive(Clone, Debug, PartialEq)]
@@ -291,7 +304,7 @@ impl Index {
         let log = store.snapshot().map_err(IndexError::Log)?;
         let mut from = indexed;
         loop {
-            let rows = log.uid_rows(from..from + CHUNK).map_err(IndexError::Log)?;
+            let rows = log.uid_rows(from..from + PART).map_err(IndexError::Log)?;
             if rows.is_empty() {
                 break;
             }
@@ -299,7 +312,7 @@ impl Index {
                 self.uid_filter.insert(index_keys::of_str(uid));
             }
             n += rows.len() as u64;
-            from += CHUNK;
+            from += PART;
         }
         self.uid_filter.set_ready();
         Ok(n)
@@ -367,7 +380,8 @@ impl Index {
     }
 
     /// Indexes the log's leaves from `indexed` up to at most `upto` (at
-    /// most `CHUNK` of them) in one transaction, durable if `durable`.
+    /// most `CHUNK` of them) in one transaction, durable if `durable`, a
+    /// `PART` of them at a time.
     /// Returns the new `indexed`.
     pub fn index_up_to(&self, store: &Store, upto: u64, durable: bool) -> Result<u64, IndexError> {
         let from = self.indexed();
@@ -375,7 +389,6 @@ impl Index {
         if end <= from {
             return Ok(from);
         }
-        let round = Round::read(store, from..end).map_err(IndexError::Log)?;
         let mut tx = self.begin_write()?;
         if durable {
             // A crash then reopens from this commit without a repair.
@@ -385,22 +398,35 @@ impl Index {
         }
         {
             let mut t = Tables::open(&tx)?;
-            // Lookups take the lowest matching index: a leaf hash or uid
-            // that ever repeated keeps its first claim.
-            insert_sorted(&mut t.leaves, round.leaves.into_iter())?;
-            insert_sorted(&mut t.uids, round.uids.into_iter())?;
-            for (i, keys) in &round.keys {
-                t.keys.insert(i, keys.encode().as_slice())?;
-            }
-            t.add_all(&round.keys)?;
-            for redacted in round.redacted {
-                let old = t.keys.remove(redacted)?.map(|v| v.value().to_vec());
-                if let Some(bytes) = old {
-                    t.remove(redacted, &Keys::decode(redacted, &bytes)?)?;
+            let mut start = from;
+            while start < end {
+                // One commit for the whole round (its pages are what it
+                // costs), read and inserted a `PART` at a time (its rows
+                // are what it holds in memory).
+                let part = start..end.min(start + PART);
+                let round = Round::read(store, part.clone()).map_err(IndexError::Log)?;
+                // Lookups take the lowest matching index: a leaf hash or
+                // uid that ever repeated keeps its first claim.
+                insert_sorted(&mut t.leaves, round.leaves.into_iter())?;
+                insert_sorted(&mut t.uids, round.uids.into_iter())?;
+                for (i, keys) in &round.keys {
+                    t.keys.insert(i, keys.encode().as_slice())?;
                 }
+                t.add_all(&round.keys)?;
+                // A redaction's record comes after the leaf it redacts, so
+                // that leaf's keys are in `keys` by now.
+                for redacted in round.redacted {
+                    let old = t.keys.remove(redacted)?.map(|v| v.value().to_vec());
+                    if let Some(bytes) = old {
+                        t.remove(redacted, &Keys::decode(redacted, &bytes)?)?;
+                    }
+                }
+                if part.end == end {
+                    t.meta.insert("root", round.root.0.as_slice())?;
+                }
+                start = part.end;
             }
             t.meta.insert("indexed", end.to_be_bytes().as_slice())?;
-            t.meta.insert("root", round.root.0.as_slice())?;
         }
         tx.commit()?;
         self.indexed.send_replace(end);

@@ -25,7 +25,7 @@ type Place = (u64, [u8; 32]);
 /// The uids appended beyond the index, by key (`index_keys::of_str`).
 ///
 /// Why keys, not the uids: memory holds every uid the index lags behind,
-/// up to `max_unindexed` (a million), and a map of `Arc<str>` took ~150
+/// up to `max_unindexed` (four million), and a map of `Arc<str>` took ~150
 /// bytes a uid: ~60 MiB of RSS that grew with the lag between 1.5M and 4M
 /// events of a fill (BENCHMARKS.md, session 10). A key and a leaf index
 /// take ~40. A hit is checked against the log's `uid_log` row, which also
