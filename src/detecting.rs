@@ -20,6 +20,16 @@ use crate::store::{EventRow, Store, StoreError};
 /// at up to ~1 event/s per user for 14 days with room to spare).
 pub const REPLAY: u64 = 1_000_000;
 
+/// What `observe` saw of a range of events.
+struct Observed {
+    findings: Vec<Finding>,
+    /// The first event not observed: the range's end, or the event the
+    /// store could not be read for (`failed`). The rules keep what they
+    /// saw before it, so the next call starts there and sees no event twice.
+    next: u64,
+    failed: Option<StoreError>,
+}
+
 /// Runs the rules over the events at `range`: on the signals the
 /// sequencer fed, or, for an event it did not, on the event read back
 /// from the store (a snapshot opened only then). A redacted event is
@@ -30,17 +40,26 @@ fn observe(
     feed: &SignalFeed,
     store: &Store,
     range: std::ops::Range<u64>,
-) -> Result<Vec<Finding>, StoreError> {
+) -> Observed {
     let mut snap = None;
     let mut findings = Vec::new();
     let mut engine = engine.lock().expect("not poisoned");
-    for i in range {
+    for i in range.clone() {
         let signals = match feed.take(i) {
             Some(s) => Some(s),
             None => {
                 let snap = match &mut snap {
                     Some(snap) => snap,
-                    None => snap.insert(store.snapshot()?),
+                    None => match store.snapshot() {
+                        Ok(opened) => snap.insert(opened),
+                        Err(e) => {
+                            return Observed {
+                                findings,
+                                next: i,
+                                failed: Some(e),
+                            }
+                        }
+                    },
                 };
                 match snap.event(i) {
                     Ok(EventRow::Present(e)) => Signals::parse(&e.jcs).map(Arc::new),
@@ -52,7 +71,11 @@ fn observe(
             findings.extend(engine.observe_signals(i, &v));
         }
     }
-    Ok(findings)
+    Observed {
+        findings,
+        next: range.end,
+        failed: None,
+    }
 }
 
 /// Follows the log for ever; call from a spawned task.
@@ -68,15 +91,13 @@ pub async fn run(
         let target = *size.borrow_and_update();
         while next < target {
             let end = target.min(next + 1000);
-            let findings = match observe(&engine, sequencer.signals(), &store, next..end) {
-                Ok(findings) => findings,
-                Err(e) => {
-                    tracing::warn!(error = %e, "detections: store unreadable; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            next = end;
+            let seen = observe(&engine, sequencer.signals(), &store, next..end);
+            next = seen.next;
+            if let Some(e) = seen.failed {
+                tracing::warn!(error = %e, "detections: store unreadable; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            let findings = seen.findings;
             if findings.is_empty() {
                 continue;
             }

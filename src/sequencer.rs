@@ -613,16 +613,15 @@ mod tests {
         assert_eq!(pause(5000, 1000, ms(100)), ms(250), "capped");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn appends_slow_then_stop_while_the_index_is_behind_and_resume_once_it_catches_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
-        let index = Arc::new(Index::open(&dir.path().join("ix"), &store).unwrap());
+    /// A sequencer on a new log in `dir`, with its store and index (no
+    /// follower runs).
+    fn started(
+        dir: &std::path::Path,
+        config: Config,
+    ) -> (Sequencer, JoinHandle<()>, Arc<Store>, Arc<Index>) {
+        let store = Arc::new(Store::open(&dir.join("db")).unwrap());
+        let index = Arc::new(Index::open(&dir.join("ix"), &store).unwrap());
         let (skey, _) = crate::note::generate_key("test").unwrap();
-        let config = Config {
-            max_unindexed: 40,
-            ..Config::default()
-        };
         let state = store.tree_state().unwrap();
         let (seq, thread) = Sequencer::start(
             store.clone(),
@@ -631,6 +630,17 @@ mod tests {
             state,
             config,
         );
+        (seq, thread, store, index)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_slow_then_stop_while_the_index_is_behind_and_resume_once_it_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            max_unindexed: 40,
+            ..Config::default()
+        };
+        let (seq, thread, store, index) = started(dir.path(), config);
         let batch = |from: usize| (from..from + 10).map(event).collect::<Vec<_>>();
         let pauses = || crate::metrics::METRICS.index_pauses.load(Ordering::Relaxed);
         // No follower runs: every batch leaves the index further behind.
@@ -657,17 +667,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_commit_feeds_the_signals_of_what_it_appended_before_publishing_its_size() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
-        let index = Arc::new(Index::open(&dir.path().join("ix"), &store).unwrap());
-        let (skey, _) = crate::note::generate_key("test").unwrap();
-        let state = store.tree_state().unwrap();
-        let (seq, thread) = Sequencer::start(
-            store.clone(),
-            index,
-            Arc::new(LogSigner::new(&skey).unwrap()),
-            state,
-            Config::default(),
-        );
+        let (seq, thread, _, _) = started(dir.path(), Config::default());
         let prepared = |user: &str, time: u64| {
             let v = serde_json::json!({"class_uid": 3002, "activity_id": 1, "time": time,
                 "severity_id": 1, "status_id": 2, "user": {"uid": user}, "service": {"name": "s"},
