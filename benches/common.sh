@@ -3,6 +3,8 @@
 #   serve DATA PORT [serve flags...]
 #                    starts `serve` on DATA ($BIN for another build), logs
 #                    to DATA.log, sets $PID, stops it on exit, waits 2 s
+#   fresh DATA PORT [serve flags...]
+#                    build, then serve on an emptied DATA
 #   settle           waits (at most 90 s) until the server is idle: under
 #                    0.05 cores over a second, so that a scenario does not
 #                    share the machine with the index and the detection
@@ -31,4 +33,10 @@ settle() {
     [ $(( (t1 - t0) * 100 / ticks )) -lt 5 ] && return
   done
   echo "the server did not settle in 90 s" >&2
+}
+
+fresh() {
+  build
+  rm -rf "$1"
+  serve "$@"
 }

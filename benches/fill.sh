@@ -12,9 +12,7 @@ N=${1:-10000000}
 D=${2:-/tmp/sealog-fill}
 PORT=${3:-18200}
 source benches/common.sh
-build
-rm -rf "$D"
-serve "$D" $PORT
+fresh "$D" $PORT
 metric() { awk -v k="$1" '$1 == k {print $2}'; }
 (while kill -0 $PID 2>/dev/null; do
   m=$(curl -s http://127.0.0.1:$PORT/metrics || true)

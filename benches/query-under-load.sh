@@ -10,9 +10,7 @@ cd "$(dirname "$0")/.."
 D=${1:-/tmp/sealog-qload}
 PORT=${2:-18200}
 source benches/common.sh
-build
-rm -rf "$D"
-serve "$D" $PORT
+fresh "$D" $PORT
 "$LG" --url http://127.0.0.1:$PORT --token-file "$D/admin.token" --seconds 45 \
   --scenario append --batch 100 --concurrency 16 >"$D.append" 2>&1 &
 A=$!

@@ -12,9 +12,7 @@ DATA=${1:-/tmp/sealog-bench}
 PORT=${2:-18100}
 SECS=${SECS:-10}
 source benches/common.sh
-build
-rm -rf "$DATA"
-serve "$DATA" $PORT --bench-floor true
+fresh "$DATA" $PORT --bench-floor true
 run() {
   echo "== $*"
   settle

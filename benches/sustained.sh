@@ -12,9 +12,7 @@ C=${2:-16}
 D=${3:-/tmp/sealog-sustained}
 PORT=${4:-18200}
 source benches/common.sh
-build
-rm -rf "$D"
-serve "$D" $PORT
+fresh "$D" $PORT
 "$LG" --url http://127.0.0.1:$PORT --token-file "$D/admin.token" --server-pid $PID \
   --seconds "$SECS" --scenario append --batch 100 --concurrency "$C"
 for t in /proc/$PID/task/*; do echo "$(cat $t/comm) $(awk '{print $14 + $15}' $t/stat)"; done |
