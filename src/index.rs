@@ -101,7 +101,7 @@ const PART: u64 = 7;
 /// rounds' bursts of writes delayed the log's commits less, and 60 s of
 /// batches ran 5-6 % faster, p99 78 -> 55-59 ms; peak RSS rose ~210 MiB
 /// (session 12). Readers hurry the follower (`wait_for`): queries made
-/// during those batches waited no longer than with 3 s (p50 0.7-0.9 s).
+/// during those batches waited about as long as with 3 s (p50 0.7-1.0 s).
 const PACE: Duration = Duration::from_millis(10000);
 
 /// Which index a query walks.
