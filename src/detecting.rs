@@ -14,7 +14,7 @@ use crate::detect::{Engine, Finding, Signals};
 use crate::event;
 use crate::sequencer::Sequencer;
 use crate::signal_feed::SignalFeed;
-use crate::store::{EventRow, Store, StoreError};
+use crate::store::{EventRow, Snapshot, Store, StoreError};
 
 /// Events replayed at startup to rebuild rule state (covers every window
 /// at up to ~1 event/s per user for 14 days with room to spare).
@@ -48,10 +48,9 @@ fn observe(
         let signals = match feed.take(i) {
             Some(s) => Some(s),
             None => {
-                let snap = match &mut snap {
-                    Some(snap) => snap,
-                    None => match store.snapshot() {
-                        Ok(opened) => snap.insert(opened),
+                if snap.is_none() {
+                    match store.snapshot() {
+                        Ok(opened) => snap = Some(opened),
                         Err(e) => {
                             return Observed {
                                 findings,
@@ -59,12 +58,9 @@ fn observe(
                                 failed: Some(e),
                             }
                         }
-                    },
-                };
-                match snap.event(i) {
-                    Ok(EventRow::Present(e)) => Signals::parse(&e.jcs).map(Arc::new),
-                    _ => None,
+                    }
                 }
+                stored_signals(snap.as_ref().expect("opened above"), i)
             }
         };
         if let Some(v) = signals {
@@ -75,6 +71,15 @@ fn observe(
         findings,
         next: range.end,
         failed: None,
+    }
+}
+
+/// The signals of the event at `index` as stored; none if it is redacted,
+/// absent or unreadable, or if a member the rules read has the wrong type.
+fn stored_signals(snap: &Snapshot, index: u64) -> Option<Arc<Signals>> {
+    match snap.event(index) {
+        Ok(EventRow::Present(e)) => Signals::parse(&e.jcs).map(Arc::new),
+        _ => None,
     }
 }
 

@@ -180,9 +180,10 @@ pub fn prepare(event: Value, logged_time: u64) -> Result<Committed, EventError> 
         .chain_update(&jcs[cut.end..])
         .finalize()
         .into();
-    let mut committed = Committed::new(jcs, facets);
-    committed.signals = signals;
-    Ok(committed)
+    Ok(Committed {
+        signals,
+        ..Committed::new(jcs, facets)
+    })
 }
 
 /// The `uid` and `name` of an OCSF user object, without repeats.

@@ -99,8 +99,8 @@ const PART: u64 = 7;
 /// with 3 s, 43,100-47,700 (BENCHMARKS.md, session 7). With 10 s (and a
 /// `CHUNK` that holds 10 s of them) the follower took ~25 % less CPU, its
 /// rounds' bursts of writes delayed the log's commits less, and 60 s of
-/// batches ran 5-6 % faster, p99 78 -> 55-59 ms; peak RSS rose ~210 MiB
-/// (session 12). Readers hurry the follower (`wait_for`): queries made
+/// batches ran 4-6 % faster, p99 78 -> 54-59 ms, and peak RSS over them
+/// rose 55 MiB (rounds read whole: ~210; session 12). Readers hurry the follower (`wait_for`): queries made
 /// during those batches waited about as long as with 3 s (p50 0.7-1.0 s).
 const PACE: Duration = Duration::from_millis(10000);
 
@@ -405,30 +405,30 @@ impl Index {
                 // One commit for the whole round (its pages are what it
                 // costs), read and inserted a `PART` at a time (its rows
                 // are what it holds in memory).
-                let part = start..end.min(start + PART);
-                let round = Round::read(store, part.clone()).map_err(IndexError::Log)?;
+                let range = start..end.min(start + PART);
+                let part = Part::read(store, range.clone()).map_err(IndexError::Log)?;
                 // Lookups take the lowest matching index: a leaf hash or
                 // uid that ever repeated keeps its first claim.
-                insert_sorted(&mut t.leaves, round.leaves.into_iter())?;
-                insert_sorted(&mut t.uids, round.uids.into_iter())?;
-                for (i, keys) in &round.keys {
+                insert_sorted(&mut t.leaves, part.leaves.into_iter())?;
+                insert_sorted(&mut t.uids, part.uids.into_iter())?;
+                for (i, keys) in &part.keys {
                     t.keys.insert(i, keys.encode().as_slice())?;
                 }
-                t.add_all(&round.keys)?;
+                t.add_all(&part.keys)?;
                 // A redaction's record comes after the leaf it redacts, so
                 // that leaf's keys are in `keys` by now.
-                for redacted in round.redacted {
+                for redacted in part.redacted {
                     let old = t.keys.remove(redacted)?.map(|v| v.value().to_vec());
                     if let Some(bytes) = old {
                         t.remove(redacted, &Keys::decode(redacted, &bytes)?)?;
                     }
                 }
-                if part.end == end {
-                    t.meta.insert("root", round.root.0.as_slice())?;
-                }
-                start = part.end;
+                start = range.end;
             }
+            let root = tree::root(end, &store.snapshot().map_err(IndexError::Log)?)
+                .map_err(|e| StoreError::Corrupt(format!("root at {end}: {e}")))?;
             t.meta.insert("indexed", end.to_be_bytes().as_slice())?;
+            t.meta.insert("root", root.0.as_slice())?;
         }
         tx.commit()?;
         self.indexed.send_replace(end);
@@ -528,21 +528,19 @@ fn rest_after(took: Duration, waiting: u64) -> Duration {
     PACE.saturating_sub(took)
 }
 
-/// What a round indexes, read from one snapshot of the log.
-struct Round {
+/// What a part of a round indexes, read from one snapshot of the log.
+struct Part {
     /// (leaf hash key, leaf index).
     leaves: Vec<(u64, u64)>,
     /// (uid key, leaf index).
     uids: Vec<(u64, u64)>,
     /// The keys of each unredacted leaf, in leaf order.
     keys: Vec<(u64, Keys)>,
-    /// Leaves whose redaction record lies in the round.
+    /// Leaves whose redaction record lies in the part.
     redacted: Vec<u64>,
-    /// The log's root at the round's end.
-    root: Hash,
 }
 
-impl Round {
+impl Part {
     fn read(store: &Store, range: std::ops::Range<u64>) -> Result<Self, StoreError> {
         let snap = store.snapshot()?;
         let (from, end) = (range.start, range.end);
@@ -556,14 +554,11 @@ impl Round {
             .collect();
         let keys = snap.facets_in(range.clone(), |f| Keys::of(&f))?;
         let redacted = snap.redactions(range)?.into_iter().map(|r| r.1).collect();
-        let root = tree::root(end, &snap)
-            .map_err(|e| StoreError::Corrupt(format!("root at {end}: {e}")))?;
-        Ok(Round {
+        Ok(Part {
             leaves,
             uids,
             keys,
             redacted,
-            root,
         })
     }
 }

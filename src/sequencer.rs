@@ -565,11 +565,10 @@ impl Worker {
             for &(e, index) in &appended {
                 self.uids.add(&e.facets.uid, index);
             }
-            (self.signals).push(
-                appended
-                    .iter()
-                    .filter_map(|(e, i)| Some((*i, e.signals.clone()?))),
-            );
+            let fed = appended
+                .iter()
+                .filter_map(|(e, i)| Some((*i, e.signals.clone()?)));
+            self.signals.push(fed);
         }
         // Durable: now, and only now, the new root may be signed.
         let head = self.publish(state);
