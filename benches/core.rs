@@ -40,7 +40,9 @@ fn hashing(c: &mut Criterion) {
     });
     let ev = sample_event();
     c.bench_function("prepare (OCSF validation + JCS + salt + SHA-256)", |b| {
-        b.iter(|| event::prepare(black_box(ev.clone()), 1).unwrap())
+        b.iter(|| {
+            event::prepare(black_box(ev.clone()), 1, event::Appender::Token("bench")).unwrap()
+        })
     });
     let jcs = event::canonical(&ev).unwrap();
     c.bench_function("commitment (salt + SHA-256 of the JCS bytes)", |b| {
@@ -139,9 +141,13 @@ fn compression(c: &mut Criterion) {
         .map(|n| {
             let mut body = Vec::new();
             events::write_event(&mut body, 1, n);
-            event::prepare(serde_json::from_slice(&body).unwrap(), 1)
-                .unwrap()
-                .jcs
+            event::prepare(
+                serde_json::from_slice(&body).unwrap(),
+                1,
+                event::Appender::Token("bench"),
+            )
+            .unwrap()
+            .jcs
         })
         .collect();
     let mut samples = Samples::default();
@@ -179,7 +185,9 @@ fn batch_append(c: &mut Criterion) {
         b.iter_batched(
             || {
                 (0..100)
-                    .map(|_| event::prepare(sample_event(), 1).unwrap())
+                    .map(|_| {
+                        event::prepare(sample_event(), 1, event::Appender::Token("bench")).unwrap()
+                    })
                     .collect::<Vec<_>>()
             },
             |evs| {

@@ -736,8 +736,8 @@ mod tests {
     #[test]
     fn findings_are_valid_ocsf_with_a_stable_uid() {
         let f = finding("brute_force", "alice", vec![1, 2, 3], 3, 70, 5);
-        let a = crate::event::prepare(f.event(), 9).unwrap();
-        let b = crate::event::prepare(f.event(), 10).unwrap();
+        let a = crate::event::prepare(f.event(), 9, crate::event::Appender::Log).unwrap();
+        let b = crate::event::prepare(f.event(), 10, crate::event::Appender::Log).unwrap();
         assert_eq!(a.facets.uid, b.facets.uid);
         assert_eq!(a.facets.class_uid, 2004);
     }

@@ -108,7 +108,9 @@ pub async fn run(
             }
             let events: Vec<_> = findings
                 .iter()
-                .filter_map(|f| event::prepare(f.event(), crate::clock::now_ms()).ok())
+                .filter_map(|f| {
+                    event::prepare(f.event(), crate::clock::now_ms(), event::Appender::Log).ok()
+                })
                 .collect();
             for f in &findings {
                 tracing::info!(rule = f.rule, subject = %f.subject, evidence = ?f.evidence, "detection");

@@ -125,21 +125,124 @@ impl Committed {
     }
 }
 
+/// Who hands an event to the log. The server records it inside the event
+/// (so inside what the leaf commits to) as the last entry of
+/// `metadata.loggers`, like `metadata.logged_time`: an auditor reading any
+/// event can tell which token appended it, and the log's own records from
+/// everything a token holder posted (spec/leaves.md, "Provenance").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appender<'a> {
+    /// `POST /v1/events` by the token with this name.
+    Token(&'a str),
+    /// The log itself: token changes, redactions, detection findings.
+    Log,
+}
+
+/// The name of the server's `metadata.loggers` entry, and the product and
+/// `metadata.uid` prefix reserved for the log's own records.
+pub const LOGGER_NAME: &str = "sealog";
+/// `metadata.uid`s with this prefix are the log's own (findings): no
+/// producer may post one, so none can take a uid the detection runner
+/// will use.
+pub const RESERVED_UID_PREFIX: &str = "sealog-";
+/// The deepest nesting an event may have (the event object itself is
+/// depth 1). Every reader parses events inside envelopes (a receipt, a
+/// query page, a stream message: at most 4 levels more) with serde_json's
+/// limit of 128, so whatever is appended can always be read back.
+pub const MAX_DEPTH: usize = 64;
+/// The largest canonical event, in bytes (CloudTrail's limit too). A
+/// query page, a stream message and a receipt each carry whole events;
+/// bounding one bounds them, and bounds what parsing one costs in memory
+/// (`json::for_each_event`).
+pub const MAX_EVENT_BYTES: usize = 256 << 10;
+
+/// `metadata.loggers`' last entry, as the server writes it.
+fn logger(by: Appender) -> Value {
+    let product = serde_json::json!({"name": LOGGER_NAME, "vendor_name": LOGGER_NAME});
+    match by {
+        Appender::Token(name) => serde_json::json!({
+            "name": LOGGER_NAME, "log_name": "events", "uid": name, "product": product,
+        }),
+        Appender::Log => serde_json::json!({
+            "name": LOGGER_NAME, "log_name": "records", "product": product,
+        }),
+    }
+}
+
+/// Refuses what only the log may write: a `metadata.loggers` entry, a
+/// product or a `unmapped.sealog` member claiming to be sealog, or a
+/// `metadata.uid` in the log's reserved range.
+fn check_not_imitating(map: &Map<String, Value>) -> Result<(), EventError> {
+    let is_sealog = |v: &Value| {
+        v.as_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case(LOGGER_NAME))
+    };
+    let metadata = &map["metadata"];
+    if let Some(loggers) = metadata.get("loggers").and_then(Value::as_array) {
+        for (i, l) in loggers.iter().enumerate() {
+            if is_sealog(&l["name"]) || is_sealog(&l["product"]["name"]) {
+                return Err(EventError::new(
+                    format!("metadata.loggers[{i}]"),
+                    "the logger named sealog is the log's own, set by the server",
+                ));
+            }
+        }
+    }
+    if is_sealog(&metadata["product"]["name"]) {
+        return Err(EventError::new(
+            "metadata.product.name",
+            "product sealog is reserved for the log's own records",
+        ));
+    }
+    if metadata["uid"]
+        .as_str()
+        .is_some_and(|u| u.starts_with(RESERVED_UID_PREFIX))
+    {
+        return Err(EventError::new(
+            "metadata.uid",
+            format!("uids starting {RESERVED_UID_PREFIX:?} are reserved for the log's own records"),
+        ));
+    }
+    if map
+        .get("unmapped")
+        .and_then(|u| u.get(LOGGER_NAME))
+        .is_some()
+    {
+        return Err(EventError::new(
+            "unmapped.sealog",
+            "reserved for the log's own records",
+        ));
+    }
+    Ok(())
+}
+
 /// Makes an OCSF event ready for the log: validates it against the schema,
 /// fills in `type_uid` and `category_uid` when absent, sets
-/// `metadata.logged_time` to `logged_time` and `metadata.uid` to a fresh
-/// UUID when the producer gave none, canonicalizes it and commits to it.
-pub fn prepare(event: Value, logged_time: u64) -> Result<Committed, EventError> {
+/// `metadata.logged_time` to `logged_time`, `metadata.uid` to a fresh
+/// UUID when the producer gave none, and appends the server's entry naming
+/// `by` to `metadata.loggers`; canonicalizes it and commits to it. A
+/// token's event may not imitate the log's own records
+/// (`check_not_imitating`).
+pub fn prepare(event: Value, logged_time: u64, by: Appender) -> Result<Committed, EventError> {
     let Value::Object(mut map) = event else {
         return Err(EventError::new("", "an event must be a JSON object"));
     };
-    check_numbers_in(&map, &mut String::new())?;
+    check_shape_in(&map, &mut String::new(), 1, MAX_DEPTH)?;
     let class_uid = validate::validate(&mut map)?;
+    if by != Appender::Log {
+        check_not_imitating(&map)?;
+    }
     let metadata = map
         .get_mut("metadata")
         .and_then(Value::as_object_mut)
         .expect("validated: metadata is an object");
     metadata.insert("logged_time".into(), Value::from(logged_time));
+    match metadata.get_mut("loggers") {
+        Some(Value::Array(loggers)) => loggers.push(logger(by)),
+        _ => {
+            metadata.insert("loggers".into(), Value::Array(vec![logger(by)]));
+        }
+    }
     let uid = match metadata.get("uid") {
         None | Some(Value::Null) => {
             let uid = new_uuid();
@@ -170,16 +273,28 @@ pub fn prepare(event: Value, logged_time: u64) -> Result<Committed, EventError> 
         logged_time,
         content: [0; 32],
     };
-    let (jcs, logged_time_member) = crate::jcs::event(&map);
+    let (jcs, server_set) = crate::jcs::event(&map);
+    if jcs.len() > MAX_EVENT_BYTES {
+        return Err(EventError::new(
+            "",
+            format!(
+                "the canonical event is {} bytes; the limit is {MAX_EVENT_BYTES}",
+                jcs.len()
+            ),
+        ));
+    }
     let signals = Signals::of_event(&map, &jcs).map(Arc::new);
-    // The content hash is over the canonical event without logged_time:
-    // the same bytes with that member cut out.
-    let cut = logged_time_member.expect("logged_time was just set");
-    facets.content = Sha256::new()
-        .chain_update(&jcs[..cut.start])
-        .chain_update(&jcs[cut.end..])
-        .finalize()
-        .into();
+    // The content hash is over the canonical event without what the
+    // server set (logged_time, its logger): the same bytes with those cut
+    // out, so a retry, from any token, carries the same.
+    let mut h = Sha256::new();
+    let mut at = 0;
+    for cut in server_set {
+        h.update(&jcs[at..cut.start.max(at)]);
+        at = at.max(cut.end);
+    }
+    h.update(&jcs[at..]);
+    facets.content = h.finalize().into();
     Ok(Committed {
         signals,
         ..Committed::new(jcs, facets)
@@ -228,11 +343,15 @@ pub fn canonical(event: &Value) -> Result<Vec<u8>, EventError> {
     let Value::Object(map) = event else {
         return Err(EventError::new("", "an event must be a JSON object"));
     };
-    check_numbers_in(map, &mut String::new())?;
+    // Readers take back every event a log ever accepted, also one from
+    // before `MAX_DEPTH`: only the parser's own limit bounds depth here.
+    check_shape_in(map, &mut String::new(), 1, usize::MAX)?;
     Ok(crate::jcs::to_vec(event))
 }
 
-fn check_numbers(v: &Value, path: &mut String) -> Result<(), EventError> {
+/// Checks what every reader must be able to take back: numbers within
+/// ±(2^53 - 1) and nesting at most `limit` deep (`depth` is `v`'s).
+fn check_shape(v: &Value, path: &mut String, depth: usize, limit: usize) -> Result<(), EventError> {
     match v {
         Value::Number(n) => {
             let ok = if let Some(u) = n.as_u64() {
@@ -254,28 +373,44 @@ fn check_numbers(v: &Value, path: &mut String) -> Result<(), EventError> {
                 ))
             }
         }
+        Value::Array(_) if depth > limit => Err(EventError::new(
+            path.clone(),
+            format!("nested deeper than {limit} levels"),
+        )),
         Value::Array(a) => {
             for (i, x) in a.iter().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                check_numbers(x, path)?;
+                check_shape(x, path, depth + 1, limit)?;
                 path.truncate(len);
             }
             Ok(())
         }
-        Value::Object(m) => check_numbers_in(m, path),
+        Value::Object(m) => check_shape_in(m, path, depth, limit),
         _ => Ok(()),
     }
 }
 
-fn check_numbers_in(m: &Map<String, Value>, path: &mut String) -> Result<(), EventError> {
+/// `check_shape` of the object `m`, at `depth`.
+fn check_shape_in(
+    m: &Map<String, Value>,
+    path: &mut String,
+    depth: usize,
+    limit: usize,
+) -> Result<(), EventError> {
+    if depth > limit {
+        return Err(EventError::new(
+            path.clone(),
+            format!("nested deeper than {limit} levels"),
+        ));
+    }
     for (k, x) in m {
         let len = path.len();
         if !path.is_empty() {
             path.push('.');
         }
         path.push_str(k);
-        check_numbers(x, path)?;
+        check_shape(x, path, depth + 1, limit)?;
         path.truncate(len);
     }
     Ok(())
@@ -367,7 +502,7 @@ mod tests {
             "user": {"uid": "u-42", "name": "alice"}, "dst_endpoint": {"hostname": "sso.example.com"},
             "src_endpoint": {"ip": "192.0.2.7", "location": {"lat": 48.85, "long": 2.35, "city": "Paris"}},
             "metadata": {"version": "1.8.0", "product": {"name": "Example IdP"}}});
-        let e = prepare(v, 1763800000123).unwrap();
+        let e = prepare(v, 1763800000123, Appender::Token("t")).unwrap();
         let fed = e
             .signals
             .as_deref()

@@ -16,6 +16,7 @@ use crate::auth::{self, AuthError, Scope, TokenRecord, Tokens};
 use crate::clock;
 use crate::event::{self, Committed};
 use crate::index::{Index, IndexError, View};
+use crate::json;
 use crate::note::LogSigner;
 use crate::query::{self, Cursor, Query};
 use crate::receipt::{self, ConsistencyProof, InclusionProof};
@@ -152,6 +153,9 @@ pub enum ApiError {
     Gone { index: u64, record: u64 },
     #[error("{0}")]
     Conflict(String),
+    /// A write no token may make (redacting the log's own records).
+    #[error("{0}")]
+    Protected(String),
     #[error("{0}")]
     NotAcceptable(String),
     #[error("{0}")]
@@ -188,6 +192,7 @@ impl IntoResponse for ApiError {
             ApiError::InvalidEvent { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
             ApiError::Gone { .. } => (StatusCode::GONE, "redacted"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Protected(_) => (StatusCode::FORBIDDEN, "protected_record"),
             ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable"),
             ApiError::Append(AppendError::QueueFull) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "overloaded")
@@ -245,6 +250,12 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// What one event may cost in memory once parsed (`json::for_each_event`):
+/// enough for an event of `event::MAX_EVENT_BYTES` of ordinary JSON (about
+/// 6x its text), not for one of dense one-digit arrays (about 32x). With
+/// it a request's memory stays near 3x its body (spec/security.md).
+pub const EVENT_PARSE_BUDGET: usize = 8 * event::MAX_EVENT_BYTES;
+
 /// How long a read waits for the index to cover the size it answers for
 /// (normally milliseconds; longer only while it catches up after a restart).
 const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -300,7 +311,8 @@ async fn append_inner(
     body: Body,
     events: &mut usize,
 ) -> Result<Response, ApiError> {
-    authorize(s, headers, Scope::Append)?;
+    let token = authorize(s, headers, Scope::Append)?;
+    let by = event::Appender::Token(&token.name);
     // Refuse on the declared length, before the client sends it all.
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -313,36 +325,42 @@ async fn append_inner(
         )));
     }
     let body = read_body(body, &s.limits).await?;
-    let value = crate::json::parse(&body)
-        .map_err(|e| ApiError::bad("body", format!("malformed JSON: {e}")))?;
-    let (values, single) = match value {
-        Value::Array(a) => (a, false),
-        v => (vec![v], true),
-    };
-    *events = values.len();
-    if values.is_empty() {
+    let logged_time = clock::now_ms();
+    let single = body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[');
+    let mut committed: Vec<Committed> = Vec::new();
+    // Each event is prepared as soon as it is parsed, and its `Value`
+    // dropped: a request holds its body, one parsed event, and the
+    // canonical and stored forms of the events before it.
+    let parsed = json::for_each_event(&body, EVENT_PARSE_BUDGET, |i, v| {
+        if i >= s.limits.max_events {
+            return Err(ApiError::TooLarge(format!(
+                "over {} events in one request",
+                s.limits.max_events
+            )));
+        }
+        let mut e = event::prepare(v, logged_time, by).map_err(|error| ApiError::InvalidEvent {
+            index: (!single).then_some(i),
+            error,
+        })?;
+        s.store.encode_ahead(&mut e);
+        committed.push(e);
+        Ok(())
+    });
+    drop(body);
+    match parsed {
+        Ok(_) => {}
+        Err(json::EventsError::Json(e)) => {
+            return Err(ApiError::bad("body", format!("malformed JSON: {e}")))
+        }
+        Err(e @ json::EventsError::TooComplex { .. }) => {
+            return Err(ApiError::TooLarge(e.to_string()))
+        }
+        Err(json::EventsError::Refused(e)) => return Err(e),
+    }
+    *events = committed.len();
+    if committed.is_empty() {
         return Err(ApiError::bad("body", "an empty array appends nothing"));
     }
-    if values.len() > s.limits.max_events {
-        return Err(ApiError::TooLarge(format!(
-            "{} events in one request; the limit is {}",
-            values.len(),
-            s.limits.max_events
-        )));
-    }
-    let logged_time = clock::now_ms();
-    let committed = values
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let mut e = event::prepare(v, logged_time).map_err(|error| ApiError::InvalidEvent {
-                index: (!single).then_some(i),
-                error,
-            })?;
-            s.store.encode_ahead(&mut e);
-            Ok::<_, ApiError>(e)
-        })
-        .collect::<Result<Vec<Committed>, _>>()?;
     let receipts = s.sequencer.append(committed).await?;
     let dups = receipts.iter().filter(|r| r.duplicate).count() as u64;
     crate::metrics::METRICS
@@ -839,12 +857,28 @@ async fn redact(
                 "a non-empty string of at most 4096 bytes is required",
             )
         })?;
-    if index >= s.sequencer.head().size {
+    let size = s.sequencer.head().size;
+    if index >= size {
         return Err(ApiError::NotFound(format!("no event at index {index}")));
     }
+    // The log's own records (token changes, redactions, findings) are the
+    // record of what admins did: an admin may not erase them.
+    if let EventRow::Present(e) = s.store.snapshot()?.event(index)? {
+        let v: Value = serde_json::from_slice(&e.jcs)
+            .map_err(|err| StoreError::Corrupt(format!("event {index}: {err}")))?;
+        if records::is_own_record(&v) {
+            return Err(ApiError::Protected(format!(
+                "event {index} is the log's own record; it cannot be redacted"
+            )));
+        }
+    }
     let now = clock::now_ms();
-    let record = event::prepare(records::redaction(index, reason, &by.name, now), now)
-        .map_err(|error| ApiError::InvalidEvent { index: None, error })?;
+    let record = event::prepare(
+        records::redaction(index, reason, &by.name, now),
+        now,
+        event::Appender::Log,
+    )
+    .map_err(|error| ApiError::InvalidEvent { index: None, error })?;
     let done = s.sequencer.submit(Write::Redact { index, record }).await?;
     match done.outcome {
         Outcome::Redacted { record } => {
@@ -885,8 +919,12 @@ async fn create_token(
             )
         })?;
     let now = clock::now_ms();
-    let audit = event::prepare(records::token_created(&name, &scopes, &by.name, now), now)
-        .map_err(|error| ApiError::InvalidEvent { index: None, error })?;
+    let audit = event::prepare(
+        records::token_created(&name, &scopes, &by.name, now),
+        now,
+        event::Appender::Log,
+    )
+    .map_err(|error| ApiError::InvalidEvent { index: None, error })?;
     let (token, hash) = Tokens::mint();
     let record = TokenRecord::new(&name, scopes.clone());
     let bytes = serde_json::to_vec(&record).expect("records serialize");
@@ -936,8 +974,12 @@ async fn revoke_token(
         )));
     }
     let now = clock::now_ms();
-    let audit = event::prepare(records::token_revoked(&name, &by.name, now), now)
-        .map_err(|error| ApiError::InvalidEvent { index: None, error })?;
+    let audit = event::prepare(
+        records::token_revoked(&name, &by.name, now),
+        now,
+        event::Appender::Log,
+    )
+    .map_err(|error| ApiError::InvalidEvent { index: None, error })?;
     // Refuse the token at once. Put it back only if the revocation surely
     // did not commit (never queued); after a storage error it stays
     // refused, the safe side, until a restart reads the store.

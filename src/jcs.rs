@@ -29,13 +29,17 @@ pub fn to_vec(v: &Value) -> Vec<u8> {
     out
 }
 
-/// The canonical bytes of the event object `event`, and the byte range of
-/// its top-level `metadata.logged_time` member with one adjacent comma, if
-/// present: cutting that range out gives exactly the canonical bytes of
-/// the event without `metadata.logged_time`.
-pub fn event(event: &Map<String, Value>) -> (Vec<u8>, Option<Range<usize>>) {
+/// The canonical bytes of the event object `event`, and the byte ranges
+/// of what the server set in it: its top-level `metadata.logged_time`
+/// member, and the last entry of `metadata.loggers` (the whole member when
+/// that entry is its only one), each with one adjacent comma. Cutting
+/// those ranges out (they are in order; two may share a comma, so skip
+/// what an earlier range already cut) gives exactly the canonical bytes of
+/// the event as it was before the server set them.
+pub fn event(event: &Map<String, Value>) -> (Vec<u8>, Vec<Range<usize>>) {
     let mut out = Vec::with_capacity(1024);
-    let mut cut = None;
+    // (start, end, is the metadata's first member)
+    let mut cuts: Vec<(usize, usize, bool)> = Vec::with_capacity(2);
     out.push(b'{');
     for (i, (name, value)) in sorted(event).into_iter().enumerate() {
         if i > 0 {
@@ -45,14 +49,34 @@ pub fn event(event: &Map<String, Value>) -> (Vec<u8>, Option<Range<usize>>) {
             Value::Object(metadata) if name == "metadata" => {
                 write_string(name, &mut out);
                 out.extend_from_slice(b":{");
+                let mut members_cut = 0;
                 for (j, (k, x)) in sorted(metadata).into_iter().enumerate() {
                     let start = out.len();
+                    // Every member before this one is cut: this one is
+                    // first in what remains.
+                    let first = members_cut == j;
                     if j > 0 {
                         out.push(b',');
                     }
-                    write_member(k, x, &mut out);
-                    if k == "logged_time" {
-                        cut = Some((start, out.len(), j == 0));
+                    match x {
+                        Value::Array(loggers) if k == "loggers" && !loggers.is_empty() => {
+                            write_string(k, &mut out);
+                            out.push(b':');
+                            let last = write_array(loggers, &mut out);
+                            if loggers.len() == 1 {
+                                cuts.push((start, out.len(), first));
+                                members_cut += 1;
+                            } else {
+                                cuts.push((last.start, last.end, false));
+                            }
+                        }
+                        _ => {
+                            write_member(k, x, &mut out);
+                            if k == "logged_time" {
+                                cuts.push((start, out.len(), first));
+                                members_cut += 1;
+                            }
+                        }
                     }
                 }
                 out.push(b'}');
@@ -61,9 +85,30 @@ pub fn event(event: &Map<String, Value>) -> (Vec<u8>, Option<Range<usize>>) {
         }
     }
     out.push(b'}');
-    // A first member takes the comma after it, if another follows.
-    let cut = cut.map(|(start, end, first)| start..end + usize::from(first && out[end] == b','));
-    (out, cut)
+    // A first member takes the comma after it, if another follows (a cut
+    // element of loggers is never first: it is not a member).
+    let cuts = cuts
+        .into_iter()
+        .map(|(start, end, first)| start..end + usize::from(first && out[end] == b','))
+        .collect();
+    (out, cuts)
+}
+
+/// Writes the array `a`; returns the byte range of its last element with
+/// the comma before it (empty for an empty array).
+fn write_array(a: &[Value], out: &mut Vec<u8>) -> Range<usize> {
+    out.push(b'[');
+    let mut last = out.len()..out.len();
+    for (i, x) in a.iter().enumerate() {
+        let start = out.len();
+        if i > 0 {
+            out.push(b',');
+        }
+        write_value(x, out);
+        last = start..out.len();
+    }
+    out.push(b']');
+    last
 }
 
 fn write_value(v: &Value, out: &mut Vec<u8>) {
@@ -74,14 +119,7 @@ fn write_value(v: &Value, out: &mut Vec<u8>) {
         Value::Number(n) => write_number(n, out),
         Value::String(s) => write_string(s, out),
         Value::Array(a) => {
-            out.push(b'[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(x, out);
-            }
-            out.push(b']');
+            write_array(a, out);
         }
         Value::Object(m) => write_object(m, out),
     }
@@ -187,24 +225,40 @@ mod tests {
         serde_json_canonicalizer::to_vec(v).unwrap()
     }
 
-    fn without_logged_time(mut v: Value) -> Value {
+    /// The event without what the server sets: logged_time, and the last
+    /// entry of a non-empty loggers array (the member too if it was alone).
+    fn without_server_set(mut v: Value) -> Value {
         if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("logged_time");
+            if let Some(Value::Array(l)) = m.get_mut("loggers") {
+                match l.len() {
+                    0 => {}
+                    1 => {
+                        m.remove("loggers");
+                    }
+                    _ => {
+                        l.pop();
+                    }
+                }
+            }
         }
         v
     }
 
     fn check_event(v: &Value) {
-        let (bytes, range) = event(v.as_object().unwrap());
+        let (bytes, cuts) = event(v.as_object().unwrap());
         assert_eq!(bytes, oracle(v), "full event");
-        let mut cut = bytes.clone();
-        if let Some(r) = range {
-            cut.drain(r);
+        let mut cut = Vec::new();
+        let mut at = 0;
+        for r in cuts {
+            cut.extend_from_slice(&bytes[at..r.start.max(at)]);
+            at = at.max(r.end);
         }
+        cut.extend_from_slice(&bytes[at..]);
         assert_eq!(
             cut,
-            oracle(&without_logged_time(v.clone())),
-            "event without logged_time, from {}",
+            oracle(&without_server_set(v.clone())),
+            "event without what the server set, from {}",
             String::from_utf8_lossy(&bytes)
         );
     }
@@ -219,6 +273,10 @@ mod tests {
             json!({"a": {"logged_time": 1}, "metadata": {"version": "1.8.0"}}),
             json!({"metadata": 3}),
             json!({}),
+            json!({"metadata": {"logged_time": 5, "loggers": [{"name": "sealog"}]}}),
+            json!({"metadata": {"logged_time": 5, "loggers": [{"name": "a"}, {"name": "sealog"}], "uid": "u"}}),
+            json!({"metadata": {"loggers": [1, [2], {"name": "sealog"}]}, "z": 1}),
+            json!({"metadata": {"loggers": [], "logged_time": 5}}),
         ] {
             check_event(&v);
         }
@@ -271,9 +329,13 @@ mod tests {
             v in arb_json(),
             extra in prop::collection::btree_map("[a-z_]{0,12}", arb_json(), 0..4),
             t in 0u64..(1 << 53),
+            loggers in prop::collection::vec(arb_json(), 0..3),
         ) {
             let mut meta: Map<String, Value> = extra.into_iter().collect();
             meta.insert("logged_time".into(), Value::from(t));
+            let mut loggers = loggers;
+            loggers.push(json!({"name": "sealog", "uid": "ingest"}));
+            meta.insert("loggers".into(), Value::Array(loggers));
             let e = json!({"metadata": meta, "x": v});
             check_event(&e);
         }

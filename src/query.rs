@@ -8,7 +8,8 @@
 //! the checkpoint's size, and each candidate is checked against the log's
 //! own facets row, so a query sees exactly the unredacted events under
 //! that checkpoint. A query examines at most `MAX_EXAMINED` candidates per page; past
-//! that it returns what it found with a cursor to go on from.
+//! that, or once its events reach `MAX_PAGE_BYTES`, it returns what it
+//! found with a cursor to go on from.
 
 use base64::prelude::{Engine, BASE64_URL_SAFE_NO_PAD};
 
@@ -20,6 +21,10 @@ use crate::store::{EventRow, Snapshot, StoredEvent};
 pub const MAX_EXAMINED: usize = 100_000;
 /// Events at most in one page.
 pub const MAX_LIMIT: usize = 1000;
+/// A page stops once its events' canonical bytes reach this, whatever
+/// the limit: a response's memory is bounded by bytes, not by count (an
+/// event may be up to `event::MAX_EVENT_BYTES`).
+pub const MAX_PAGE_BYTES: usize = 2 << 20;
 /// Events in a page when no limit is given.
 pub const DEFAULT_LIMIT: usize = 100;
 
@@ -138,6 +143,7 @@ impl Query {
         let limit = self.limit.clamp(1, MAX_LIMIT);
         let mut events = Vec::new();
         let mut examined = 0;
+        let mut bytes = 0;
         let candidates = index.scan(
             &self.driver(),
             self.newest_first,
@@ -149,10 +155,11 @@ impl Query {
             let index = key.1;
             if index < size && snap.facets(index)?.is_some_and(|f| self.matches(&f)) {
                 if let EventRow::Present(e) = snap.event(index)? {
+                    bytes += e.jcs.len();
                     events.push((index, e));
                 }
             }
-            if events.len() == limit || examined == MAX_EXAMINED {
+            if events.len() == limit || examined == MAX_EXAMINED || bytes >= MAX_PAGE_BYTES {
                 return Ok(Page {
                     events,
                     next: Some(Cursor {

@@ -37,6 +37,23 @@ fn entity_management(
     })
 }
 
+/// Whether `event` is one of the log's own records (token changes,
+/// redactions, detection findings): its last `metadata.loggers` entry is
+/// the server's with `log_name` "records" (`event::prepare`). An event
+/// from before the server recorded loggers counts as one when it says
+/// it is sealog's (product and label), as the records always did: then a
+/// look-alike a token holder posted is protected too, the safe side.
+pub fn is_own_record(event: &Value) -> bool {
+    let metadata = &event["metadata"];
+    match metadata["loggers"].as_array().and_then(|l| l.last()) {
+        Some(l) if l["name"] == crate::event::LOGGER_NAME => l["log_name"] == "records",
+        _ => {
+            metadata["product"]["name"] == "sealog"
+                && (metadata["labels"].as_array()).is_some_and(|l| l.iter().any(|x| x == "sealog"))
+        }
+    }
+}
+
 /// The record of redacting the event at `index`, done by token `by`.
 pub fn redaction(index: u64, reason: &str, by: &str, time: u64) -> Value {
     entity_management(
@@ -85,7 +102,7 @@ mod tests {
             token_created("ci", &[Scope::Append], "admin", 1),
             token_revoked("ci", "admin", 1),
         ] {
-            let c = event::prepare(v, 2).expect("valid");
+            let c = event::prepare(v, 2, event::Appender::Log).expect("valid");
             assert_eq!(c.facets.class_uid, 3004);
             assert_eq!(c.facets.actors, ["admin"]);
         }

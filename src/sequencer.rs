@@ -671,7 +671,7 @@ mod tests {
             let v = serde_json::json!({"class_uid": 3002, "activity_id": 1, "time": time,
                 "severity_id": 1, "status_id": 2, "user": {"uid": user}, "service": {"name": "s"},
                 "metadata": {"version": "1.8.0", "product": {"name": "p"}}});
-            crate::event::prepare(v, 1).unwrap()
+            crate::event::prepare(v, 1, crate::event::Appender::Token("test")).unwrap()
         };
         let mut size = seq.watch_size();
         let fed = vec![prepared("a", 10), prepared("b", 11)];
@@ -694,7 +694,7 @@ mod tests {
             let v = serde_json::json!({"class_uid": 3002, "activity_id": 1, "time": 12,
                 "severity_id": 1, "user": {"uid": "c"}, "service": {"name": "s"},
                 "metadata": {"version": "1.8.0", "uid": "r-1", "product": {"name": "p"}}});
-            crate::event::prepare(v, 1).unwrap()
+            crate::event::prepare(v, 1, crate::event::Appender::Token("test")).unwrap()
         };
         seq.append(vec![with_uid()]).await.unwrap();
         let retried = seq.append(vec![with_uid()]).await.unwrap();

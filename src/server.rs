@@ -281,7 +281,11 @@ pub fn create_token(
     by: &str,
 ) -> Result<(String, TreeState), ServeError> {
     let now = clock::now_ms();
-    let audit = event::prepare(records::token_created(name, &scopes, by, now), now)?;
+    let audit = event::prepare(
+        records::token_created(name, &scopes, by, now),
+        now,
+        event::Appender::Log,
+    )?;
     let (token, hash) = Tokens::mint();
     let record = TokenRecord::new(name, scopes);
     let bytes = serde_json::to_vec(&record).expect("records serialize");
@@ -343,7 +347,11 @@ pub fn token_list(data: &std::path::Path) -> Result<Vec<TokenRecord>, ServeError
 pub fn token_revoke(data: &std::path::Path, name: &str) -> Result<(), ServeError> {
     let (store, _, state) = open_offline(data)?;
     let now = clock::now_ms();
-    let audit = event::prepare(records::token_revoked(name, "sealog-cli", now), now)?;
+    let audit = event::prepare(
+        records::token_revoked(name, "sealog-cli", now),
+        now,
+        event::Appender::Log,
+    )?;
     let (_, outcomes, _) = store.write(
         state,
         vec![Write::RevokeToken {

@@ -37,7 +37,7 @@ pub fn add_checkpoint(data: &[u8]) {
 /// Event validation: an accepted event's canonical form is canonical.
 pub fn event(data: &[u8]) {
     if let Ok(v) = sealog::json::parse(data) {
-        if let Ok(c) = sealog::event::prepare(v, 1) {
+        if let Ok(c) = sealog::event::prepare(v, 1, sealog::event::Appender::Token("test")) {
             let again = sealog::json::parse(&c.jcs).expect("canonical JSON parses");
             assert_eq!(
                 sealog::event::canonical(&again).expect("still valid"),
