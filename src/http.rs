@@ -331,13 +331,7 @@ async fn append_inner(
     // Each event is prepared as soon as it is parsed, and its `Value`
     // dropped: a request holds its body, one parsed event, and the
     // canonical and stored forms of the events before it.
-    let parsed = json::for_each_event(&body, EVENT_PARSE_BUDGET, |i, v| {
-        if i >= s.limits.max_events {
-            return Err(ApiError::TooLarge(format!(
-                "over {} events in one request",
-                s.limits.max_events
-            )));
-        }
+    let parsed = json::for_each_event(&body, EVENT_PARSE_BUDGET, s.limits.max_events, |i, v| {
         let mut e = event::prepare(v, logged_time, by).map_err(|error| ApiError::InvalidEvent {
             index: (!single).then_some(i),
             error,
@@ -352,7 +346,7 @@ async fn append_inner(
         Err(json::EventsError::Json(e)) => {
             return Err(ApiError::bad("body", format!("malformed JSON: {e}")))
         }
-        Err(e @ json::EventsError::TooComplex { .. }) => {
+        Err(e @ (json::EventsError::TooComplex { .. } | json::EventsError::TooMany { .. })) => {
             return Err(ApiError::TooLarge(e.to_string()))
         }
         Err(json::EventsError::Refused(e)) => return Err(e),

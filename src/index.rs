@@ -406,7 +406,7 @@ impl Index {
                 // costs), read and inserted a `PART` at a time (its rows
                 // are what it holds in memory).
                 let range = start..end.min(start + PART);
-                let part = Part::read(store, range.clone()).map_err(IndexError::Log)?;
+                let part = Part::read_or_skip(store, range.clone()).map_err(IndexError::Log)?;
                 // Lookups take the lowest matching index: a leaf hash or
                 // uid that ever repeated keeps its first claim.
                 insert_sorted(&mut t.leaves, part.leaves.into_iter())?;
@@ -529,6 +529,7 @@ fn rest_after(took: Duration, waiting: u64) -> Duration {
 }
 
 /// What a part of a round indexes, read from one snapshot of the log.
+#[derive(Default)]
 struct Part {
     /// (leaf hash key, leaf index).
     leaves: Vec<(u64, u64)>,
@@ -541,6 +542,44 @@ struct Part {
 }
 
 impl Part {
+    /// `read`, except that a leaf whose rows cannot be decoded (damage, not
+    /// an I/O failure, which is the caller's to retry) is indexed by its
+    /// leaf hash only, logged and counted: retrying could never succeed,
+    /// and an index that stops holds up every query and, past
+    /// `max_unindexed`, the log's appends.
+    fn read_or_skip(store: &Store, range: std::ops::Range<u64>) -> Result<Self, StoreError> {
+        match Self::read(store, range.clone()) {
+            Err(e) if !e.is_io() => {
+                tracing::warn!(error = %e, from = range.start, to = range.end, "index: rows unreadable; reading leaf by leaf");
+            }
+            r => return r,
+        }
+        let mut part = Part::default();
+        for i in range {
+            match Self::read(store, i..i + 1) {
+                Ok(p) => part.extend(p),
+                Err(e) if !e.is_io() => {
+                    tracing::error!(error = %e, leaf = i, "index: leaf skipped (its rows are unreadable); it is found by leaf hash only");
+                    crate::metrics::METRICS
+                        .index_skipped
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let c = store.snapshot()?.commitments(i, 1)?[0];
+                    part.leaves
+                        .push((index_keys::of_leaf(&tree::leaf_hash(&c.0)), i));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(part)
+    }
+
+    fn extend(&mut self, p: Part) {
+        self.leaves.extend(p.leaves);
+        self.uids.extend(p.uids);
+        self.keys.extend(p.keys);
+        self.redacted.extend(p.redacted);
+    }
+
     fn read(store: &Store, range: std::ops::Range<u64>) -> Result<Self, StoreError> {
         let snap = store.snapshot()?;
         let (from, end) = (range.start, range.end);

@@ -32,6 +32,9 @@ pub enum EventsError<E> {
     /// An event would take more memory than the budget once parsed.
     #[error("event {index} would take over {budget} bytes of memory once parsed")]
     TooComplex { index: usize, budget: usize },
+    /// More than `max` events.
+    #[error("over {max} events in one request")]
+    TooMany { max: usize },
     /// What `each` refused.
     #[error("{0}")]
     Refused(E),
@@ -40,12 +43,16 @@ pub enum EventsError<E> {
 /// Parses `bytes`, a JSON object or an array of them, calling `each` on
 /// every element in order as soon as it is parsed (then dropping it), so
 /// that at most one event is held as a `Value` at a time; each may cost
-/// at most `budget` bytes as a `Value` (estimated: `Cost`). Returns
-/// whether the body was a single value rather than an array. Duplicate
-/// keys are refused as in `parse`.
+/// at most `budget` bytes as a `Value` (estimated: `Cost`), and there may
+/// be at most `max`. Returns whether the body was a single value rather
+/// than an array. Duplicate keys are refused as in `parse`. What is wrong
+/// with the body as a whole wins over what `each` refused: malformed JSON
+/// (or an event over budget), then too many events, then `each`'s first
+/// refusal (after which `each` is called no more).
 pub fn for_each_event<E>(
     bytes: &[u8],
     budget: usize,
+    max: usize,
     mut each: impl FnMut(usize, Value) -> Result<(), E>,
 ) -> Result<bool, EventsError<E>> {
     let left = Cell::new(budget);
@@ -55,28 +62,42 @@ pub fn for_each_event<E>(
     let top = Top {
         left: &left,
         budget,
+        max,
         over: &over,
         refused: &refused,
         each: &mut each,
     };
-    let r = top.deserialize(&mut de).and_then(|single| {
+    let single = top.deserialize(&mut de).and_then(|single| {
         de.end()?;
         Ok(single)
     });
-    if let Some(e) = refused.into_inner() {
-        return Err(EventsError::Refused(e));
-    }
     if let Some(index) = over.get() {
         return Err(EventsError::TooComplex { index, budget });
     }
-    r.map_err(EventsError::Json)
+    let single = match single {
+        Err(e) if e.to_string().starts_with(TOO_MANY) => return Err(EventsError::TooMany { max }),
+        r => r.map_err(EventsError::Json)?,
+    };
+    // A single value goes to `each` only once the body is known whole.
+    if let Some(v) = single {
+        each(0, v).map_err(EventsError::Refused)?;
+        return Ok(true);
+    }
+    match refused.into_inner() {
+        Some(e) => Err(EventsError::Refused(e)),
+        None => Ok(false),
+    }
 }
+
+/// The message of the error that stops a body with too many events.
+const TOO_MANY: &str = "too many events";
 
 /// The top of an append body: an array whose elements go to `each` one
 /// by one, or a single value that does.
 struct Top<'a, E, F> {
     left: &'a Cell<usize>,
     budget: usize,
+    max: usize,
     /// The index of the event that went over budget.
     over: &'a Cell<Option<usize>>,
     refused: &'a RefCell<Option<E>>,
@@ -84,8 +105,9 @@ struct Top<'a, E, F> {
 }
 
 impl<'de, E, F: FnMut(usize, Value) -> Result<(), E>> DeserializeSeed<'de> for Top<'_, E, F> {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+    /// The single value, if the body was not an array.
+    type Value = Option<Value>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Value>, D::Error> {
         d.deserialize_any(self)
     }
 }
@@ -97,66 +119,70 @@ impl<E, F> Top<'_, E, F> {
         }
     }
 
-    fn one<Er: de::Error>(&mut self, index: usize, v: Value) -> Result<(), Er>
+    /// Hands element `index` to `each`, unless an earlier one was refused.
+    fn one(&mut self, index: usize, v: Value)
     where
         F: FnMut(usize, Value) -> Result<(), E>,
     {
-        self.left.set(self.budget);
-        (self.each)(index, v).map_err(|e| {
-            *self.refused.borrow_mut() = Some(e);
-            Er::custom("refused")
-        })
+        if self.refused.borrow().is_none() {
+            if let Err(e) = (self.each)(index, v) {
+                *self.refused.borrow_mut() = Some(e);
+            }
+        }
     }
 }
 
 impl<'de, E, F: FnMut(usize, Value) -> Result<(), E>> Visitor<'de> for Top<'_, E, F> {
-    type Value = bool;
+    type Value = Option<Value>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an event or an array of events")
     }
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<bool, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Option<Value>, A::Error> {
         let mut i = 0;
         loop {
+            self.left.set(self.budget);
             let next = seq.next_element_seed(self.strict()).inspect_err(|_| {
                 if self.left.get() == 0 {
                     self.over.set(Some(i));
                 }
             })?;
             let Some(v) = next else { break };
-            self.one(i, v)?;
+            if i == self.max {
+                return Err(de::Error::custom(TOO_MANY));
+            }
+            self.one(i, v);
             i += 1;
         }
-        // The body was an array (an empty one is for `each`'s caller).
-        Ok(false)
+        Ok(None)
     }
-    fn visit_map<A: MapAccess<'de>>(mut self, map: A) -> Result<bool, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<Value>, A::Error> {
+        self.left.set(self.budget);
         let v = self.strict().visit_map(map).inspect_err(|_| {
             if self.left.get() == 0 {
                 self.over.set(Some(0));
             }
         })?;
-        self.one(0, v)?;
-        Ok(true)
+        Ok(Some(v))
     }
     // Anything else is one value, for `each` to refuse.
-    fn visit_bool<Er: de::Error>(mut self, v: bool) -> Result<bool, Er> {
-        self.one(0, Value::Bool(v)).map(|_| true)
+    fn visit_bool<Er: de::Error>(self, v: bool) -> Result<Option<Value>, Er> {
+        Ok(Some(Value::Bool(v)))
     }
-    fn visit_i64<Er: de::Error>(mut self, v: i64) -> Result<bool, Er> {
-        self.one(0, Value::from(v)).map(|_| true)
+    fn visit_i64<Er: de::Error>(self, v: i64) -> Result<Option<Value>, Er> {
+        Ok(Some(Value::from(v)))
     }
-    fn visit_u64<Er: de::Error>(mut self, v: u64) -> Result<bool, Er> {
-        self.one(0, Value::from(v)).map(|_| true)
+    fn visit_u64<Er: de::Error>(self, v: u64) -> Result<Option<Value>, Er> {
+        Ok(Some(Value::from(v)))
     }
-    fn visit_f64<Er: de::Error>(mut self, v: f64) -> Result<bool, Er> {
-        self.one(0, Value::from(v)).map(|_| true)
+    fn visit_f64<Er: de::Error>(self, v: f64) -> Result<Option<Value>, Er> {
+        Ok(Some(Value::from(v)))
     }
-    fn visit_str<Er: de::Error>(mut self, v: &str) -> Result<bool, Er> {
-        self.one(0, Value::from(v)).map(|_| true)
+    fn visit_str<Er: de::Error>(self, v: &str) -> Result<Option<Value>, Er> {
+        Ok(Some(Value::from(v)))
     }
-    fn visit_unit<Er: de::Error>(mut self) -> Result<bool, Er> {
-        self.one(0, Value::Null).map(|_| true)
+    fn visit_unit<Er: de::Error>(self) -> Result<Option<Value>, Er> {
+        Ok(Some(Value::Null))
     }
 }
 
@@ -265,6 +291,7 @@ impl<'de> Visitor<'de> for Strict<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn duplicate_keys_are_refused_at_any_depth() {
@@ -301,5 +328,62 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("recursion limit"));
+    }
+
+    /// `for_each_event` with a closure refusing objects that have "bad".
+    fn events(body: &str, budget: usize, max: usize) -> Result<(bool, Vec<Value>), String> {
+        let mut got = Vec::new();
+        let single = for_each_event(body.as_bytes(), budget, max, |i, v| {
+            assert_eq!(i, got.len(), "in order");
+            if v.get("bad").is_some() {
+                return Err(format!("refused {i}"));
+            }
+            got.push(v);
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        Ok((single, got))
+    }
+
+    #[test]
+    fn events_come_one_by_one_and_the_body_as_a_whole_is_judged_first() {
+        let (single, got) = events(r#"[{"a":1},{"b":[2]}]"#, 1 << 20, 10).unwrap();
+        assert!(!single);
+        assert_eq!(got, [json!({"a": 1}), json!({"b": [2]})]);
+        assert_eq!(
+            events(r#" {"a":1} "#, 1 << 20, 10).unwrap(),
+            (true, vec![json!({"a": 1})])
+        );
+        // Malformed anywhere wins over a refused event before it; so does
+        // too many; a refusal stops the calls.
+        assert!(events(r#"[{"bad":1},{"a":1,"a":2}]"#, 1 << 20, 10)
+            .unwrap_err()
+            .contains("duplicate key"));
+        assert!(events(r#"{"bad":1} x"#, 1 << 20, 10)
+            .unwrap_err()
+            .contains("trailing"));
+        assert!(events(r#"[{"bad":1},{},{}]"#, 1 << 20, 2)
+            .unwrap_err()
+            .contains("over 2 events"));
+        assert_eq!(
+            events(r#"[{"a":1},{"bad":1},{"c":1}]"#, 1 << 20, 10).unwrap_err(),
+            "refused 1"
+        );
+        assert_eq!(events("[]", 1 << 20, 10).unwrap(), (false, vec![]));
+    }
+
+    #[test]
+    fn each_event_is_held_to_its_memory_budget_not_the_body() {
+        let dense = format!("[{}]", vec!["0"; 1000].join(","));
+        let one = format!(r#"{{"x":{dense}}}"#);
+        // 1,000 elements at 64 bytes each: over a 32 KiB budget, within 128 KiB.
+        let e = events(&one, 32 << 10, 10).unwrap_err();
+        assert!(e.contains("event 0 would take over"), "{e}");
+        assert!(events(&one, 128 << 10, 10).is_ok());
+        // The budget is per event: many events each within it pass.
+        let many = format!("[{}]", vec![one.as_str(); 8].join(","));
+        assert_eq!(events(&many, 128 << 10, 10).unwrap().1.len(), 8);
+        let e = events(&format!("[{{}},{one}]"), 32 << 10, 10).unwrap_err();
+        assert!(e.contains("event 1 would take over"), "{e}");
     }
 }

@@ -71,6 +71,9 @@ pub struct Metrics {
     pub tiles: AtomicU64,
     pub queries: AtomicU64,
     pub index_pauses: AtomicU64,
+    /// Leaves the index follower could not read the rows of and indexed
+    /// by leaf hash only.
+    pub index_skipped: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -88,6 +91,7 @@ pub static METRICS: Metrics = Metrics {
     tiles: AtomicU64::new(0),
     queries: AtomicU64::new(0),
     index_pauses: AtomicU64::new(0),
+    index_skipped: AtomicU64::new(0),
 };
 
 /// Counts an append request of `events` events by its outcome code.
@@ -161,6 +165,11 @@ pub fn render(g: &Gauges) -> String {
             "sealog_index_pauses_total",
             "Commits the sequencer delayed to let a lagging index catch up.",
             &m.index_pauses,
+        ),
+        (
+            "sealog_index_skipped_leaves_total",
+            "Leaves whose rows the index could not read, indexed by leaf hash only (logged).",
+            &m.index_skipped,
         ),
     ];
     for (name, help, c) in counters {
