@@ -365,6 +365,7 @@ pub async fn serve(
     listen: &str,
     logs: &Path,
     name: Option<&str>,
+    tls: Option<(&Path, &Path)>,
 ) -> Result<(), String> {
     if !data.join("witness.key").exists() {
         let name = name.ok_or("no witness.key in the data directory; give --name to create one")?;
@@ -384,10 +385,23 @@ pub async fn serve(
         .map_err(|e| format!("listening on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(vkey = %vkey, "witness key");
+    let tls = match tls {
+        None => None,
+        Some((cert, key)) => {
+            let t = crate::tls::ServerTls::load(cert, key)?;
+            t.clone().reload_on_sighup()?;
+            Some(t.acceptor())
+        }
+    };
     let stop = crate::server::shutdown_signal();
-    tracing::info!(%addr, "serving");
-    axum::serve(listener, router(w))
-        .with_graceful_shutdown(stop)
-        .await
-        .map_err(|e| e.to_string())
+    tracing::info!(%addr, tls = tls.is_some(), "serving");
+    crate::listener::serve(
+        listener,
+        router(w),
+        crate::listener::NetLimits::default(),
+        tls,
+        stop,
+    )
+    .await;
+    Ok(())
 }
