@@ -282,7 +282,11 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
         })
         .map_err(io_err("spawning the detections thread"))?;
     let stop = shutdown_signal();
-    tracing::info!(%addr, tls = tls.is_some(), "serving");
+    if tls.is_some() {
+        tracing::info!("TLS on: the listener speaks HTTPS only");
+    }
+    // Tests and scripts read the address from this line's end.
+    tracing::info!(%addr, "serving");
     crate::listener::serve(
         listener,
         http::router(app.clone()),

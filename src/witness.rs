@@ -394,7 +394,11 @@ pub async fn serve(
         }
     };
     let stop = crate::server::shutdown_signal();
-    tracing::info!(%addr, tls = tls.is_some(), "serving");
+    if tls.is_some() {
+        tracing::info!("TLS on: the listener speaks HTTPS only");
+    }
+    // Tests and scripts read the address from this line's end.
+    tracing::info!(%addr, "serving");
     crate::listener::serve(
         listener,
         router(w),

@@ -151,6 +151,11 @@ impl Server {
         self.spawn();
     }
 
+    /// The running server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.dir
     }
@@ -341,6 +346,7 @@ pub fn try_start(data: &str) -> Result<Server, String> {
         vkey: String::new(),
         args: Vec::new(),
         env: Vec::new(),
+        bin: env!("CARGO_BIN_EXE_sealog"),
         _tmp: None,
     };
     s.try_spawn()?;
