@@ -183,6 +183,21 @@ async fn restore(
         }),
         (None, None, Some(url)) => {
             let url = url.trim_end_matches('/').to_string();
+            // Over plain HTTP, someone on the path could answer with the
+            // backup's own checkpoint (the log did sign it) and so make an
+            // old backup writable.
+            let parsed = reqwest::Url::parse(&url).map_err(|e| format!("--log {url}: {e}"))?;
+            let host = parsed.host_str().unwrap_or_default();
+            let loopback = host == "localhost"
+                || host
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|a| a.is_loopback());
+            if parsed.scheme() != "https" && !loopback {
+                return Err(format!(
+                    "--log {url}: use https:// for a log that is not on this machine (over plain HTTP a checkpoint could be replayed by anyone on the path)"
+                ));
+            }
             // The newest the log signed, witnessed or not yet.
             let r = client_for(ca_file.as_deref())?
                 .get(format!("{url}/checkpoint/latest"))
@@ -456,7 +471,12 @@ fn serve(config: Option<PathBuf>, flags: ServeConfig) -> Result<(), String> {
     let file = match config {
         Some(p) => ServeConfig::load(&p)?,
         None if std::path::Path::new("sealog.toml").exists() => {
-            ServeConfig::load(std::path::Path::new("sealog.toml"))?
+            // Loaded only because it is in the working directory: refused
+            // unless it is the runner's and no one else could have put or
+            // changed it there (a shared directory such as /tmp).
+            let text = sealog::datadir::read_trusted(std::path::Path::new("sealog.toml"))
+                .map_err(|e| format!("./sealog.toml (loaded because it is there): {e}"))?;
+            toml::from_str(&text).map_err(|e| format!("./sealog.toml: {e}"))?
         }
         None => ServeConfig::default(),
     };

@@ -22,7 +22,11 @@ pub fn client(
     ca_file: Option<&Path>,
     timeout: Option<Duration>,
 ) -> Result<reqwest::Client, String> {
-    let mut b = reqwest::Client::builder().use_rustls_tls();
+    // No redirects: none of sealog's routes redirects, and a redirect
+    // is how an answer would move a request (and its token) elsewhere.
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .redirect(reqwest::redirect::Policy::none());
     if let Some(p) = ca_file {
         let pem = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)

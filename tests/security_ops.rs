@@ -77,6 +77,16 @@ fn the_sealog_binary_refuses_the_test_hooks() {
     std::fs::write(tmp.path().join("sealog.toml"), "bench_floor = true\n").unwrap();
     let e = serve_refused(SEALOG, tmp.path(), &["--data", s(&data)], &[]);
     assert!(e.contains("bench_floor"), "{e}");
+    // An auto-loaded ./sealog.toml that others could have written is
+    // refused, whatever it says.
+    std::fs::write(tmp.path().join("sealog.toml"), "log_format = \"json\"\n").unwrap();
+    std::fs::set_permissions(
+        tmp.path().join("sealog.toml"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let e = serve_refused(SEALOG, tmp.path(), &["--data", s(&data)], &[]);
+    assert!(e.contains("sealog.toml"), "{e}");
     std::fs::remove_file(tmp.path().join("sealog.toml")).unwrap();
     // The clock-skew variable is refused, by serve and by every command
     // that signs times (witness cosignatures, token events).
@@ -202,6 +212,24 @@ async fn restore_appends_only_with_outside_evidence_of_all_that_was_signed() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("writable"), "{}", stdout(&o));
+
+    // A remote log only over HTTPS: over plain HTTP anyone on the path
+    // could replay the backup's own checkpoint. (Refused before any
+    // connection: .invalid never resolves.)
+    let o = sealog(&[
+        "restore",
+        "--from",
+        s(&old),
+        "--data",
+        s(&p("r0")),
+        "--log",
+        "http://log.invalid",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("https://"),
+        "{}",
+        stderr(&o)
+    );
 
     // A checkpoint file counts only when the witness quorum cosigned it:
     // the log's own signature is what the backup itself carries.
