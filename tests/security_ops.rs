@@ -546,3 +546,86 @@ async fn https_end_to_end_with_a_certificate_reloaded_on_sighup() {
     let r = c2.get(format!("{url}/checkpoint")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_has_its_checkpoints_cosigned_by_a_witness_serving_https() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n);
+    let (ca, cert, key) = make_ca(tmp.path(), "w");
+    let o = sealog(&[
+        "keygen",
+        "--origin",
+        "tls.example/log",
+        "--out",
+        s(&p("log")),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log_vkey = stdout(&o).trim().to_string();
+    std::fs::write(p("logs"), format!("log {log_vkey}\n")).unwrap();
+    let o = sealog(&[
+        "witness",
+        "keygen",
+        "--name",
+        "w.example",
+        "--out",
+        s(&p("w")),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let wvkey = stdout(&o).trim().to_string();
+    let (child, wurl) = common::spawn_serving(&[
+        "witness",
+        "serve",
+        "--data",
+        s(&p("w")),
+        "--listen",
+        "127.0.0.1:0",
+        "--logs",
+        s(&p("logs")),
+        "--tls-cert",
+        s(&cert),
+        "--tls-key",
+        s(&key),
+    ]);
+    let _witness = common::Kill(child);
+    let wurl = wurl.replace("http://", "https://");
+    std::fs::write(
+        p("policy"),
+        format!("log {log_vkey}\nwitness w {wvkey} {wurl}\nquorum w\n"),
+    )
+    .unwrap();
+    let policy =
+        sealog::policy::Policy::parse(&std::fs::read_to_string(p("policy")).unwrap()).unwrap();
+    // The log trusts the witness's CA through --ca-file.
+    let srv = Server::start_in(
+        &p("log"),
+        &[
+            "--witnesses",
+            s(&p("policy")),
+            "--witness-interval-ms",
+            "50",
+            "--ca-file",
+            s(&ca),
+        ],
+    );
+    let c = Server::client();
+    srv.append(&c, auth_event(1, json!(1))).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = c
+            .get(format!("{}/checkpoint", srv.url))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            let note = r.text().await.unwrap();
+            if let Ok((cp, who)) = policy.check(note.as_bytes()) {
+                if cp.size >= 2 {
+                    assert!(who.contains("w"));
+                    break;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "never cosigned over HTTPS");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
