@@ -234,7 +234,7 @@ fn check_evidence(ev: &Evidence, vkey: &str, state: &TreeState) -> Result<(), St
             source,
         } => {
             if !policy.has_quorum() {
-                return Err(format!(
+                return Err(String::from(
                     "the policy has no witness quorum: a checkpoint signed by the log alone may be the backup's own, which cannot show that the log signed nothing after it; give a policy with witnesses, or --log"
                 ));
             }

@@ -292,7 +292,7 @@ mod tests {
             .to_string()
             .contains("chmod 700"));
         fs::set_permissions(&d.0, fs::Permissions::from_mode(0o700)).unwrap();
-        fs::set_permissions(&d.key(), fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(d.key(), fs::Permissions::from_mode(0o644)).unwrap();
         assert!(check_private(&d)
             .unwrap_err()
             .to_string()
