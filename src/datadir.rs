@@ -183,28 +183,6 @@ pub fn read_trusted(path: &Path) -> io::Result<String> {
 /// file, not a symlink, of the same owner, mode 0600. Files not there yet
 /// are fine: they are created private.
 pub fn check_private(dir: &DataDir) -> io::Result<()> {
-    let m = fs::metadata(&dir.0)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.0.display())))?;
-    let mode = m.permissions().mode() & 0o7777;
-    if !m.is_dir() {
-        return Err(denied(format!("{} is not a directory", dir.0.display())));
-    }
-    if m.uid() != euid() {
-        return Err(denied(format!(
-            "the data directory {} is owned by uid {}, not by uid {} which runs sealog: chown it",
-            dir.0.display(),
-            m.uid(),
-            euid()
-        )));
-    }
-    if mode & 0o077 != 0 {
-        return Err(denied(format!(
-            "the data directory {} has mode {:o}; it holds the signing key and every event, so it must be its owner's only (chmod 700 {})",
-            dir.0.display(),
-            mode,
-            dir.0.display()
-        )));
-    }
     let backups = dir.0.join("backups");
     let mut files = vec![
         dir.key(),
@@ -230,8 +208,38 @@ pub fn check_private(dir: &DataDir) -> io::Result<()> {
             }
         }
     }
+    check_private_files(&dir.0, &files)
+}
+
+/// Checks that `dir` is its runner's only (no group or other bits) and
+/// that each of `files` that exists is a regular file, not a symlink, of
+/// the runner's, mode 0600 or tighter. For the log's and the witness's
+/// data directories.
+pub fn check_private_files(dir: &Path, files: &[PathBuf]) -> io::Result<()> {
+    let m = fs::metadata(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+    let mode = m.permissions().mode() & 0o7777;
+    if !m.is_dir() {
+        return Err(denied(format!("{} is not a directory", dir.display())));
+    }
+    if m.uid() != euid() {
+        return Err(denied(format!(
+            "the data directory {} is owned by uid {}, not by uid {} which runs sealog: chown it",
+            dir.display(),
+            m.uid(),
+            euid()
+        )));
+    }
+    if mode & 0o077 != 0 {
+        return Err(denied(format!(
+            "the data directory {} has mode {:o}; it holds a signing key and private data, so it must be its owner's only (chmod 700 {})",
+            dir.display(),
+            mode,
+            dir.display()
+        )));
+    }
     for f in files {
-        match fs::symlink_metadata(&f) {
+        match fs::symlink_metadata(f) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", f.display()))),
             Ok(m) if m.file_type().is_symlink() => {
@@ -240,7 +248,7 @@ pub fn check_private(dir: &DataDir) -> io::Result<()> {
                     f.display()
                 )))
             }
-            Ok(m) => check_file(&f, &m, 0o077)?,
+            Ok(m) => check_file(f, &m, 0o077)?,
         }
     }
     Ok(())

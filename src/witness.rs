@@ -367,6 +367,19 @@ pub async fn serve(
     name: Option<&str>,
     tls: Option<(&Path, &Path)>,
 ) -> Result<(), String> {
+    // Like the log's: the directory its owner's only, the key and the
+    // database 0600, no symlinks (datadir::check_private_files).
+    crate::datadir::DataDir(data.to_path_buf())
+        .create()
+        .map_err(|e| format!("creating {}: {e}", data.display()))?;
+    let db = data.join("witness.redb");
+    crate::datadir::check_private_files(data, &[data.join("witness.key"), db.clone()])
+        .map_err(|e| e.to_string())?;
+    if let Err(e) = crate::datadir::create_secret(&db) {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(format!("creating {}: {e}", db.display()));
+        }
+    }
     if !data.join("witness.key").exists() {
         let name = name.ok_or("no witness.key in the data directory; give --name to create one")?;
         keygen(data, name)?;
@@ -377,9 +390,7 @@ pub async fn serve(
     let text = std::fs::read_to_string(logs).map_err(|e| format!("{}: {e}", logs.display()))?;
     let logs = parse_logs(&text).map_err(|e| format!("{}: {e}", logs.display()))?;
     let vkey = cosigner.vkey();
-    let w = Arc::new(
-        Witness::open(&data.join("witness.redb"), cosigner, logs).map_err(|e| e.to_string())?,
-    );
+    let w = Arc::new(Witness::open(&db, cosigner, logs).map_err(|e| e.to_string())?);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("listening on {listen}: {e}"))?;

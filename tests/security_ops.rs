@@ -35,10 +35,16 @@ fn s(p: &Path) -> &str {
 /// Runs `bin serve` that is expected to refuse to start: its output, or a
 /// panic if it is still running after 30 s (it started instead).
 fn serve_refused(bin: &str, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
+    all.extend(args);
+    refused(bin, cwd, &all, env)
+}
+
+/// Runs `bin ARGS`, a server expected to refuse to start: its output, or
+/// a panic if it is still running after 30 s.
+fn refused(bin: &str, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let mut child = Command::new(bin)
         .current_dir(cwd)
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0"])
         .args(args)
         .envs(env.iter().copied())
         .stdout(Stdio::null())
@@ -548,7 +554,7 @@ async fn https_end_to_end_with_a_certificate_reloaded_on_sighup() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_log_has_its_checkpoints_cosigned_by_a_witness_serving_https() {
+async fn a_witness_serves_https_from_a_private_directory_and_cosigns_for_a_log_trusting_its_ca() {
     let tmp = tempfile::tempdir().unwrap();
     let p = |n: &str| tmp.path().join(n);
     let (ca, cert, key) = make_ca(tmp.path(), "w");
@@ -588,6 +594,30 @@ async fn a_log_has_its_checkpoints_cosigned_by_a_witness_serving_https() {
     ]);
     let _witness = common::Kill(child);
     let wurl = wurl.replace("http://", "https://");
+    // The witness's data directory is private too, and a loose one refused.
+    let mode = |f: &Path| std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&p("w")), 0o700);
+    assert_eq!(mode(&p("w").join("witness.redb")), 0o600);
+    std::fs::create_dir(p("loose")).unwrap();
+    std::fs::set_permissions(p("loose"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let e = refused(
+        SEALOG,
+        tmp.path(),
+        &[
+            "witness",
+            "serve",
+            "--data",
+            s(&p("loose")),
+            "--listen",
+            "127.0.0.1:0",
+            "--logs",
+            s(&p("logs")),
+            "--name",
+            "loose.example",
+        ],
+        &[],
+    );
+    assert!(e.contains("chmod 700"), "{e}");
     std::fs::write(
         p("policy"),
         format!("log {log_vkey}\nwitness w {wvkey} {wurl}\nquorum w\n"),
