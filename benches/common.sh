@@ -1,5 +1,7 @@
 # Sourced by the bench scripts (from the repository's root).
-#   build            builds the server and the load generator; sets $LG
+#   build            builds the server (target/release/sealog), its test
+#                    build (target/release/sealog-test: --bench-floor) and
+#                    the load generator; sets $LG
 #   serve DATA PORT [serve flags...]
 #                    starts `serve` on DATA ($BIN for another build), logs
 #                    to DATA.log, sets $PID, stops it on exit, waits 2 s
@@ -10,8 +12,10 @@
 #                    share the machine with the index and the detection
 #                    rules catching up on the one before
 build() {
-  cargo build --release --quiet
+  # cargo bench builds sealog-test (test hooks) too; the release build
+  # after it puts the production binary back at target/release/sealog.
   cargo bench --bench loadgen --no-run --quiet 2>/dev/null
+  cargo build --release --quiet
   LG=$(ls -t target/release/deps/loadgen-* | grep -v '\.d$' | head -1)
 }
 

@@ -5,7 +5,8 @@
 //!       --concurrency 64 --seconds 20
 //!
 //! Scenarios: `append` (events per request = --batch), `noop` (the same
-//! bodies to `POST /v1/bench/noop`, served with `--bench-floor true`: the
+//! bodies to `POST /v1/bench/noop`, served by `sealog-test` (a build with
+//! `--features test-hooks`) with `--bench-floor true`: the
 //! floor), `inclusion` (proofs by index at random past sizes), `leaf`
 //! (proofs by leaf hash at random past sizes), `tiles` (random full hash
 //! tiles and entry bundles), `read-floor` (`GET /checkpoint/latest`, the

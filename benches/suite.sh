@@ -5,14 +5,16 @@
 # no-op floor, runs each scenario for $SECS seconds (default 10), in order,
 # each once the server is idle (`settle`), and stops the server. Output:
 # one block per scenario. BIN=path runs another build of the server (the
-# before/after tables).
+# before/after tables); it must honour --bench-floor (a sealog-test build,
+# --features test-hooks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-/tmp/sealog-bench}
 PORT=${2:-18100}
 SECS=${SECS:-10}
 source benches/common.sh
-fresh "$DATA" $PORT --bench-floor true
+# The no-op floor is a test hook: only sealog-test has it.
+BIN=${BIN:-target/release/sealog-test} fresh "$DATA" $PORT --bench-floor true
 run() {
   echo "== $*"
   settle

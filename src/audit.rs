@@ -80,6 +80,13 @@ impl Auditor {
         })
     }
 
+    /// Uses `client` for the log's requests (HTTPS with an extra CA:
+    /// `crate::tls::client`).
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.client = client;
+        self
+    }
+
     async fn get(&self, path: &str) -> Result<reqwest::Response, AuditError> {
         let mut r = self.client.get(format!("{}{path}", self.url));
         if let Some(t) = &self.token {

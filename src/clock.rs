@@ -7,16 +7,39 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 static LAST: AtomicU64 = AtomicU64::new(0);
 
-/// A test hook: `SEALOG_CLOCK_SKEW_MS` (signed) shifts the wall clock, so
-/// tests can step it back without touching the machine's clock.
+/// The clock skew, ms: a test hook (`SEALOG_CLOCK_SKEW_MS`, signed) that
+/// lets tests step the clock back without touching the machine's. It
+/// exists only with the `test-hooks` feature, and even then only after
+/// `enable_skew_hook` (which only the `sealog-test` binary calls): a
+/// release build has no code that moves `logged_time` or cosignature times.
+#[cfg(feature = "test-hooks")]
+static SKEW: AtomicI64 = AtomicI64::new(0);
+
+#[cfg(feature = "test-hooks")]
+use std::sync::atomic::AtomicI64;
+
+/// The environment variable of the clock-skew test hook.
+pub const SKEW_ENV: &str = "SEALOG_CLOCK_SKEW_MS";
+
+/// Turns the clock-skew hook on from `SEALOG_CLOCK_SKEW_MS`; returns the
+/// skew (0 when unset). Test builds only.
+#[cfg(feature = "test-hooks")]
+pub fn enable_skew_hook() -> Result<i64, String> {
+    let skew = match std::env::var(SKEW_ENV) {
+        Err(_) => 0,
+        Ok(v) => v
+            .parse()
+            .map_err(|_| format!("{SKEW_ENV}={v:?} is not a signed integer"))?,
+    };
+    SKEW.store(skew, Ordering::SeqCst);
+    Ok(skew)
+}
+
 fn skew() -> i64 {
-    static SKEW: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *SKEW.get_or_init(|| {
-        std::env::var("SEALOG_CLOCK_SKEW_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    })
+    #[cfg(feature = "test-hooks")]
+    return SKEW.load(Ordering::Relaxed);
+    #[cfg(not(feature = "test-hooks"))]
+    0
 }
 
 /// Milliseconds since the Unix epoch, never less than a value returned

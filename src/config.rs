@@ -62,9 +62,21 @@ pub struct ServeConfig {
     /// Log format: text or json [text].
     #[arg(long)]
     pub log_format: Option<String>,
-    /// Serve POST /v1/bench/noop, the benchmarks' floor [false].
+    /// Serve POST /v1/bench/noop, the benchmarks' floor [false]; only the
+    /// sealog-test build (feature test-hooks) has it: `sealog` refuses it.
     #[arg(long)]
     pub bench_floor: Option<bool>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key);
+    /// reloaded on SIGHUP.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// An extra CA (PEM) to trust when calling witnesses over HTTPS,
+    /// besides the system's roots.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
     /// Detection thresholds (file only: a `[detections]` table).
     #[arg(skip)]
     pub detections: Option<crate::detect::Rules>,
@@ -99,6 +111,9 @@ impl ServeConfig {
             max_header_bytes,
             log_format,
             bench_floor,
+            tls_cert,
+            tls_key,
+            ca_file,
             detections
         )
     }
@@ -112,8 +127,18 @@ impl ServeConfig {
         }
     }
 
+    /// The TLS certificate and key, both or neither.
+    pub fn tls(&self) -> Result<Option<(PathBuf, PathBuf)>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(c), Some(k)) => Ok(Some((c.clone(), k.clone()))),
+            _ => Err("tls_cert and tls_key go together: give both or neither".into()),
+        }
+    }
+
     /// The server options, defaults filled in.
     pub fn options(self) -> Options {
+        let tls = self.tls().ok().flatten();
         let limits = Limits::default();
         let seq = sequencer::Config::default();
         let net = NetLimits::default();
@@ -142,6 +167,8 @@ impl ServeConfig {
             witnesses: self.witnesses,
             bench_floor: self.bench_floor.unwrap_or(false),
             rules: self.detections.unwrap_or_default(),
+            tls,
+            ca_file: self.ca_file,
             witness_interval: Duration::from_millis(
                 self.witness_interval_ms.unwrap_or(1000).max(10),
             ),

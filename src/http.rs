@@ -55,7 +55,8 @@ pub struct AppState {
     pub engine: Arc<std::sync::Mutex<crate::detect::Engine>>,
     /// Where the detections start reading at startup.
     pub replay_from: u64,
-    /// Serve `POST /v1/bench/noop` (benchmarks' floor).
+    /// Serve `POST /v1/bench/noop` (benchmarks' floor): a test hook, only
+    /// honoured in a build with the `test-hooks` feature.
     pub bench_floor: bool,
     /// The data directory (backups are written under it).
     pub data: std::path::PathBuf,
@@ -77,7 +78,11 @@ pub struct AppState {
 
 /// The routes.
 pub fn router(state: Arc<AppState>) -> Router {
+    #[allow(unused_mut)]
     let mut r = Router::new();
+    // A release build has no such route, whatever `bench_floor` says: it
+    // skips authentication.
+    #[cfg(feature = "test-hooks")]
     if state.bench_floor {
         r = r.route("/v1/bench/noop", post(bench_noop));
     }
@@ -1040,9 +1045,10 @@ async fn admin_backup(
     ))
 }
 
-/// `POST /v1/bench/noop` (only with `--bench-floor`): reads and parses
+/// `POST /v1/bench/noop` (only with `--bench-floor`, test builds only): reads and parses
 /// the body as an append would, and answers 200 with nothing appended. The
 /// load generator's floor: what HTTP and JSON alone cost on this machine.
+#[cfg(feature = "test-hooks")]
 async fn bench_noop(State(s): State<Arc<AppState>>, body: Body) -> Result<Json<Value>, ApiError> {
     let body = read_body(body, &s.limits).await?;
     let v = crate::json::parse(&body).map_err(|e| ApiError::bad("body", e.to_string()))?;

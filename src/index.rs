@@ -234,6 +234,10 @@ impl Index {
             std::fs::remove_file(path)
                 .map_err(|e| StoreError::Corrupt(format!("removing {}: {e}", path.display())))?;
         }
+        // It holds event fields: private (0600) from its creation, not
+        // left to redb and the umask.
+        crate::datadir::create_secret(path)
+            .map_err(|e| StoreError::Corrupt(format!("creating {}: {e}", path.display())))?;
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)?;

@@ -44,6 +44,7 @@ pub mod store;
 pub mod tile_cache;
 pub mod tile_rows;
 pub mod tiles;
+pub mod tls;
 pub mod tree;
 pub mod uid_filter;
 pub mod uids;

@@ -34,12 +34,20 @@ impl Default for NetLimits {
     }
 }
 
+/// A connection's byte stream: plain TCP, or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops
 /// accepting, lets every connection finish its request, and returns.
+/// With `tls`, each connection is a TLS one: its handshake runs in the
+/// connection's own task (a slow client never stalls accepting), within
+/// the header timeout.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: NetLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -66,8 +74,19 @@ pub async fn serve(
         let svc = TowerToHyperService::new(router.clone());
         let mut stop = stop_rx.clone();
         let limits = limits.clone();
+        let tls = tls.clone();
         conns.spawn(async move {
             let _permit = permit;
+            let stream: Box<dyn Io> = match tls {
+                None => Box::new(stream),
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(s)) => Box::new(s),
+                        _ => return,
+                    }
+                }
+            };
             let mut b = hyper::server::conn::http1::Builder::new();
             b.timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)

@@ -31,6 +31,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the log server (creates the log on first use).
@@ -78,8 +80,12 @@ enum Command {
         #[arg(long)]
         replay: bool,
         /// A file holding a `read` token: replay also checks every event.
+        /// It must be its owner's only (mode 0600).
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// An extra CA (PEM) to trust for an HTTPS log, besides the system's.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
         /// Keep following, checking every this many seconds.
         #[arg(long)]
         interval_secs: Option<u64>,
@@ -91,17 +97,37 @@ enum Command {
         data: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// An extra CA (PEM) for a running log that serves HTTPS.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
-    /// Make a new data directory from a backup: read-only unless
-    /// --checkpoint shows the snapshot holds all the original ever signed.
+    /// Make a new data directory from a backup: read-only, unless evidence
+    /// from outside the backup (a witness-cosigned checkpoint, or the live
+    /// log's) shows the snapshot holds all the original ever signed.
     Restore {
         #[arg(long)]
         from: PathBuf,
         #[arg(long)]
         data: PathBuf,
-        /// The newest checkpoint the original log published.
-        #[arg(long)]
+        /// The newest checkpoint the original log published, cosigned by
+        /// the witness quorum of --policy.
+        #[arg(long, requires = "policy", conflicts_with = "log")]
         checkpoint: Option<PathBuf>,
+        /// A tlog-policy file (the log, its witnesses, a quorum) that
+        /// --checkpoint must satisfy.
+        #[arg(long, requires = "checkpoint")]
+        policy: Option<PathBuf>,
+        /// The live original log's URL: its newest checkpoint is the evidence.
+        #[arg(long)]
+        log: Option<String>,
+        /// An extra CA (PEM) for an HTTPS --log.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// Make the restored log writable with no evidence that it holds
+        /// everything its key signed: it may fork the log. Logged, and
+        /// recorded in the log (each start warns).
+        #[arg(long, conflicts_with_all = ["checkpoint", "log"])]
+        i_accept_fork_risk: bool,
     },
     /// Check a stopped log's whole store: redb integrity, every stored hash
     /// re-derived from the entries, every event against its commitment.
@@ -125,11 +151,86 @@ enum Command {
         /// with the log's current one (which then carries the quorum).
         #[arg(long)]
         log: Option<String>,
+        /// An extra CA (PEM) to trust for an HTTPS --log.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
 }
 
 fn read_text(p: &std::path::Path) -> Result<String, String> {
     std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// The HTTP(S) client of the commands that call a log.
+fn client_for(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
+    sealog::tls::client(ca_file, Some(Duration::from_secs(60)))
+}
+
+/// `sealog restore`: gathers the outside evidence, then restores.
+async fn restore(
+    from: PathBuf,
+    data: PathBuf,
+    checkpoint: Option<PathBuf>,
+    policy: Option<PathBuf>,
+    log: Option<String>,
+    ca_file: Option<PathBuf>,
+    accept_fork_risk: bool,
+) -> Result<(), String> {
+    use sealog::backup::Evidence;
+    let evidence = match (checkpoint, policy, log) {
+        (Some(cp), Some(p), None) => Some(Evidence::Cosigned {
+            note: std::fs::read(&cp).map_err(|e| format!("{}: {e}", cp.display()))?,
+            policy: read_text(&p).and_then(|t| Policy::parse(&t).map_err(|e| e.to_string()))?,
+            source: cp.display().to_string(),
+        }),
+        (None, None, Some(url)) => {
+            let url = url.trim_end_matches('/').to_string();
+            // Over plain HTTP, someone on the path could answer with the
+            // backup's own checkpoint (the log did sign it) and so make an
+            // old backup writable.
+            let parsed = reqwest::Url::parse(&url).map_err(|e| format!("--log {url}: {e}"))?;
+            let host = parsed.host_str().unwrap_or_default();
+            let loopback = host == "localhost"
+                || host
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|a| a.is_loopback());
+            if parsed.scheme() != "https" && !loopback {
+                return Err(format!(
+                    "--log {url}: use https:// for a log that is not on this machine (over plain HTTP a checkpoint could be replayed by anyone on the path)"
+                ));
+            }
+            // The newest the log signed, witnessed or not yet.
+            let r = client_for(ca_file.as_deref())?
+                .get(format!("{url}/checkpoint/latest"))
+                .send()
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            if !r.status().is_success() {
+                return Err(format!("{url}/checkpoint/latest: {}", r.status()));
+            }
+            let note = r.bytes().await.map_err(|e| e.to_string())?.to_vec();
+            Some(Evidence::Live { note, url })
+        }
+        (None, None, None) => None,
+        _ => return Err("give --checkpoint with --policy, or --log".into()),
+    };
+    if accept_fork_risk {
+        tracing::warn!("--i-accept-fork-risk: the restored log will append with no evidence that it holds all its key signed; if the original signed more, this forks the log");
+    }
+    let r = sealog::backup::restore(&from, &data, evidence, accept_fork_risk)?;
+    println!(
+        "restored size {} root {} into {} ({})",
+        r.state.size,
+        r.state.root,
+        data.display(),
+        if r.writable {
+            "writable"
+        } else {
+            "read-only: no outside evidence it holds all the log signed"
+        }
+    );
+    Ok(())
 }
 
 async fn audit(
@@ -139,8 +240,11 @@ async fn audit(
     replay: bool,
     token: Option<String>,
     interval: Option<u64>,
+    ca_file: Option<PathBuf>,
 ) -> Result<bool, String> {
-    let a = Auditor::new(&log, policy, &state, token).map_err(|e| e.to_string())?;
+    let a = Auditor::new(&log, policy, &state, token)
+        .map_err(|e| e.to_string())?
+        .with_client(client_for(ca_file.as_deref())?);
     loop {
         match a.step(replay).await.map_err(|e| e.to_string())? {
             Finding::Consistent { size, replayed } => {
@@ -170,6 +274,7 @@ async fn verify(
     witnesses: Vec<String>,
     quorum: usize,
     log: Option<String>,
+    ca_file: Option<PathBuf>,
 ) -> Result<(), String> {
     let text = read_text(&receipt)?;
     let r = if text.starts_with(sealog::receipt::TLOG_PROOF_HEADER) {
@@ -191,7 +296,7 @@ async fn verify(
         }
         Some(url) => {
             let url = url.trim_end_matches('/');
-            let c = reqwest::Client::new();
+            let c = client_for(ca_file.as_deref())?;
             let note = c
                 .get(format!("{url}/checkpoint"))
                 .send()
@@ -251,6 +356,12 @@ enum WitnessCommand {
         /// The witness's key name, when creating its key on first start.
         #[arg(long)]
         name: Option<String>,
+        /// Serve HTTPS with this PEM certificate chain (reloaded on SIGHUP).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
 }
 
@@ -320,16 +431,61 @@ fn init_logs(json: bool) {
     }
 }
 
+/// Whether this binary honours the test hooks (the clock skew, the no-op
+/// benchmark route): only `sealog-test`, built with the `test-hooks`
+/// feature for tests and benchmarks. The `sealog` binary never does, even
+/// when a test build compiled the hooks into the library.
+fn test_hooks() -> bool {
+    cfg!(feature = "test-hooks") && env!("CARGO_BIN_NAME") == "sealog-test"
+}
+
+/// Turns on the test hooks asked for, loudly, or refuses them in a build
+/// that has none.
+fn start_hooks(bench_floor: bool) -> Result<(), String> {
+    let skew_set = std::env::var_os(sealog::clock::SKEW_ENV).is_some();
+    if !test_hooks() {
+        if skew_set {
+            return Err(format!(
+                "{} is a test hook that this build does not have: unset it",
+                sealog::clock::SKEW_ENV
+            ));
+        }
+        if bench_floor {
+            return Err(server::BENCH_FLOOR_REFUSED.into());
+        }
+        return Ok(());
+    }
+    #[cfg(feature = "test-hooks")]
+    {
+        let skew = sealog::clock::enable_skew_hook()?;
+        if skew != 0 || bench_floor {
+            tracing::warn!(
+                clock_skew_ms = skew,
+                bench_floor,
+                "TEST HOOKS ACTIVE: this is a test build (sealog-test); never run it in production"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn serve(config: Option<PathBuf>, flags: ServeConfig) -> Result<(), String> {
     let file = match config {
         Some(p) => ServeConfig::load(&p)?,
         None if std::path::Path::new("sealog.toml").exists() => {
-            ServeConfig::load(std::path::Path::new("sealog.toml"))?
+            // Loaded only because it is in the working directory: refused
+            // unless it is the runner's and no one else could have put or
+            // changed it there (a shared directory such as /tmp).
+            let text = sealog::datadir::read_trusted(std::path::Path::new("sealog.toml"))
+                .map_err(|e| format!("./sealog.toml (loaded because it is there): {e}"))?;
+            toml::from_str(&text).map_err(|e| format!("./sealog.toml: {e}"))?
         }
         None => ServeConfig::default(),
     };
     let cfg = flags.or(file);
     init_logs(cfg.json_logs()?);
+    start_hooks(cfg.bench_floor == Some(true))?;
+    cfg.tls()?;
     let opts = cfg.options();
     tokio::runtime::Runtime::new()
         .map_err(|e| e.to_string())
@@ -347,18 +503,23 @@ fn no_huge_pages() {
     }
 }
 
-fn main() -> ExitCode {
+// pub: src/bin/sealog-test.rs runs the same program.
+pub fn main() -> ExitCode {
     no_huge_pages();
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve { .. }) {
         init_logs(false);
+        if let Err(e) = start_hooks(false) {
+            eprintln!("sealog: {e}");
+            return ExitCode::FAILURE;
+        }
     }
     let result = match cli.command {
         Command::Serve { config, opts } => serve(config, opts),
         Command::Token { command } => token_command(command),
-        Command::Backup { data, out } => tokio::runtime::Runtime::new()
+        Command::Backup { data, out, ca_file } => tokio::runtime::Runtime::new()
             .map_err(|e| e.to_string())
-            .and_then(|rt| rt.block_on(sealog::backup::backup(&data, &out)))
+            .and_then(|rt| rt.block_on(sealog::backup::backup(&data, &out, ca_file.as_deref())))
             .map(|s| {
                 println!(
                     "backup of size {} root {} in {}",
@@ -371,14 +532,23 @@ fn main() -> ExitCode {
             from,
             data,
             checkpoint,
-        } => sealog::backup::restore(&from, &data, checkpoint.as_deref()).map(|s| {
-            println!(
-                "restored size {} root {} into {}",
-                s.size,
-                s.root,
-                data.display()
-            )
-        }),
+            policy,
+            log,
+            ca_file,
+            i_accept_fork_risk,
+        } => tokio::runtime::Runtime::new()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| {
+                rt.block_on(restore(
+                    from,
+                    data,
+                    checkpoint,
+                    policy,
+                    log,
+                    ca_file,
+                    i_accept_fork_risk,
+                ))
+            }),
         Command::Check { data } => server::check(&data)
             .map(|s| println!("ok: {} leaves, root {}", s.size, s.root))
             .map_err(|e| e.to_string()),
@@ -390,6 +560,7 @@ fn main() -> ExitCode {
             replay,
             token_file,
             interval_secs,
+            ca_file,
         } => {
             let policy = match (policy, vkey) {
                 (Some(p), _) => {
@@ -398,14 +569,27 @@ fn main() -> ExitCode {
                 (None, Some(v)) => Policy::simple(&v, &[], 0).map_err(|e| e.to_string()),
                 (None, None) => Err("give --vkey or --policy".into()),
             };
+            // A token is a secret: its file is its owner's only, like admin.token.
             let token = token_file
-                .map(|f| read_text(&f).map(|t| t.trim().to_string()))
+                .map(|f| {
+                    sealog::datadir::read_secret(&f)
+                        .map(|t| t.trim().to_string())
+                        .map_err(|e| e.to_string())
+                })
                 .transpose();
             match (policy, token) {
                 (Ok(policy), Ok(token)) => match tokio::runtime::Runtime::new()
                     .map_err(|e| e.to_string())
                     .and_then(|rt| {
-                        rt.block_on(audit(log, policy, state, replay, token, interval_secs))
+                        rt.block_on(audit(
+                            log,
+                            policy,
+                            state,
+                            replay,
+                            token,
+                            interval_secs,
+                            ca_file,
+                        ))
                     }) {
                     Ok(true) => Ok(()),
                     Ok(false) => return ExitCode::from(2),
@@ -420,9 +604,10 @@ fn main() -> ExitCode {
             witness,
             quorum,
             log,
+            ca_file,
         } => tokio::runtime::Runtime::new()
             .map_err(|e| e.to_string())
-            .and_then(|rt| rt.block_on(verify(receipt, vkey, witness, quorum, log))),
+            .and_then(|rt| rt.block_on(verify(receipt, vkey, witness, quorum, log, ca_file))),
         Command::Witness { command } => match command {
             WitnessCommand::Keygen { name, out } => {
                 sealog::witness::keygen(&out, &name).map(|vkey| println!("{vkey}"))
@@ -432,6 +617,8 @@ fn main() -> ExitCode {
                 listen,
                 logs,
                 name,
+                tls_cert,
+                tls_key,
             } => tokio::runtime::Runtime::new()
                 .map_err(|e| e.to_string())
                 .and_then(|rt| {
@@ -440,6 +627,7 @@ fn main() -> ExitCode {
                         &listen,
                         &logs,
                         name.as_deref(),
+                        tls_cert.as_deref().zip(tls_key.as_deref()),
                     ))
                 }),
         },

@@ -180,6 +180,11 @@ impl Policy {
         self.groups.contains_key(n) || self.witnesses.iter().any(|w| w.name == n)
     }
 
+    /// Whether the policy asks for witnesses at all (not `quorum none`).
+    pub fn has_quorum(&self) -> bool {
+        self.quorum.is_some()
+    }
+
     /// Whether witnesses named in `cosigned` meet the quorum.
     pub fn quorum_met(&self, cosigned: &BTreeSet<String>) -> bool {
         match &self.quorum {

@@ -20,6 +20,10 @@ use crate::{clock, records};
 /// The origin of a log created with no `--origin`.
 pub const DEFAULT_ORIGIN: &str = "localhost/sealog";
 
+/// Why a release build will not serve the no-op benchmark route.
+pub const BENCH_FLOOR_REFUSED: &str = "--bench-floor / bench_floor is a benchmark hook (an unauthenticated route) that this build does not have; \
+     remove it from the flags and the config file, or run the `sealog-test` binary (cargo build --release --features test-hooks)";
+
 /// How to run a log.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -35,6 +39,11 @@ pub struct Options {
     pub net: crate::listener::NetLimits,
     pub bench_floor: bool,
     pub rules: crate::detect::Rules,
+    /// Serve HTTPS with this certificate chain and key (PEM files,
+    /// reloaded on SIGHUP).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// An extra CA (PEM) the log trusts when it calls its witnesses.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Why the log could not start or stopped badly.
@@ -74,7 +83,13 @@ pub fn keygen(dir: &DataDir, origin: &str) -> Result<String, ServeError> {
 /// Opens (creating on first use) the log in `opts.data` and starts its
 /// sequencer.
 pub fn open(opts: &Options) -> Result<(Arc<AppState>, Threads), ServeError> {
+    if opts.bench_floor && !cfg!(feature = "test-hooks") {
+        return Err(ServeError::Refused(BENCH_FLOOR_REFUSED.into()));
+    }
     let dir = DataDir(opts.data.clone());
+    dir.create()
+        .map_err(io_err(format!("creating {}", dir.0.display())))?;
+    datadir::check_private(&dir).map_err(|e| ServeError::Refused(e.to_string()))?;
     if !dir.key().exists() {
         if dir.db().exists() {
             // A new key for an existing tree would be a new log identity
@@ -101,8 +116,21 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, Threads), ServeError> {
         }
     }
     let vkey = signer.vkey();
+    // redb creates its files with the process's umask: make them here
+    // first, 0600, so they are never readable by others, not even briefly.
+    // (The index makes its own file: `Index::open_db`.)
+    for db in [dir.db()] {
+        if let Err(e) = datadir::create_secret(&db) {
+            if e.kind() != io::ErrorKind::AlreadyExists {
+                return Err(io_err(format!("creating {}", db.display()))(e));
+            }
+        }
+    }
     let store = Arc::new(Store::open(&dir.db())?);
     store.bind_identity(signer.origin(), &vkey)?;
+    if let Some(why) = store.fork_risk()? {
+        tracing::warn!(%why, "FORK RISK: this log appends without evidence that it holds all its key signed");
+    }
     let tokens = Tokens::load(&store)?;
     let mut state = store.tree_state()?;
     clock::advance_to(store.last_logged_time()?);
@@ -117,8 +145,7 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, Threads), ServeError> {
             "sealog",
         )?;
         state = s;
-        let _ = std::fs::remove_file(dir.admin_token());
-        datadir::write_secret(&dir.admin_token(), &format!("{token}\n"))
+        datadir::replace_secret(&dir.admin_token(), &format!("{token}\n"))
             .map_err(io_err(format!("writing {}", dir.admin_token().display())))?;
     }
     if !dir.vkey().exists() {
@@ -141,7 +168,16 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, Threads), ServeError> {
             let policy = Policy::parse(&text)
                 .map_err(|e| ServeError::Refused(format!("{}: {e}", path.display())))?;
             tracing::info!(witnesses = policy.witnesses.len(), "witnessing configured");
-            Some(Arc::new(Witnessing::new(policy, opts.witness_interval)))
+            let client = crate::tls::client(
+                opts.ca_file.as_deref(),
+                Some(std::time::Duration::from_secs(5)),
+            )
+            .map_err(ServeError::Refused)?;
+            Some(Arc::new(Witnessing::new(
+                policy,
+                opts.witness_interval,
+                client,
+            )))
         }
     };
     let signer = Arc::new(signer);
@@ -201,13 +237,25 @@ pub struct Threads {
 /// Runs the log until SIGTERM or SIGINT, then drains the queue and stops.
 pub async fn serve(opts: Options) -> Result<(), ServeError> {
     let (app, threads) = open(&opts)?;
+    let tls = match &opts.tls {
+        None => None,
+        Some((cert, key)) => {
+            let t = crate::tls::ServerTls::load(cert, key).map_err(ServeError::Refused)?;
+            t.clone().reload_on_sighup().map_err(ServeError::Refused)?;
+            Some(t.acceptor())
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&opts.listen)
         .await
         .map_err(io_err(format!("listening on {}", opts.listen)))?;
     let addr = listener.local_addr().map_err(io_err("local address"))?;
     // Where local tools (sealog backup) find the running log.
+    // It decides where `sealog backup` sends the admin token: 0600, and
+    // a file or link someone put there is replaced, never written through.
     let addr_file = opts.data.join("serve.addr");
-    let _ = std::fs::write(&addr_file, format!("{addr}\n"));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    datadir::replace_secret(&addr_file, &format!("{scheme}://{addr}\n"))
+        .map_err(io_err(format!("writing {}", addr_file.display())))?;
     if let Some(w) = &app.witnessing {
         tokio::spawn(w.clone().run(app.sequencer.clone(), app.store.clone()));
     }
@@ -234,8 +282,19 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
         })
         .map_err(io_err("spawning the detections thread"))?;
     let stop = shutdown_signal();
+    if tls.is_some() {
+        tracing::info!("TLS on: the listener speaks HTTPS only");
+    }
+    // Tests and scripts read the address from this line's end.
     tracing::info!(%addr, "serving");
-    crate::listener::serve(listener, http::router(app.clone()), opts.net.clone(), stop).await;
+    crate::listener::serve(
+        listener,
+        http::router(app.clone()),
+        opts.net.clone(),
+        tls,
+        stop,
+    )
+    .await;
     let _ = std::fs::remove_file(&addr_file);
     tracing::info!("stopping: draining the append queue");
     app.sequencer.stop();

@@ -519,6 +519,24 @@ impl Store {
         Ok(())
     }
 
+    /// Why this log was made writable without evidence that it holds
+    /// everything its key signed (`restore --i-accept-fork-risk`), if it was.
+    pub fn fork_risk(&self) -> Result<Option<String>, StoreError> {
+        let tx = self.begin_read()?;
+        let meta = tx.open_table(META)?;
+        Ok(meta
+            .get("fork_risk")?
+            .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+    }
+
+    /// Records that this log was made writable at a fork risk, and why.
+    pub fn set_fork_risk(&self, why: &str) -> Result<(), StoreError> {
+        let tx = self.begin_write()?;
+        tx.open_table(META)?.insert("fork_risk", why.as_bytes())?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The largest `metadata.logged_time` ever appended.
     pub fn last_logged_time(&self) -> Result<u64, StoreError> {
         let tx = self.begin_read()?;

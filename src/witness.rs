@@ -365,7 +365,21 @@ pub async fn serve(
     listen: &str,
     logs: &Path,
     name: Option<&str>,
+    tls: Option<(&Path, &Path)>,
 ) -> Result<(), String> {
+    // Like the log's: the directory its owner's only, the key and the
+    // database 0600, no symlinks (datadir::check_private_files).
+    crate::datadir::DataDir(data.to_path_buf())
+        .create()
+        .map_err(|e| format!("creating {}: {e}", data.display()))?;
+    let db = data.join("witness.redb");
+    crate::datadir::check_private_files(data, &[data.join("witness.key"), db.clone()])
+        .map_err(|e| e.to_string())?;
+    if let Err(e) = crate::datadir::create_secret(&db) {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(format!("creating {}: {e}", db.display()));
+        }
+    }
     if !data.join("witness.key").exists() {
         let name = name.ok_or("no witness.key in the data directory; give --name to create one")?;
         keygen(data, name)?;
@@ -376,18 +390,33 @@ pub async fn serve(
     let text = std::fs::read_to_string(logs).map_err(|e| format!("{}: {e}", logs.display()))?;
     let logs = parse_logs(&text).map_err(|e| format!("{}: {e}", logs.display()))?;
     let vkey = cosigner.vkey();
-    let w = Arc::new(
-        Witness::open(&data.join("witness.redb"), cosigner, logs).map_err(|e| e.to_string())?,
-    );
+    let w = Arc::new(Witness::open(&db, cosigner, logs).map_err(|e| e.to_string())?);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("listening on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(vkey = %vkey, "witness key");
+    let tls = match tls {
+        None => None,
+        Some((cert, key)) => {
+            let t = crate::tls::ServerTls::load(cert, key)?;
+            t.clone().reload_on_sighup()?;
+            Some(t.acceptor())
+        }
+    };
     let stop = crate::server::shutdown_signal();
+    if tls.is_some() {
+        tracing::info!("TLS on: the listener speaks HTTPS only");
+    }
+    // Tests and scripts read the address from this line's end.
     tracing::info!(%addr, "serving");
-    axum::serve(listener, router(w))
-        .with_graceful_shutdown(stop)
-        .await
-        .map_err(|e| e.to_string())
+    crate::listener::serve(
+        listener,
+        router(w),
+        crate::listener::NetLimits::default(),
+        tls,
+        stop,
+    )
+    .await;
+    Ok(())
 }

@@ -38,11 +38,9 @@ pub struct Witnessing {
 }
 
 impl Witnessing {
-    pub fn new(policy: Policy, interval: Duration) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("an HTTP client without TLS builds");
+    /// `client` (HTTPS-capable, `crate::tls::client`) should time out
+    /// requests: a slow witness must not hold a round for long.
+    pub fn new(policy: Policy, interval: Duration, client: reqwest::Client) -> Self {
         Witnessing {
             policy,
             interval,

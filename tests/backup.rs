@@ -153,16 +153,10 @@ async fn an_online_backup_restores_to_a_log_consistent_with_the_live_one() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("backup of size {}", now.size)));
-    // With the original's newest checkpoint, a complete snapshot restores
-    // to a log that appends; an incomplete one is refused that way.
-    let cp_file = tmp.path().join("newest.checkpoint");
-    let (child_note, _) = {
-        let mut l = Server::start_in(live.data_dir(), &[]);
-        let note = l.get_text(&c, "/checkpoint").await;
-        assert_eq!(l.stop(), Some(0));
-        (note, ())
-    };
-    std::fs::write(&cp_file, &child_note).unwrap();
+    // With the live original's newest checkpoint as outside evidence, a
+    // complete snapshot restores to a log that appends; an incomplete one
+    // is refused that way. (More in tests/security_ops.rs.)
+    let mut l = Server::start_in(live.data_dir(), &[]);
     let full = tmp.path().join("full");
     let out = sealog(&[
         "restore",
@@ -170,8 +164,8 @@ async fn an_online_backup_restores_to_a_log_consistent_with_the_live_one() {
         file2.to_str().unwrap(),
         "--data",
         full.to_str().unwrap(),
-        "--checkpoint",
-        cp_file.to_str().unwrap(),
+        "--log",
+        &l.url,
     ]);
     assert!(
         out.status.success(),
@@ -187,8 +181,9 @@ async fn an_online_backup_restores_to_a_log_consistent_with_the_live_one() {
         file.to_str().unwrap(),
         "--data",
         partial.to_str().unwrap(),
-        "--checkpoint",
-        cp_file.to_str().unwrap(),
+        "--log",
+        &l.url,
     ]);
     assert!(!out.status.success());
+    assert_eq!(l.stop(), Some(0));
 }

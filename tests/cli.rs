@@ -60,8 +60,16 @@ fn keygen_makes_a_key_that_serve_uses_and_identity_mismatches_are_refused() {
 
     // A database without its key is refused rather than given a new identity.
     let fresh = tmp.path().join("fresh");
-    std::fs::create_dir_all(&fresh).unwrap();
-    std::fs::write(fresh.join("sealog.redb"), b"").unwrap();
+    // (Private, as serve demands of a data directory and its database.)
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(&fresh)
+        .unwrap();
+    std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new().write(true).create_new(true),
+        0o600,
+    )
+    .open(fresh.join("sealog.redb"))
+    .unwrap();
     let out = sealog(&[
         "serve",
         "--data",
@@ -103,6 +111,12 @@ fn a_store_created_with_one_key_refuses_another() {
         .bind_identity("same.example/log", vkey_a.trim())
         .unwrap();
     drop(store);
+    // redb made the file with the umask's mode; serve wants it private.
+    std::fs::set_permissions(
+        a.join("sealog.redb"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     std::fs::remove_file(a.join("log.key")).unwrap();
     std::fs::copy(b.join("log.key"), a.join("log.key")).unwrap();
     let out = sealog(&[

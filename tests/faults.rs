@@ -301,6 +301,7 @@ async fn logged_times_stay_monotonic_when_the_clock_steps_back() {
     let t1 = logged(&s.append(&c, auth_event(1, json!(1))).await);
     assert_eq!(s.stop(), Some(0));
     // The wall clock steps back a day while the log is down.
+    s.use_test_hooks();
     s.set_env("SEALOG_CLOCK_SKEW_MS", "-86400000");
     s.restart_after_stop();
     let t2 = logged(&s.append(&c, auth_event(2, json!(2))).await);

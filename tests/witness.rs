@@ -484,7 +484,10 @@ async fn three_witnesses_one_down_a_forged_fork_and_the_auditor() {
 
     // A forged fork: a second instance with the same key signs another
     // tree of the same origin.
-    std::fs::create_dir_all(p("fork")).unwrap();
+    // (A data directory is its owner's only: serve refuses a looser one.)
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(p("fork"))
+        .unwrap();
     std::fs::copy(p("log/log.key"), p("fork/log.key")).unwrap();
     let (child, fork_url) =
         spawn_serving(&["serve", "--data", &p("fork"), "--listen", "127.0.0.1:0"]);

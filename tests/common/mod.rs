@@ -18,6 +18,8 @@ pub struct Server {
     pub vkey: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// The binary: `sealog`, or `sealog-test` (test hooks honoured).
+    bin: &'static str,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -34,6 +36,7 @@ impl Server {
             vkey: String::new(),
             args: args.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
+            bin: env!("CARGO_BIN_EXE_sealog"),
             _tmp: Some(tmp),
         };
         s.spawn();
@@ -50,10 +53,17 @@ impl Server {
             vkey: String::new(),
             args: args.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
+            bin: env!("CARGO_BIN_EXE_sealog"),
             _tmp: None,
         };
         s.spawn();
         s
+    }
+
+    /// Runs `sealog-test` from the next start on: the build whose test
+    /// hooks (SEALOG_CLOCK_SKEW_MS, --bench-floor) work.
+    pub fn use_test_hooks(&mut self) {
+        self.bin = env!("CARGO_BIN_EXE_sealog-test");
     }
 
     /// Sets an environment variable for the next start.
@@ -68,7 +78,7 @@ impl Server {
     }
 
     fn try_spawn(&mut self) -> Result<(), String> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sealog"))
+        let mut child = Command::new(self.bin)
             .arg("serve")
             .arg("--data")
             .arg(&self.dir)
@@ -144,6 +154,11 @@ impl Server {
     pub fn restart_after_stop(&mut self) {
         assert!(self.child.is_none(), "stop it first");
         self.spawn();
+    }
+
+    /// The running server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -336,6 +351,7 @@ pub fn try_start(data: &str) -> Result<Server, String> {
         vkey: String::new(),
         args: Vec::new(),
         env: Vec::new(),
+        bin: env!("CARGO_BIN_EXE_sealog"),
         _tmp: None,
     };
     s.try_spawn()?;
