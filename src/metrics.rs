@@ -49,7 +49,8 @@ impl Histogram {
 }
 
 /// Append outcomes, as the HTTP error codes name them.
-pub const OUTCOMES: [&str; 8] = [
+/// `other` stays last: unknown codes count there.
+pub const OUTCOMES: [&str; 9] = [
     "ok",
     "bad_request",
     "unauthorized",
@@ -57,12 +58,13 @@ pub const OUTCOMES: [&str; 8] = [
     "too_large",
     "overloaded",
     "storage",
+    "conflict",
     "other",
 ];
 
 pub struct Metrics {
-    pub append_requests: [AtomicU64; 8],
-    pub append_events: [AtomicU64; 8],
+    pub append_requests: [AtomicU64; OUTCOMES.len()],
+    pub append_events: [AtomicU64; OUTCOMES.len()],
     pub duplicates: AtomicU64,
     pub batch_events: Histogram,
     pub commit_seconds: Histogram,
@@ -71,11 +73,13 @@ pub struct Metrics {
     pub tiles: AtomicU64,
     pub queries: AtomicU64,
     pub index_pauses: AtomicU64,
+    pub stream_errors: AtomicU64,
+    pub witness_errors: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
-    append_requests: [const { AtomicU64::new(0) }; 8],
-    append_events: [const { AtomicU64::new(0) }; 8],
+    append_requests: [const { AtomicU64::new(0) }; OUTCOMES.len()],
+    append_events: [const { AtomicU64::new(0) }; OUTCOMES.len()],
     duplicates: AtomicU64::new(0),
     batch_events: Histogram::new(&[
         1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
@@ -88,6 +92,8 @@ pub static METRICS: Metrics = Metrics {
     tiles: AtomicU64::new(0),
     queries: AtomicU64::new(0),
     index_pauses: AtomicU64::new(0),
+    stream_errors: AtomicU64::new(0),
+    witness_errors: AtomicU64::new(0),
 };
 
 /// Counts an append request of `events` events by its outcome code.
@@ -161,6 +167,16 @@ pub fn render(g: &Gauges) -> String {
             "sealog_index_pauses_total",
             "Commits the sequencer delayed to let a lagging index catch up.",
             &m.index_pauses,
+        ),
+        (
+            "sealog_stream_errors_total",
+            "Events a stream could not read (sent as unreadable) and streams ended by a store error.",
+            &m.stream_errors,
+        ),
+        (
+            "sealog_witness_errors_total",
+            "Witness answers that gave no cosignature: unreachable, refused, garbled, or reporting a fork.",
+            &m.witness_errors,
         ),
     ];
     for (name, help, c) in counters {
