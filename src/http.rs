@@ -1388,7 +1388,7 @@ impl StreamState {
             }
             let target = *self.size.borrow_and_update();
             if self.next < target {
-                let end = target.min(self.next + 256);
+                let end = target.min(self.next.saturating_add(256));
                 let snap = match self.s.store.snapshot() {
                     Ok(snap) => snap,
                     Err(e) => {

@@ -75,6 +75,7 @@ pub struct Metrics {
     pub index_pauses: AtomicU64,
     pub stream_errors: AtomicU64,
     pub witness_errors: AtomicU64,
+    pub witness_forks: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -94,6 +95,7 @@ pub static METRICS: Metrics = Metrics {
     index_pauses: AtomicU64::new(0),
     stream_errors: AtomicU64::new(0),
     witness_errors: AtomicU64::new(0),
+    witness_forks: AtomicU64::new(0),
 };
 
 /// Counts an append request of `events` events by its outcome code.
@@ -177,6 +179,11 @@ pub fn render(g: &Gauges) -> String {
             "sealog_witness_errors_total",
             "Witness answers that gave no cosignature: unreachable, refused, garbled, or reporting a fork.",
             &m.witness_errors,
+        ),
+        (
+            "sealog_witness_forks_total",
+            "Witness answers saying the witness cosigned another tree of the same size: a fork.",
+            &m.witness_forks,
         ),
     ];
     for (name, help, c) in counters {

@@ -143,11 +143,16 @@ impl Witnessing {
                 .witness_errors
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match e {
-                AskError::Fork => tracing::error!(
+                AskError::Fork => {
+                    crate::metrics::METRICS
+                        .witness_forks
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!(
                     witness = %w.name,
                     size = head.size,
                     "witness holds another checkpoint of this size: the log was forked"
-                ),
+                    )
+                }
                 e => {
                     tracing::warn!(witness = %w.name, size = head.size, error = %e, "no cosignature")
                 }
