@@ -337,8 +337,8 @@ impl<F: Fn() -> u64> hyper::body::Body for BusyBody<F> {
 /// The socket, with one rewrite on the way out: the bare error answers
 /// hyper itself writes for a request it cannot parse (400, 414, 431, with
 /// an empty body and no content type) get the JSON error body every other
-/// error answer has. They are told apart by that empty body: every answer
-/// the routes give to an error carries a JSON body.
+/// error answer has. They are told apart by that empty body: every error
+/// answer of the log's routes carries a JSON body (`http::json_errors`).
 struct JsonErrors {
     inner: TcpStream,
     /// A rewritten answer being written: bytes, how many went out, and the
@@ -385,17 +385,15 @@ fn rewrite_bare_error(buf: &[u8]) -> Option<Vec<u8>> {
         .parse()
         .ok()?;
     let lower = head.to_ascii_lowercase();
-    if status < 400
-        || !lower.contains("\r\ncontent-length: 0\r\n")
-        || lower.contains("content-type")
-    {
+    if !lower.contains("\r\ncontent-length: 0\r\n") || lower.contains("content-type") {
         return None;
     }
+    // The statuses hyper answers a parse error with (it then closes).
     let (code, message) = match status {
         400 => ("bad_request", "malformed HTTP request"),
         414 => ("uri_too_long", "request target too long"),
         431 => ("headers_too_large", "request headers too large"),
-        _ => ("http_error", "the request could not be read"),
+        _ => return None,
     };
     let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
     let mut out = format!(
@@ -488,6 +486,7 @@ mod tests {
             &b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"[..],
             b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n",
             b"HTTP/1.1 404 Not Found\r\ncontent-length: 10\r\n\r\n",
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
             b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n{}",
         ] {
             assert!(rewrite_bare_error(keep).is_none());

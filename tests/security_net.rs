@@ -686,3 +686,45 @@ async fn the_logs_witnessing_client_reports_a_fork_the_witness_refuses() {
     let after = metric(&c, &fork, "sealog_witness_errors_total").await;
     assert!(after - before <= 5.0, "{before} → {after} in 1 s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_stops_gracefully_with_a_stream_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (child, url) = spawn_serving(&[
+        "serve",
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let mut k = Kill(child);
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let c = Server::client();
+    let mut r = c
+        .get(format!("{url}/v1/stream"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    common::send_signal(k.0.id(), "TERM");
+    until_ended(
+        &mut r,
+        Instant::now() + Duration::from_secs(10),
+        "10 s after SIGTERM",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = k.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 10 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+}
