@@ -174,6 +174,9 @@ impl Witnessing {
                 .get(&w.name)
                 .unwrap_or(&0);
             if old > head.size {
+                // Forget it: the next ask starts from 0 and learns the
+                // witness's size afresh, rather than never asking again.
+                self.known.lock().expect("not poisoned").remove(&w.name);
                 return Err(AskError::Other(format!(
                     "the witness has cosigned size {old}, above the log's {}",
                     head.size
@@ -206,10 +209,7 @@ impl Witnessing {
                 .headers()
                 .get(reqwest::header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"text/x.tlog.size"));
-            let text = resp
-                .text()
-                .await
-                .map_err(|e| AskError::Other(format!("reading the answer: {e}")))?;
+            let text = read_limited(resp, MAX_ANSWER).await?;
             match status {
                 200 => {
                     let body_text = head
@@ -259,6 +259,26 @@ impl Witnessing {
             "still a size conflict after a retry".into(),
         ))
     }
+}
+
+/// Most bytes read of a witness's answer: cosignature lines or a size
+/// are short, and a witness must not be able to fill the log's memory.
+const MAX_ANSWER: usize = 64 << 10;
+
+/// The answer's body as text, refused beyond `limit` bytes.
+async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<String, AskError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| AskError::Other(format!("reading the answer: {e}")))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(AskError::Other(format!("an answer over {limit} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| AskError::Other("an answer that is not UTF-8".into()))
 }
 
 /// Why a witness gave no cosignature.

@@ -728,3 +728,82 @@ async fn the_server_stops_gracefully_with_a_stream_open() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_answering_garbage_never_stalls_the_log() {
+    // A fake witness: in turn a 200 without a cosignature, a 409 with a
+    // size above the log's, a 1 MiB answer, and a 409 with a malformed
+    // size; each counted and the loop going on.
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let wurl = format!("http://{}", fake.local_addr().unwrap());
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = served.clone();
+    std::thread::spawn(move || {
+        let big = "x".repeat(1 << 20);
+        for (n, conn) in fake.incoming().enumerate() {
+            let Ok(mut t) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = t.read(&mut buf);
+            let (status, ctype, body) = match n % 4 {
+                0 => ("200 OK", "text/plain", "no cosignature here\n"),
+                1 => ("409 Conflict", "text/x.tlog.size", "999999\n"),
+                2 => ("200 OK", "text/plain", big.as_str()),
+                _ => ("409 Conflict", "text/x.tlog.size", "lots\n"),
+            };
+            let _ = t.write_all(
+                format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let (_, wvkey) = sealog::cosign::Cosigner::generate("fake.example/w").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .args(["keygen", "--origin", "g.example/log"])
+        .arg("--out")
+        .arg(tmp.path().join("log"))
+        .output()
+        .unwrap();
+    let log_vkey = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let policy = tmp.path().join("policy");
+    std::fs::write(
+        &policy,
+        format!("log {log_vkey}\nwitness w {wvkey} {wurl}\nquorum w\n"),
+    )
+    .unwrap();
+    let s = Server::start_in(
+        &tmp.path().join("log"),
+        &[
+            "--witnesses",
+            policy.to_str().unwrap(),
+            "--witness-interval-ms",
+            "20",
+        ],
+    );
+    let c = Server::client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 0;
+    // Every kind of answer given (five asks), each counted.
+    while served.load(std::sync::atomic::Ordering::Relaxed) < 5
+        || metric(&c, &s.url, "sealog_witness_errors_total").await < 4.0
+    {
+        assert!(Instant::now() < deadline, "the witnessing loop stopped");
+        // Appends go on, and each new checkpoint starts a new round.
+        s.append(&c, auth_event(i, json!(i))).await;
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        c.get(format!("{}/checkpoint", s.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503,
+        "never cosigned"
+    );
+}
