@@ -28,6 +28,15 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
 }
 
+/// The credentials of an `Authorization: Bearer <token>` value. The scheme
+/// is case-insensitive (RFC 9110 §11.1): `bearer x` and `BEARER x` are the
+/// same; one or more spaces separate it from the token.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, rest) = header.split_once(' ')?;
+    let token = rest.trim_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// What a token may do. `admin` implies every other scope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -155,11 +164,7 @@ impl Tokens {
 
     /// Checks an `Authorization` header value for `scope`.
     pub fn authorize(&self, header: Option<&str>, scope: Scope) -> Result<TokenRecord, AuthError> {
-        let token = header
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(AuthError::Missing)?;
+        let token = header.and_then(bearer_token).ok_or(AuthError::Missing)?;
         let hash = token_hash(token);
         let map = self.by_hash.read().expect("not poisoned");
         let (stored, record) = map.get_key_value(&hash).ok_or(AuthError::Invalid)?;
@@ -201,6 +206,14 @@ mod tests {
         ));
         assert!(matches!(
             tokens.authorize(Some(&admin), Scope::Append),
+            Err(AuthError::Missing)
+        ));
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            let h = format!("{scheme}  {writer}");
+            assert!(tokens.authorize(Some(&h), Scope::Append).is_ok(), "{h}");
+        }
+        assert!(matches!(
+            tokens.authorize(Some(&format!("Basic {writer}")), Scope::Append),
             Err(AuthError::Missing)
         ));
         assert!(matches!(

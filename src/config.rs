@@ -59,6 +59,19 @@ pub struct ServeConfig {
     /// Bytes of request line and headers [65536].
     #[arg(long)]
     pub max_header_bytes: Option<usize>,
+    /// Time an idle keep-alive connection stays open, ms [30000].
+    #[arg(long)]
+    pub idle_timeout_ms: Option<u64>,
+    /// Open `GET /v1/stream` responses at once, at most half of
+    /// max_connections; beyond, 503 [128].
+    #[arg(long)]
+    pub max_streams: Option<usize>,
+    /// Open streams per token; beyond, 429 [8].
+    #[arg(long)]
+    pub max_streams_per_token: Option<usize>,
+    /// Time a stream's client may read nothing before it is closed, ms [60000].
+    #[arg(long)]
+    pub stream_idle_timeout_ms: Option<u64>,
     /// Log format: text or json [text].
     #[arg(long)]
     pub log_format: Option<String>,
@@ -109,6 +122,10 @@ impl ServeConfig {
             header_timeout_ms,
             body_timeout_ms,
             max_header_bytes,
+            idle_timeout_ms,
+            max_streams,
+            max_streams_per_token,
+            stream_idle_timeout_ms,
             log_format,
             bench_floor,
             tls_cert,
@@ -142,6 +159,7 @@ impl ServeConfig {
         let limits = Limits::default();
         let seq = sequencer::Config::default();
         let net = NetLimits::default();
+        let max_connections = self.max_connections.unwrap_or(net.max_connections).max(1);
         Options {
             data: self.data.unwrap_or_else(|| "./sealog-data".into()),
             listen: self.listen.unwrap_or_else(|| "127.0.0.1:8080".into()),
@@ -154,6 +172,21 @@ impl ServeConfig {
                     .map(Duration::from_millis)
                     .unwrap_or(limits.body_timeout),
                 max_header_bytes: self.max_header_bytes.unwrap_or(limits.max_header_bytes),
+                // Streams hold their connections: keep at least half of the
+                // connection slots for everything else (/healthz, appends).
+                max_streams: self
+                    .max_streams
+                    .unwrap_or(limits.max_streams)
+                    .min(max_connections / 2)
+                    .max(1),
+                max_streams_per_token: self
+                    .max_streams_per_token
+                    .unwrap_or(limits.max_streams_per_token)
+                    .max(1),
+                stream_idle_timeout: self
+                    .stream_idle_timeout_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(limits.stream_idle_timeout),
             },
             sequencer: sequencer::Config {
                 max_batch: self.batch_max.unwrap_or(seq.max_batch).max(1),
@@ -173,7 +206,11 @@ impl ServeConfig {
                 self.witness_interval_ms.unwrap_or(1000).max(10),
             ),
             net: NetLimits {
-                max_connections: self.max_connections.unwrap_or(net.max_connections).max(1),
+                max_connections,
+                idle_timeout: self
+                    .idle_timeout_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(net.idle_timeout),
                 header_timeout: self
                     .header_timeout_ms
                     .map(Duration::from_millis)

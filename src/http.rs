@@ -36,6 +36,12 @@ pub struct Limits {
     pub body_timeout: std::time::Duration,
     /// Bytes of request target and headers at most (431 beyond).
     pub max_header_bytes: usize,
+    /// Open streams at once (503 beyond).
+    pub max_streams: usize,
+    /// Open streams per token (429 beyond).
+    pub max_streams_per_token: usize,
+    /// A stream whose client reads nothing this long is closed.
+    pub stream_idle_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -45,6 +51,9 @@ impl Default for Limits {
             max_events: 1000,
             body_timeout: std::time::Duration::from_secs(30),
             max_header_bytes: 64 << 10,
+            max_streams: 128,
+            max_streams_per_token: 8,
+            stream_idle_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -70,6 +79,8 @@ pub struct AppState {
     pub witnessing: Option<Arc<Witnessing>>,
     pub tokens: Tokens,
     pub limits: Limits,
+    /// Open streams, for their caps.
+    pub streams: std::sync::Mutex<StreamCounts>,
     /// For checkpoints at past sizes (receipts against a checkpoint a
     /// client holds). Signing a past size's true root cannot fork the
     /// log: that root is fixed by hashes that are never rewritten.
@@ -109,7 +120,56 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             header_limit,
         ))
+        .layer(axum::middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// Gives every error answer the JSON error body, including those the
+/// routes do not write themselves (axum's extractor rejections, such as a
+/// path segment that does not percent-decode). The bare errors hyper
+/// writes for requests it cannot parse are rewritten in `listener`.
+async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Rejections are short texts; a longer body is not shown.
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let code = match status.as_u16() {
+        400 => "bad_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "timeout",
+        413 => "too_large",
+        415 => "unsupported_media_type",
+        422 => "unprocessable",
+        431 => "headers_too_large",
+        500..=599 => "internal",
+        _ => "client_error",
+    };
+    let message = match text.is_empty() {
+        true => status.canonical_reason().unwrap_or("error").to_string(),
+        false => text,
+    };
+    let mut error = json!({"code": code, "message": message});
+    if message.starts_with("Invalid URL") {
+        error["field"] = json!("path");
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(json!({ "error": error }).to_string()))
 }
 
 /// Refuses requests whose target and headers exceed the limit: hyper's
@@ -162,6 +222,10 @@ pub enum ApiError {
     #[error("{0}")]
     Protected(String),
     #[error("{0}")]
+    TooManyStreams(String),
+    #[error("{0}")]
+    StreamsFull(String),
+    #[error("{0}")]
     NotAcceptable(String),
     #[error("{0}")]
     Append(#[from] AppendError),
@@ -198,6 +262,8 @@ impl IntoResponse for ApiError {
             ApiError::Gone { .. } => (StatusCode::GONE, "redacted"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Protected(_) => (StatusCode::FORBIDDEN, "protected_record"),
+            ApiError::TooManyStreams(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_streams"),
+            ApiError::StreamsFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "too_many_streams"),
             ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable"),
             ApiError::Append(AppendError::QueueFull) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "overloaded")
@@ -303,6 +369,9 @@ async fn append(
         Err(ApiError::InvalidEvent { .. }) => "invalid_event",
         Err(ApiError::TooLarge(_)) => "too_large",
         Err(ApiError::Append(AppendError::QueueFull | AppendError::IndexBehind(_))) => "overloaded",
+        // A uid already logged with other content is the client's conflict
+        // (409), not a fault of the log's storage.
+        Err(ApiError::Append(AppendError::Refused(_)) | ApiError::Conflict(_)) => "conflict",
         Err(ApiError::Append(_)) | Err(ApiError::Store(_)) => "storage",
         Err(_) => "other",
     };
@@ -600,13 +669,24 @@ async fn consistency_proof(
     Ok(Json(ConsistencyProof { from, to, hashes }))
 }
 
+/// `s` as a canonical decimal u64: digits only (no sign, no spaces), no
+/// leading zero unless it is `0`, and in range; else None. One number has
+/// exactly one spelling, so a cache or an audit trail never sees two names
+/// for one index.
+fn canonical_u64(s: &str) -> Option<u64> {
+    let canonical =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    canonical.then(|| s.parse::<u64>().ok()).flatten()
+}
+
 /// A leaf index from a path segment.
 fn path_index(s: &str) -> Result<u64, ApiError> {
-    s.bytes()
-        .all(|b| b.is_ascii_digit())
-        .then(|| s.parse::<u64>().ok())
-        .flatten()
-        .ok_or_else(|| ApiError::bad("index", format!("{s:?} is not a non-negative integer")))
+    canonical_u64(s).ok_or_else(|| {
+        ApiError::bad(
+            "index",
+            format!("{s:?} is not a canonical decimal index (digits, no leading zero, below 2^64)"),
+        )
+    })
 }
 
 /// The stored event at `index` below the latest checkpoint, or 404/410.
@@ -967,6 +1047,9 @@ async fn revoke_token(
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let by = authorize(&s, &headers, Scope::Admin)?;
+    if !auth::valid_name(&name) {
+        return Err(ApiError::bad("name", "1 to 128 of A-Z a-z 0-9 . _ - @"));
+    }
     if !s.tokens.is_active(&name) {
         return Err(ApiError::NotFound(format!(
             "no active token is named {name:?}"
@@ -1127,78 +1210,285 @@ async fn assurance(
 /// Each SSE id is the event's index. The stream reads the store at the
 /// consumer's pace: nothing is buffered per consumer, so a slow one never
 /// holds up appends, and any consumer resumes exactly where it stopped.
+///
+/// What must stay true: a stream ends within about a second once its token
+/// is revoked (or loses `read`), once the server stops, or once its client
+/// has read nothing for `stream_idle_timeout`; streams are capped per token
+/// and overall, so they never hold all connection slots; and it never ends
+/// or skips without a trace: an event it cannot read is sent as an
+/// `unreadable` SSE event with its id, a store it cannot read ends it with
+/// an `error` event, both logged and counted in
+/// `sealog_stream_errors_total`.
 async fn stream(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    use axum::response::sse::{Event, KeepAlive, Sse};
-    authorize(&s, &headers, Scope::Read)?;
+    use axum::response::sse::{KeepAlive, Sse};
+    let who = authorize(&s, &headers, Scope::Read)?;
     let p = Params::parse(q)?;
     p.only(&["from", "class_uid", "user"])?;
     let resume = headers
         .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
         .map(|v| {
-            v.parse::<u64>()
-                .map_err(|_| ApiError::bad("Last-Event-ID", "not an index"))
+            v.to_str()
+                .ok()
+                .and_then(canonical_u64)
+                .and_then(|id| id.checked_add(1))
+                .ok_or_else(|| {
+                    ApiError::bad(
+                        "Last-Event-ID",
+                        "not a canonical decimal index below 2^64 - 1",
+                    )
+                })
         })
         .transpose()?;
     let from = match resume {
-        Some(id) => id + 1,
+        Some(next) => next,
         None => p.u64("from")?.unwrap_or(0),
     };
     let class = p.u64("class_uid")?;
     let user = p.str("user").map(String::from);
-    let state = (
+    let slot = StreamSlot::take(&s, &who.name)?;
+    let auth_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let conn = extensions.get::<crate::listener::ConnHandle>().cloned();
+    let (end_tx, end_rx) = tokio::sync::watch::channel(None::<&'static str>);
+    let polled = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = tokio::time::Instant::now();
+    tokio::spawn(stream_watchdog(
         s.clone(),
-        from,
-        s.sequencer.watch_size(),
-        Vec::<(u64, Value)>::new(),
-    );
-    let events = futures_util::stream::unfold(state, move |(s, mut next, mut size, mut buf)| {
+        auth_header,
+        conn,
+        end_tx,
+        polled.clone(),
+        started,
+    ));
+    let state = StreamState {
+        s: s.clone(),
+        next: from,
+        size: s.sequencer.watch_size(),
+        buf: Vec::new(),
+        end: end_rx,
+        done: false,
+        _slot: slot,
+    };
+    let events = futures_util::stream::unfold(state, move |mut st| {
         let user = user.clone();
+        let polled = polled.clone();
         async move {
-            loop {
-                if let Some((i, v)) = buf.pop() {
-                    let ev = Event::default()
-                        .id(i.to_string())
-                        .json_data(json!({"index": i, "event": v}))
-                        .ok()?;
-                    return Some((Ok::<_, std::convert::Infallible>(ev), (s, next, size, buf)));
-                }
-                let target = *size.borrow_and_update();
-                if next < target {
-                    let end = target.min(next + 256);
-                    let snap = s.store.snapshot().ok()?;
-                    for i in next..end {
-                        if let Ok(EventRow::Present(e)) = snap.event(i) {
-                            let Ok(v) = serde_json::from_slice::<Value>(&e.jcs) else {
-                                continue;
-                            };
-                            let class_ok = class.is_none_or(|c| v["class_uid"].as_u64() == Some(c));
-                            let user_ok = user.as_ref().is_none_or(|u| {
-                                snap.facets(i)
-                                    .ok()
-                                    .flatten()
-                                    .is_some_and(|f| f.users.contains(u) || f.actors.contains(u))
-                            });
-                            if class_ok && user_ok {
-                                buf.push((i, v));
-                            }
-                        }
-                    }
-                    buf.reverse();
-                    next = end;
-                    continue;
-                }
-                size.changed().await.ok()?;
-            }
+            polled.store(
+                started.elapsed().as_millis() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            let ev = st.next_event(class, user.as_deref()).await?;
+            Some((Ok::<_, std::convert::Infallible>(ev), st))
         }
     });
+    let keep_alive = s.limits.stream_idle_timeout.div_f64(4.0).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(15),
+    );
     Ok(Sse::new(events)
-        .keep_alive(KeepAlive::default())
+        .keep_alive(KeepAlive::new().interval(keep_alive))
         .into_response())
+}
+
+/// Counts open streams, per token name and overall.
+#[derive(Default)]
+pub struct StreamCounts {
+    total: usize,
+    by_token: std::collections::HashMap<String, usize>,
+}
+
+/// One open stream's place in the caps, given back when dropped.
+struct StreamSlot {
+    s: Arc<AppState>,
+    token: String,
+}
+
+impl StreamSlot {
+    fn take(s: &Arc<AppState>, token: &str) -> Result<Self, ApiError> {
+        let mut c = s.streams.lock().expect("not poisoned");
+        let mine = c.by_token.get(token).copied().unwrap_or(0);
+        if mine >= s.limits.max_streams_per_token {
+            return Err(ApiError::TooManyStreams(format!(
+                "this token has {mine} open streams, the most one token may hold"
+            )));
+        }
+        if c.total >= s.limits.max_streams {
+            return Err(ApiError::StreamsFull(format!(
+                "{} streams are open, the most the server holds",
+                c.total
+            )));
+        }
+        c.total += 1;
+        *c.by_token.entry(token.to_string()).or_default() += 1;
+        Ok(StreamSlot {
+            s: s.clone(),
+            token: token.to_string(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut c = self.s.streams.lock().expect("not poisoned");
+        c.total -= 1;
+        if let Some(n) = c.by_token.get_mut(&self.token) {
+            *n -= 1;
+            if *n == 0 {
+                c.by_token.remove(&self.token);
+            }
+        }
+    }
+}
+
+/// Ends a stream when it must (see `stream`): tells it why, and if its
+/// body does not end soon (a client that reads nothing never polls it),
+/// closes its connection.
+async fn stream_watchdog(
+    s: Arc<AppState>,
+    auth_header: String,
+    conn: Option<crate::listener::ConnHandle>,
+    end: tokio::sync::watch::Sender<Option<&'static str>>,
+    polled: Arc<std::sync::atomic::AtomicU64>,
+    started: tokio::time::Instant,
+) {
+    const TICK: std::time::Duration = std::time::Duration::from_millis(250);
+    let idle_ms = s.limits.stream_idle_timeout.as_millis() as u64;
+    let why = loop {
+        tokio::select! {
+            _ = end.closed() => return, // the stream is gone
+            _ = tokio::time::sleep(TICK) => {}
+        }
+        if s.tokens.authorize(Some(&auth_header), Scope::Read).is_err() {
+            break "token revoked";
+        }
+        if conn.as_ref().is_some_and(|c| c.closing()) {
+            break "server closing the connection";
+        }
+        let since = polled.load(std::sync::atomic::Ordering::Relaxed);
+        if (started.elapsed().as_millis() as u64).saturating_sub(since) > idle_ms {
+            break "client read nothing";
+        }
+    };
+    tracing::info!(reason = why, "ending a stream");
+    let _ = end.send(Some(why));
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(1), end.closed()).await;
+    if ended.is_err() {
+        if let Some(c) = conn {
+            c.close();
+        }
+    }
+}
+
+/// A stream's position and what it has read ahead.
+struct StreamState {
+    s: Arc<AppState>,
+    next: u64,
+    size: tokio::sync::watch::Receiver<u64>,
+    /// Read events not yet sent, last first.
+    buf: Vec<(u64, Result<Value, String>)>,
+    /// Set by the watchdog when the stream must end.
+    end: tokio::sync::watch::Receiver<Option<&'static str>>,
+    done: bool,
+    _slot: StreamSlot,
+}
+
+fn stream_error(what: &str, error: &dyn std::fmt::Display) {
+    tracing::error!(error = %error, "stream: {what}");
+    crate::metrics::METRICS
+        .stream_errors
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+impl StreamState {
+    /// The next SSE event to send, waiting for new ones; None to end.
+    async fn next_event(
+        &mut self,
+        class: Option<u64>,
+        user: Option<&str>,
+    ) -> Option<axum::response::sse::Event> {
+        use axum::response::sse::Event;
+        loop {
+            if self.done || self.end.borrow().is_some() {
+                return None;
+            }
+            if let Some((i, v)) = self.buf.pop() {
+                let ev = Event::default().id(i.to_string());
+                return Some(match v {
+                    Ok(v) => ev.data(json!({"index": i, "event": v}).to_string()),
+                    Err(e) => ev
+                        .event("unreadable")
+                        .data(json!({"index": i, "error": e}).to_string()),
+                });
+            }
+            let target = *self.size.borrow_and_update();
+            if self.next < target {
+                let end = target.min(self.next.saturating_add(256));
+                let snap = match self.s.store.snapshot() {
+                    Ok(snap) => snap,
+                    Err(e) => {
+                        // The client resumes from its last id.
+                        stream_error("cannot read the store; ending the stream", &e);
+                        self.done = true;
+                        let body = json!({"error": {"code": "storage", "message": "the log cannot read its store; reconnect with Last-Event-ID"}});
+                        return Some(Event::default().event("error").data(body.to_string()));
+                    }
+                };
+                for i in self.next..end {
+                    let e = match snap.event(i) {
+                        Ok(EventRow::Present(e)) => e,
+                        // Redacted events are not streamed.
+                        Ok(EventRow::Redacted(_)) => continue,
+                        Ok(EventRow::Absent) => {
+                            stream_error("an event is missing from the store", &i);
+                            self.buf.push((i, Err("missing from the store".into())));
+                            continue;
+                        }
+                        Err(e) => {
+                            stream_error("cannot read an event", &e);
+                            self.buf.push((i, Err("cannot be read".into())));
+                            continue;
+                        }
+                    };
+                    let v = match serde_json::from_slice::<Value>(&e.jcs) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            stream_error("cannot parse a stored event", &e);
+                            self.buf.push((i, Err("cannot be parsed".into())));
+                            continue;
+                        }
+                    };
+                    let class_ok = class.is_none_or(|c| v["class_uid"].as_u64() == Some(c));
+                    let user_ok = user.is_none_or(|u| match snap.facets(i) {
+                        Ok(f) => f.is_some_and(|f| {
+                            f.users.iter().any(|x| x == u) || f.actors.iter().any(|x| x == u)
+                        }),
+                        Err(e) => {
+                            stream_error("cannot read an event's users", &e);
+                            false
+                        }
+                    });
+                    if class_ok && user_ok {
+                        self.buf.push((i, Ok(v)));
+                    }
+                }
+                self.buf.reverse();
+                self.next = end;
+                continue;
+            }
+            tokio::select! {
+                r = self.size.changed() => r.ok()?, // the log stopped
+                _ = self.end.changed() => {}
+            }
+        }
+    }
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -362,6 +362,18 @@ enum WitnessCommand {
         /// The PEM private key of --tls-cert.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Connections served at once [1024].
+        #[arg(long)]
+        max_connections: Option<usize>,
+        /// Time to send a request's headers, ms [10000].
+        #[arg(long)]
+        header_timeout_ms: Option<u64>,
+        /// Time to send a request's body, ms [30000].
+        #[arg(long)]
+        body_timeout_ms: Option<u64>,
+        /// Time an idle keep-alive connection stays open, ms [30000].
+        #[arg(long)]
+        idle_timeout_ms: Option<u64>,
     },
 }
 
@@ -619,17 +631,34 @@ pub fn main() -> ExitCode {
                 name,
                 tls_cert,
                 tls_key,
-            } => tokio::runtime::Runtime::new()
-                .map_err(|e| e.to_string())
-                .and_then(|rt| {
-                    rt.block_on(sealog::witness::serve(
-                        &data,
-                        &listen,
-                        &logs,
-                        name.as_deref(),
-                        tls_cert.as_deref().zip(tls_key.as_deref()),
-                    ))
-                }),
+                max_connections,
+                header_timeout_ms,
+                body_timeout_ms,
+                idle_timeout_ms,
+            } => {
+                // The log server's limits and defaults (`sealog serve`).
+                let opts = sealog::config::ServeConfig {
+                    max_connections,
+                    header_timeout_ms,
+                    body_timeout_ms,
+                    idle_timeout_ms,
+                    ..Default::default()
+                }
+                .options();
+                tokio::runtime::Runtime::new()
+                    .map_err(|e| e.to_string())
+                    .and_then(|rt| {
+                        rt.block_on(sealog::witness::serve(
+                            &data,
+                            &listen,
+                            &logs,
+                            name.as_deref(),
+                            tls_cert.as_deref().zip(tls_key.as_deref()),
+                            opts.net,
+                            opts.limits.body_timeout,
+                        ))
+                    })
+            }
         },
         Command::Keygen { origin, out } => server::keygen(&DataDir(out), &origin)
             .map(|vkey| println!("{vkey}"))

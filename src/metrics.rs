@@ -49,7 +49,8 @@ impl Histogram {
 }
 
 /// Append outcomes, as the HTTP error codes name them.
-pub const OUTCOMES: [&str; 8] = [
+/// `other` stays last: unknown codes count there.
+pub const OUTCOMES: [&str; 9] = [
     "ok",
     "bad_request",
     "unauthorized",
@@ -57,12 +58,13 @@ pub const OUTCOMES: [&str; 8] = [
     "too_large",
     "overloaded",
     "storage",
+    "conflict",
     "other",
 ];
 
 pub struct Metrics {
-    pub append_requests: [AtomicU64; 8],
-    pub append_events: [AtomicU64; 8],
+    pub append_requests: [AtomicU64; OUTCOMES.len()],
+    pub append_events: [AtomicU64; OUTCOMES.len()],
     pub duplicates: AtomicU64,
     pub batch_events: Histogram,
     pub commit_seconds: Histogram,
@@ -74,11 +76,14 @@ pub struct Metrics {
     /// Leaves the index follower could not read the rows of and indexed
     /// by leaf hash only.
     pub index_skipped: AtomicU64,
+    pub stream_errors: AtomicU64,
+    pub witness_errors: AtomicU64,
+    pub witness_forks: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
-    append_requests: [const { AtomicU64::new(0) }; 8],
-    append_events: [const { AtomicU64::new(0) }; 8],
+    append_requests: [const { AtomicU64::new(0) }; OUTCOMES.len()],
+    append_events: [const { AtomicU64::new(0) }; OUTCOMES.len()],
     duplicates: AtomicU64::new(0),
     batch_events: Histogram::new(&[
         1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
@@ -92,6 +97,9 @@ pub static METRICS: Metrics = Metrics {
     queries: AtomicU64::new(0),
     index_pauses: AtomicU64::new(0),
     index_skipped: AtomicU64::new(0),
+    stream_errors: AtomicU64::new(0),
+    witness_errors: AtomicU64::new(0),
+    witness_forks: AtomicU64::new(0),
 };
 
 /// Counts an append request of `events` events by its outcome code.
@@ -170,6 +178,21 @@ pub fn render(g: &Gauges) -> String {
             "sealog_index_skipped_leaves_total",
             "Leaves whose rows the index could not read, indexed by leaf hash only (logged).",
             &m.index_skipped,
+        ),
+        (
+            "sealog_stream_errors_total",
+            "Events a stream could not read (sent as unreadable) and streams ended by a store error.",
+            &m.stream_errors,
+        ),
+        (
+            "sealog_witness_errors_total",
+            "Witness answers that gave no cosignature: unreachable, refused, garbled, or reporting a fork.",
+            &m.witness_errors,
+        ),
+        (
+            "sealog_witness_forks_total",
+            "Witness answers saying the witness cosigned another tree of the same size: a fork.",
+            &m.witness_forks,
         ),
     ];
     for (name, help, c) in counters {

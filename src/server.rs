@@ -216,6 +216,7 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, Threads), ServeError> {
         witnessing,
         tokens,
         limits: opts.limits.clone(),
+        streams: Default::default(),
         signer,
     });
     Ok((
@@ -404,6 +405,11 @@ pub fn token_list(data: &std::path::Path) -> Result<Vec<TokenRecord>, ServeError
 
 /// `sealog token revoke`: revokes the active token named `name`.
 pub fn token_revoke(data: &std::path::Path, name: &str) -> Result<(), ServeError> {
+    if !crate::auth::valid_name(name) {
+        return Err(ServeError::Refused(
+            "a token name is 1 to 128 of A-Z a-z 0-9 . _ - @".into(),
+        ));
+    }
     let (store, _, state) = open_offline(data)?;
     let now = clock::now_ms();
     let audit = event::prepare(

@@ -9,13 +9,17 @@
 //! and the new checkpoint is durable before the cosignature leaves.
 //!
 //! Same size, different root: v1.0.0 answers 409 Conflict; the draft after
-//! it moves that case to 422. sealog follows v1.0.0 (spec/witness.md).
+//! it moves that case to 422. sealog follows v1.0.0 (spec/witness.md), and
+//! that 409 is plain text, not the `text/x.tlog.size` body v1.0.0 requires
+//! only for an old-size mismatch: a client must see a fork, not a size to
+//! retry from.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -63,7 +67,10 @@ impl IntoResponse for AddError {
             AddError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AddError::UnknownOrigin => StatusCode::NOT_FOUND,
             AddError::Forbidden => StatusCode::FORBIDDEN,
-            AddError::Conflict(size) | AddError::RootConflict(size) => {
+            // Only the old-size mismatch carries the size body: a client
+            // (Tessera) reads `text/x.tlog.size` as "retry from this size",
+            // and for a fork that retry can never succeed.
+            AddError::Conflict(size) => {
                 return (
                     StatusCode::CONFLICT,
                     [(header::CONTENT_TYPE, "text/x.tlog.size")],
@@ -71,6 +78,7 @@ impl IntoResponse for AddError {
                 )
                     .into_response()
             }
+            AddError::RootConflict(_) => StatusCode::CONFLICT,
             AddError::BadProof(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AddError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -290,17 +298,46 @@ impl Witness {
     }
 }
 
-/// The witness's routes.
-pub fn router(w: Arc<Witness>) -> Router {
+/// The witness's routes. `body_timeout` bounds the time a client has to
+/// send a request body (408 after it), as on the log server.
+pub fn router(w: Arc<Witness>, body_timeout: Duration) -> Router {
     Router::new()
         .route("/add-checkpoint", post(add_checkpoint))
-        .with_state(w)
+        .with_state((w, body_timeout))
 }
 
-async fn add_checkpoint(State(w): State<Arc<Witness>>, body: Bytes) -> Response {
-    if body.len() > MAX_BODY {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
-    }
+fn plain(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+async fn add_checkpoint(
+    State((w, body_timeout)): State<(Arc<Witness>, Duration)>,
+    body: Body,
+) -> Response {
+    let read = tokio::time::timeout(body_timeout, axum::body::to_bytes(body, MAX_BODY));
+    let body: Bytes = match read.await {
+        Err(_) => {
+            return plain(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
+            )
+        }
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_large {
+                plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+            } else {
+                plain(StatusCode::BAD_REQUEST, "cannot read the request body")
+            };
+        }
+        Ok(Ok(b)) => b,
+    };
     let w2 = w.clone();
     match tokio::task::spawn_blocking(move || w2.add_checkpoint(&body)).await {
         Ok(Ok(lines)) => {
@@ -366,6 +403,8 @@ pub async fn serve(
     logs: &Path,
     name: Option<&str>,
     tls: Option<(&Path, &Path)>,
+    net: crate::listener::NetLimits,
+    body_timeout: Duration,
 ) -> Result<(), String> {
     // Like the log's: the directory its owner's only, the key and the
     // database 0600, no symlinks (datadir::check_private_files).
@@ -410,13 +449,8 @@ pub async fn serve(
     }
     // Tests and scripts read the address from this line's end.
     tracing::info!(%addr, "serving");
-    crate::listener::serve(
-        listener,
-        router(w),
-        crate::listener::NetLimits::default(),
-        tls,
-        stop,
-    )
-    .await;
+    // The log server's accept loop: the same connection cap, header
+    // deadline, header bound and idle-connection handling.
+    crate::listener::serve(listener, router(w, body_timeout), net, tls, stop).await;
     Ok(())
 }

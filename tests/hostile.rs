@@ -126,22 +126,16 @@ async fn oversized_headers_slow_clients_and_connection_floods_are_bounded() {
     };
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(t0.elapsed() < Duration::from_secs(5));
-    // A flood of idle connections cannot take more than the cap: with all
-    // 4 slots held, the next request waits for one to free (the idle ones
-    // are closed at the header deadline), then succeeds.
+    // A flood of idle connections cannot keep others out: with all 4
+    // slots held by idle sockets, the next connection closes the one idle
+    // longest and is served (tests/security_net.rs has the long-timeout case).
     let idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(&addr).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(100));
-    let t0 = Instant::now();
     let answer = raw(
         &addr,
         b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(
-        t0.elapsed() >= Duration::from_millis(300),
-        "the fifth connection waited for a slot: {:?}",
-        t0.elapsed()
-    );
     drop(idle);
 }
 

@@ -358,7 +358,8 @@ async fn a_query_page_is_bounded_by_bytes_not_only_by_count() {
 
 /// The server's peak resident memory so far, bytes.
 fn peak_rss(s: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", s.pid().expect("running"))).unwrap();
     let kb: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))

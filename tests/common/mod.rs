@@ -124,11 +124,6 @@ impl Server {
         Ok(())
     }
 
-    /// The server process's id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
     /// Stops the server with SIGTERM and waits for it; returns its exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
