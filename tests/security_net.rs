@@ -613,7 +613,10 @@ async fn the_logs_witnessing_client_reports_a_fork_the_witness_refuses() {
         .unwrap();
     assert!(out.status.success());
     let log_vkey = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    std::fs::create_dir_all(p("fork")).unwrap();
+    // The second log's directory private, as `serve` demands.
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(p("fork"))
+        .unwrap();
     std::fs::copy(p("honest/log.key"), p("fork/log.key")).unwrap();
     let args = witness_setup(tmp.path(), &log_vkey);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
