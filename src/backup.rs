@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 
 use crate::datadir::DataDir;
 use crate::store::{Store, StoreError, TreeState};
@@ -95,12 +95,19 @@ pub fn restore(from: &Path, data: &Path, checkpoint: Option<&Path>) -> Result<Tr
         ));
     }
     dir.create().map_err(e)?;
-    std::fs::copy(from, dir.db()).map_err(e)?;
-    let db = Database::create(dir.db()).map_err(e)?;
-    let tx = db.begin_write().map_err(e)?;
+    // Row by row into a fresh file, the events' keys into the key file
+    // (`store::restore_into`); the key files beside it.
+    crate::store::restore_into(from, &dir.db()).map_err(e)?;
+    let db = redb::ReadOnlyDatabase::open(from).map_err(e)?;
+    let tx = db.begin_read().map_err(e)?;
     {
-        let t = tx.open_table(BACKUP).map_err(e)?;
+        let t = match tx.open_table(BACKUP) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(x) => return Err(e(x)),
+        };
         for f in KEY_FILES {
+            let Some(t) = &t else { break };
             if let Some(text) = t.get(f).map_err(e)? {
                 let path = data.join(f);
                 let text = text.value().to_string();
@@ -113,9 +120,7 @@ pub fn restore(from: &Path, data: &Path, checkpoint: Option<&Path>) -> Result<Tr
             }
         }
     }
-    // The key files live beside the database, not in it.
-    tx.delete_table(BACKUP).map_err(e)?;
-    tx.commit().map_err(e)?;
+    drop(tx);
     drop(db);
     let store = Store::open(&dir.db()).map_err(e)?;
     let state = store.tree_state().map_err(e)?;
