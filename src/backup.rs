@@ -2,11 +2,16 @@
 //! and bringing one back.
 //!
 //! A backup file is a redb database with the log's tables as of one
-//! committed state, plus a `backup` table holding the log's key files
-//! (`log.key`, `log.vkey`, `admin.token`): it must be kept as secret as
-//! the key (written 0600). A running log takes the snapshot itself (`POST
-//! /v1/admin/backup` writes it under `DIR/backups/`, which only the owner
-//! can read); a stopped log is read directly.
+//! committed state, an `event_keys` table with the keys of its unredacted
+//! events (`Store::backup_to`), plus a `backup` table holding the log's
+//! key files (`log.key`, `log.vkey`, `admin.token`): it must be kept as
+//! secret as the key (written 0600). A running log takes the snapshot
+//! itself (`POST /v1/admin/backup` writes it under `DIR/backups/`, which
+//! only the owner can read); a stopped log is read directly. Restoring
+//! copies it row by row into a fresh database and its event keys into
+//! the new log's key file (`store::restore_into`): a copy of the file
+//! would keep the keys in redb, where no later redaction could erase
+//! them.
 
 use std::path::Path;
 

@@ -107,6 +107,7 @@ pub struct KeyFile {
 impl KeyFile {
     /// Opens (or creates, readable by its owner only) the key file.
     pub fn open(path: &Path) -> io::Result<KeyFile> {
+        let new = !path.exists();
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -114,6 +115,24 @@ impl KeyFile {
             .truncate(false)
             .mode(0o600)
             .open(path)?;
+        if new {
+            // The file's name must survive a crash as its keys do.
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
+        }
+        // Keys anyone on the machine can read open every event.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} has mode {:o}; it must be readable by its owner only (chmod 600)",
+                    path.display(),
+                    mode & 0o777
+                ),
+            ));
+        }
         Ok(KeyFile { file })
     }
 
@@ -225,6 +244,11 @@ mod tests {
         assert_eq!(&bytes[12 * 32..13 * 32], &[0; 32], "zeros in place");
         let f = KeyFile::open(&path).unwrap();
         let got = f.get_range(10, 5).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(
+            KeyFile::open(&path).is_err(),
+            "a readable key file is refused"
+        );
         assert_eq!(
             got,
             vec![
