@@ -2,15 +2,20 @@
 //! and bringing one back.
 //!
 //! A backup file is a redb database with the log's tables as of one
-//! committed state, plus a `backup` table holding the log's key files
-//! (`log.key`, `log.vkey`, `admin.token`): it must be kept as secret as
-//! the key (written 0600). A running log takes the snapshot itself (`POST
-//! /v1/admin/backup` writes it under `DIR/backups/`, which only the owner
-//! can read); a stopped log is read directly.
+//! committed state, an `event_keys` table with the keys of its unredacted
+//! events (`Store::backup_to`), plus a `backup` table holding the log's
+//! key files (`log.key`, `log.vkey`, `admin.token`): it must be kept as
+//! secret as the key (written 0600). A running log takes the snapshot
+//! itself (`POST /v1/admin/backup` writes it under `DIR/backups/`, which
+//! only the owner can read); a stopped log is read directly. Restoring
+//! copies it row by row into a fresh database and its event keys into
+//! the new log's key file (`store::restore_into`): a copy of the file
+//! would keep the keys in redb, where no later redaction could erase
+//! them.
 
 use std::path::Path;
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 
 use crate::datadir::DataDir;
 use crate::store::{Store, StoreError, TreeState};
@@ -159,19 +164,21 @@ fn restore_into(
 ) -> Result<Restored, String> {
     dir.create().map_err(e)?;
     crate::datadir::check_private(dir).map_err(e)?;
+    // Row by row into a fresh file, the events' keys into the key file
+    // (`store::restore_into`); the key files beside it.
+    written.push(dir.db());
+    written.push(crate::event_keys::path_of(&dir.db()));
+    crate::store::restore_into(from, &dir.db()).map_err(e)?;
+    let db = redb::ReadOnlyDatabase::open(from).map_err(e)?;
+    let tx = db.begin_read().map_err(e)?;
     {
-        let mut src = std::fs::File::open(from).map_err(|x| format!("{}: {x}", from.display()))?;
-        let mut dst = crate::datadir::create_secret(&dir.db())
-            .map_err(|x| format!("{}: {x}", dir.db().display()))?;
-        written.push(dir.db());
-        std::io::copy(&mut src, &mut dst).map_err(e)?;
-        dst.sync_all().map_err(e)?;
-    }
-    let db = Database::create(dir.db()).map_err(e)?;
-    let tx = db.begin_write().map_err(e)?;
-    {
-        let t = tx.open_table(BACKUP).map_err(e)?;
+        let t = match tx.open_table(BACKUP) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(x) => return Err(e(x)),
+        };
         for f in KEY_FILES {
+            let Some(t) = &t else { break };
             if let Some(text) = t.get(f).map_err(e)? {
                 let path = dir.0.join(f);
                 let text = text.value().to_string();
@@ -185,9 +192,7 @@ fn restore_into(
             }
         }
     }
-    // The key files live beside the database, not in it.
-    tx.delete_table(BACKUP).map_err(e)?;
-    tx.commit().map_err(e)?;
+    drop(tx);
     drop(db);
     let store = Store::open(&dir.db()).map_err(e)?;
     let state = store.tree_state().map_err(e)?;

@@ -91,6 +91,9 @@ pub struct Committed {
     pub salt: [u8; SALT_LEN],
     pub commitment: Hash,
     pub facets: Facets,
+    /// The key its private rows are sealed under (`event_keys.rs`):
+    /// destroyed when it is redacted.
+    pub key: crate::event_keys::EventKey,
     /// Its stored rows, when encoded ahead of the sequencer
     /// (`Store::encode_ahead`).
     pub rows: Option<Rows>,
@@ -99,13 +102,15 @@ pub struct Committed {
     pub signals: Option<Arc<Signals>>,
 }
 
-/// An event's stored rows: the `events_z` row and the facets row.
+/// An event's stored rows: the `events_z` row and the facets row, sealed
+/// under its key, and its `uid_hashes` row.
 #[derive(Clone, Debug)]
 pub struct Rows {
     /// Whether `event` was encoded with the log's dictionary.
     pub with_dictionary: bool,
     pub event: Vec<u8>,
     pub facets: Vec<u8>,
+    pub uid: Vec<u8>,
 }
 
 impl Committed {
@@ -119,6 +124,7 @@ impl Committed {
             salt,
             commitment,
             facets,
+            key: crate::event_keys::new_key(),
             rows: None,
             signals: None,
         }

@@ -22,7 +22,7 @@ use crate::query::{self, Cursor, Query};
 use crate::receipt::{self, ConsistencyProof, InclusionProof};
 use crate::records;
 use crate::sequencer::{self, AppendError, Head, MemoHashes, Sequencer};
-use crate::store::{EventRow, Outcome, Store, StoreError, Write};
+use crate::store::{EventRow, Outcome, Refusal, Store, StoreError, Write};
 use crate::tiles::TileRef;
 use crate::tree;
 use crate::witnessing::Witnessing;
@@ -269,6 +269,9 @@ impl IntoResponse for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "overloaded")
             }
             ApiError::Append(AppendError::Stopped) => (StatusCode::SERVICE_UNAVAILABLE, "stopping"),
+            ApiError::Append(AppendError::Refused(Refusal::UidRedacted { .. })) => {
+                (StatusCode::GONE, "redacted")
+            }
             ApiError::Append(AppendError::Refused(_)) => (StatusCode::CONFLICT, "uid_conflict"),
             ApiError::Append(AppendError::ReadOnly(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "read_only")
@@ -298,7 +301,10 @@ impl IntoResponse for ApiError {
                     body["index"] = json!(i);
                 }
             }
-            ApiError::Gone { record, .. } => body["redacted_by"] = json!(record),
+            ApiError::Gone { record, .. }
+            | ApiError::Append(AppendError::Refused(Refusal::UidRedacted { record, .. })) => {
+                body["redacted_by"] = json!(record)
+            }
             ApiError::Store(e)
             | ApiError::Index(IndexError::Store(e))
             | ApiError::Index(IndexError::Log(e)) => {

@@ -35,7 +35,7 @@ use redb::{
 
 use crate::index_keys::{self, Keys};
 use crate::postings;
-use crate::store::{be_u64, lazy, open_retrying, Snapshot, Store, StoreError};
+use crate::store::{be_u64, lazy, open_retrying, uid_hash, Claim, Snapshot, Store, StoreError};
 use crate::tree::{self, Hash};
 
 // The lookup tables are keyed by (the first 8 bytes of a SHA-256 of the
@@ -315,7 +315,7 @@ impl Index {
                 break;
             }
             for (_, _, uid) in &rows {
-                self.uid_filter.insert(index_keys::of_str(uid));
+                self.uid_filter.insert(index_keys::of_hash(uid));
             }
             n += rows.len() as u64;
             from += PART;
@@ -593,7 +593,7 @@ impl Part {
             .map(|(i, c)| (index_keys::of_leaf(&tree::leaf_hash(&c.0)), i))
             .collect();
         let uids = (snap.uid_rows(range.clone())?.into_iter())
-            .map(|(i, _, uid)| (index_keys::of_str(&uid), i))
+            .map(|(i, _, uid)| (index_keys::of_hash(&uid), i))
             .collect();
         let keys = snap.facets_in(range.clone(), |f| Keys::of(&f))?;
         let redacted = snap.redactions(range)?.into_iter().map(|r| r.1).collect();
@@ -764,7 +764,8 @@ impl View {
         Ok(meta.get("indexed")?.map(|v| be_u64(v.value())).unwrap_or(0))
     }
 
-    /// The (leaf index, content hash) of the event with `metadata.uid` =
+    /// The (leaf index, what the log keeps of its content) of the event
+    /// with `metadata.uid` =
     /// `uid`, whose key is `key` (`index_keys::of_str`, which the caller
     /// has already computed for the uid filter), if indexed; `log` is a
     /// snapshot of the log at least as new as this view, to check the
@@ -774,13 +775,14 @@ impl View {
         uid: &str,
         key: u64,
         log: &Snapshot,
-    ) -> Result<Option<(u64, [u8; 32])>, IndexError> {
+    ) -> Result<Option<(u64, Claim)>, IndexError> {
         let uids = lazy(&self.uids, &self.tx, UIDS)?;
+        let hash = uid_hash(uid);
         for i in candidates(uids, key)? {
             let i = i?;
             let row = log.uid_rows(i..i + 1).map_err(IndexError::Log)?;
             match row.first() {
-                Some((_, content, logged)) if logged == uid => return Ok(Some((i, *content))),
+                Some((_, claim, logged)) if *logged == hash => return Ok(Some((i, *claim))),
                 Some(_) => {}
                 None => return Err(StoreError::Corrupt(format!("indexed uid row {i}")).into()),
             }
@@ -942,7 +944,7 @@ mod tests {
     use crate::store::{NoKnownUids, Write};
 
     /// `View::uid` for a uid whose key the test does not have at hand.
-    fn uid_in(view: &View, uid: &str, log: &Snapshot) -> Option<(u64, [u8; 32])> {
+    fn uid_in(view: &View, uid: &str, log: &Snapshot) -> Option<(u64, Claim)> {
         view.uid(uid, index_keys::of_str(uid), log).unwrap()
     }
 

@@ -17,6 +17,12 @@ pub fn of_str(value: &str) -> u64 {
     prefix(&Sha256::digest(value.as_bytes()))
 }
 
+/// The key of a string value whose SHA-256 is `hash` (what the log keeps
+/// of a metadata.uid): the same as `of_str` of the value.
+pub fn of_hash(hash: &[u8; 32]) -> u64 {
+    prefix(hash)
+}
+
 /// The key of a leaf hash.
 pub fn of_leaf(leaf: &Hash) -> u64 {
     prefix(&leaf.0)

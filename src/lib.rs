@@ -19,6 +19,7 @@ pub mod detect;
 pub mod detecting;
 pub mod event;
 pub mod event_codec;
+pub mod event_keys;
 pub mod facets_row;
 pub mod hash_cache;
 pub mod http;

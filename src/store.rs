@@ -5,13 +5,18 @@
 //! - `entries`:  leaf index → 32-byte commitment (the public leaf data)
 //! - `tiles`, `bundles`: full level-0 hash tiles and entry bundles, whole
 //!   (`tile_rows.rs`)
-//! - `events_z`: leaf index → codec || salt (32 bytes) || JCS(event),
-//!   compressed with the log's dictionary (`event_codec.rs`; private)
+//! - `events_z`: leaf index → 2 || the row sealed under the event's key
+//!   (`event_keys.rs`), the row being codec || salt (32 bytes) ||
+//!   JCS(event), compressed with the log's dictionary (`event_codec.rs`;
+//!   private). Rows of codec 0 and 1 unsealed, written before keys, are
+//!   still read.
 //! - `events`:   leaf index → salt || JCS(event), uncompressed, in logs
 //!   begun before `events_z` (read, never written)
-//! - `uid_log`:  leaf index → content hash (32 bytes) || metadata.uid, never
-//!   deleted (the index follower builds the uid lookup from it)
-//! - `facets`:   leaf index → the event's facets (`facets_row.rs`), for query filters
+//! - `uid_hashes`: leaf index → kind || SHA-256(metadata.uid) || what is
+//!   kept of the content hash (`Claim`), never deleted (the index
+//!   follower builds the uid lookup from it); no uid is stored in clear
+//! - `facets`:   leaf index → 2 || the event's facets (`facets_row.rs`)
+//!   sealed under its key, for query filters
 //! - `redacted`: leaf index → index of the redaction event
 //! - `redactions`: index of the redaction event → leaf index (in log
 //!   order, for the index follower)
@@ -25,10 +30,16 @@
 //! `KnownUids` (the sequencer's: the index and the uids appended since it
 //! last caught up) whether a uid is already in the log.
 //!
+//! Each event's key is in the key file (`event_keys.rs`), never in redb:
+//! a redaction overwrites it with zeros, which erases the event from every
+//! page and copy of the database that still holds its sealed rows.
+//!
 //! What must stay true: `meta.size` and `meta.root` change only in the
 //! transaction that writes the leaves and hashes they describe, so a
-//! durable (size, root) always has every hash behind it; and the event,
-//! uid, facets and redaction rows change in that same transaction.
+//! durable (size, root) always has every hash behind it; the event,
+//! uid, facets and redaction rows change in that same transaction; a
+//! leaf's key is durable before that transaction commits, and a redacted
+//! leaf's key is zeros on disk before its redaction is acknowledged.
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -39,12 +50,38 @@ use redb::{
     WriteTransaction,
 };
 
+use sha2::{Digest, Sha256};
+
 use crate::event::{Committed, Facets, SALT_LEN};
 use crate::event_codec::{self, Dictionary};
+use crate::event_keys::{self, EventKey, KeyFile, Sealed};
 use crate::facets_row;
 use crate::tile_rows::{self, BUNDLES, TILES};
 use crate::tiles::{TileRef, FULL_WIDTH};
 use crate::tree::{self, Hash, HashReader, HASH_SIZE};
+
+/// Copies each table of the read transaction `$tx` into the database
+/// `$out`, 50,000 rows a transaction (an empty table is created too).
+macro_rules! copy_tables {
+    ($tx:expr, $out:expr, $($t:ident),* $(,)?) => {$({
+        let src = $tx.open_table($t)?;
+        let mut rows = src.iter()?.peekable();
+        while rows.peek().is_some() {
+            let w = $out.begin_write()?;
+            {
+                let mut dst = w.open_table($t)?;
+                for row in rows.by_ref().take(50_000) {
+                    let (k, v) = row?;
+                    dst.insert(k.value(), v.value())?;
+                }
+            }
+            w.commit()?;
+        }
+        let w = $out.begin_write()?;
+        w.open_table($t)?;
+        w.commit()?;
+    })*};
+}
 
 const HASHES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("hashes");
 const ENTRIES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("entries");
@@ -52,12 +89,31 @@ const ENTRIES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("entries");
 /// deleted by redactions, never written.
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const EVENTS_Z: TableDefinition<u64, &[u8]> = TableDefinition::new("events_z");
+/// Before `uid_hashes`: content hash || metadata.uid in clear. Upgraded
+/// to `uid_hashes` and dropped when the log opens.
 const UID_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("uid_log");
+const UID_HASHES: TableDefinition<u64, &[u8]> = TableDefinition::new("uid_hashes");
 const FACETS: TableDefinition<u64, &[u8]> = TableDefinition::new("facets");
 const REDACTED: TableDefinition<u64, u64> = TableDefinition::new("redacted");
 const REDACTIONS: TableDefinition<u64, u64> = TableDefinition::new("redactions");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TOKENS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("tokens");
+/// In a backup file only: the keys of its unredacted events, by leaf.
+const BACKUP_KEYS: TableDefinition<u64, [u8; 32]> = TableDefinition::new("event_keys");
+
+/// The first byte of a sealed `events_z` row (its codec) and of a sealed
+/// `facets` row (its layout): the rest is the row of codec 0 or 1 (layout
+/// 1) sealed under the event's key.
+const SEALED: u8 = 2;
+
+/// `uid_hashes` rows: kind (1) || SHA-256(uid) (32) || claim (32).
+const UID_ROW_LEN: usize = 65;
+/// The claim is the plain content hash: rows upgraded from `uid_log`.
+const UID_CONTENT: u8 = 0;
+/// The claim is `event_keys::content_tag` under the leaf's key.
+const UID_TAGGED: u8 = 1;
+/// The leaf was redacted; the claim is zeros.
+const UID_REDACTED: u8 = 2;
 
 /// redb's page cache for the log's database. With the index's it bounds
 /// the server's memory under any load; the log's file is larger than this
@@ -175,6 +231,14 @@ pub enum Refusal {
     NoSuchToken(String),
     #[error("metadata.uid {uid:?} is event {index}, whose content differs")]
     UidConflict { uid: String, index: u64 },
+    /// The uid's event was redacted: whatever the content, the answer is
+    /// this, so that a re-post confirms no guess of what was erased.
+    #[error("metadata.uid {uid:?} is event {index}, redacted by event {record}")]
+    UidRedacted {
+        uid: String,
+        index: u64,
+        record: u64,
+    },
 }
 
 /// The log's database.
@@ -188,12 +252,20 @@ pub struct Store {
     dict: std::sync::OnceLock<std::sync::Arc<Dictionary>>,
     /// The tree size at which to try training it next.
     train_at: std::sync::atomic::AtomicU64,
+    /// The events' keys (`event_keys.rs`).
+    keys: std::sync::Arc<KeyFile>,
+    /// Leaves whose key this process erased, and their redaction records:
+    /// a snapshot from before the redaction still sees the sealed rows,
+    /// and answers from here that they are redacted.
+    erased: std::sync::Arc<std::sync::Mutex<HashMap<u64, u64>>>,
 }
 
 impl Store {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = Self::open_db(path)?;
+        let keys = KeyFile::open(&event_keys::path_of(path)).map_err(io_err)?;
+        finish_erasures(&db, &keys)?;
         let dict = std::sync::OnceLock::new();
         if let Some(bytes) = db.begin_read()?.open_table(META)?.get("dict")? {
             let _ = dict.set(std::sync::Arc::new(Dictionary::new(bytes.value())));
@@ -204,6 +276,8 @@ impl Store {
             hash_cache: Default::default(),
             dict,
             train_at: event_codec::TRAIN_AT.into(),
+            keys: std::sync::Arc::new(keys),
+            erased: Default::default(),
         })
     }
 
@@ -217,7 +291,7 @@ impl Store {
         tx.open_table(ENTRIES)?;
         tx.open_table(EVENTS)?;
         tx.open_table(EVENTS_Z)?;
-        tx.open_table(UID_LOG)?;
+        tx.open_table(UID_HASHES)?;
         tx.open_table(FACETS)?;
         tx.open_table(REDACTED)?;
         tx.open_table(REDACTIONS)?;
@@ -338,8 +412,82 @@ impl Store {
         known: &dyn KnownUids,
     ) -> Result<(TreeState, Vec<Outcome>, Vec<Write>), StoreError> {
         let tx = self.begin_write()?;
-        let (state, outcomes, fresh) = {
-            let mut t = Tables::open(&tx, state.size, known, self.dict.get().map(|d| &**d))?;
+        let before = state.size;
+        // Every leaf's key is durable before the commit that adds the
+        // leaf. The slots are written and synced on another thread while
+        // the transaction is built, with the keys the leaves get if every
+        // event here is appended (the usual case); if some are not
+        // (retries, refusals), the slots are written again before the
+        // commit. Slots past the size hold keys of no leaf: the next
+        // append overwrites them before its own commit.
+        let planned: Vec<EventKey> = writes.iter().flat_map(appendable).map(|e| e.key).collect();
+        let (built, synced) = std::thread::scope(|s| {
+            let sync = (!planned.is_empty()).then(|| {
+                s.spawn(|| {
+                    self.keys.put(before, &planned)?;
+                    self.keys.sync()
+                })
+            });
+            let built = self.build(&tx, state, &writes, known);
+            let synced = sync.map_or(Ok(()), |h| h.join().expect("the key sync does not panic"));
+            (built, synced)
+        });
+        let (state, outcomes, fresh, appended, erasing) = built?;
+        synced.map_err(io_err)?;
+        if planned.get(..appended.len()) != Some(&appended[..]) {
+            self.keys.put(before, &appended).map_err(io_err)?;
+            self.keys.sync().map_err(io_err)?;
+        }
+        tx.commit()?;
+        // Committed hashes never change: the cache may hold them now.
+        for (i, h) in fresh {
+            self.hash_cache.put(i, h);
+        }
+        if !erasing.is_empty() {
+            // The redactions are committed: their keys go, durably, before
+            // they are acknowledged (a crash before this is finished by
+            // the next open).
+            self.erased
+                .lock()
+                .expect("not poisoned")
+                .extend(erasing.iter().copied());
+            for &(index, _) in &erasing {
+                self.keys.erase(index).map_err(io_err)?;
+            }
+            self.keys.sync().map_err(io_err)?;
+        }
+        self.train_if_due(state.size);
+        Ok((state, outcomes, writes))
+    }
+
+    /// Applies `writes` in `tx`: the new state, each write's outcome, the
+    /// stored hashes written, the keys of the leaves appended (in order)
+    /// and the (leaf, record) of each redaction.
+    #[allow(clippy::type_complexity)]
+    fn build(
+        &self,
+        tx: &WriteTransaction,
+        state: TreeState,
+        writes: &[Write],
+        known: &dyn KnownUids,
+    ) -> Result<
+        (
+            TreeState,
+            Vec<Outcome>,
+            Vec<(u64, Hash)>,
+            Vec<EventKey>,
+            Vec<(u64, u64)>,
+        ),
+        StoreError,
+    > {
+        {
+            let mut t = Tables::open(
+                tx,
+                state.size,
+                known,
+                self.dict.get().map(|d| &**d),
+                &self.keys,
+            )?;
             let outcomes = writes
                 .iter()
                 .map(|w| t.apply(w))
@@ -366,19 +514,14 @@ impl Store {
                 t.meta
                     .insert("logged_time", t.logged_time.to_be_bytes().as_slice())?;
             }
-            (
+            Ok((
                 TreeState { size, root },
                 outcomes,
                 std::mem::take(&mut t.fresh),
-            )
-        };
-        tx.commit()?;
-        // Committed hashes never change: the cache may hold them now.
-        for (i, h) in fresh {
-            self.hash_cache.put(i, h);
+                std::mem::take(&mut t.appended),
+                std::mem::take(&mut t.erasing),
+            ))
         }
-        self.train_if_due(state.size);
-        Ok((state, outcomes, writes))
     }
 
     /// Encodes `e`'s stored rows now, on the caller's thread: compressing
@@ -453,6 +596,8 @@ impl Store {
             redacted: Default::default(),
             tiles: Default::default(),
             bundles: Default::default(),
+            keys: self.keys.clone(),
+            erased: self.erased.clone(),
             tx,
         })
     }
@@ -460,43 +605,72 @@ impl Store {
     /// Copies a consistent snapshot of every table into a new database at
     /// `path`, while appends go on (redb readers see one committed state).
     /// Returns the snapshot's tree state.
+    ///
+    /// The events' keys go into the backup's table `event_keys` (the
+    /// keys of unredacted events only): a backup opens only what was not
+    /// redacted when it was taken. A redaction committed while the
+    /// backup is written may have erased a key the snapshot's rows need:
+    /// the backup then holds that event as redacted, without its rows.
     pub fn backup_to(&self, path: &Path) -> Result<TreeState, StoreError> {
         let tx = self.begin_read()?;
         let state = self.tree_state_in(&tx)?;
-        // Private from the first byte: it will hold every event.
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?;
-        }
-        let out = Database::create(path)?;
-        macro_rules! copy {
-            ($($t:ident),*) => {$({
-                let src = tx.open_table($t)?;
-                let mut rows = src.iter()?.peekable();
-                while rows.peek().is_some() {
-                    let w = out.begin_write()?;
-                    {
-                        let mut dst = w.open_table($t)?;
-                        for row in rows.by_ref().take(50_000) {
-                            let (k, v) = row?;
-                            dst.insert(k.value(), v.value())?;
+        let out = create_private(path)?;
+        copy_tables!(
+            tx, out, HASHES, ENTRIES, EVENTS, EVENTS_Z, UID_HASHES, FACETS, REDACTED, REDACTIONS,
+            META, TOKENS
+        );
+        // The keys, read after the snapshot: every leaf in it has its key
+        // (durable before its commit) unless redacted since.
+        let events_z = tx.open_table(EVENTS_Z)?;
+        let mut gone = Vec::new();
+        let mut start = 0;
+        while start < state.size {
+            let n = (state.size - start).min(50_000);
+            let keys = self.keys.get_range(start, n).map_err(io_err)?;
+            let w = out.begin_write()?;
+            {
+                let mut dst = w.open_table(BACKUP_KEYS)?;
+                for (i, key) in (start..).zip(keys) {
+                    match key {
+                        Some(key) => {
+                            dst.insert(i, key)?;
+                        }
+                        None => {
+                            let sealed =
+                                events_z.get(i)?.map(|v| v.value().first() == Some(&SEALED));
+                            if sealed == Some(true) {
+                                gone.push(i);
+                            }
                         }
                     }
-                    w.commit()?;
                 }
-                let w = out.begin_write()?;
-                w.open_table($t)?;
-                w.commit()?;
-            })*};
+            }
+            w.commit()?;
+            start += n;
         }
-        copy!(
-            HASHES, ENTRIES, EVENTS, EVENTS_Z, UID_LOG, FACETS, REDACTED, REDACTIONS, META, TOKENS
-        );
+        let w = out.begin_write()?;
+        {
+            w.open_table(BACKUP_KEYS)?;
+            let live = self.begin_read()?;
+            let live = live.open_table(REDACTED)?;
+            let (mut ez, mut fa) = (w.open_table(EVENTS_Z)?, w.open_table(FACETS)?);
+            let (mut uids, mut red) = (w.open_table(UID_HASHES)?, w.open_table(REDACTED)?);
+            for i in gone {
+                let record = live.get(i)?.map(|r| r.value()).ok_or_else(|| {
+                    StoreError::Corrupt(format!("event {i} is sealed and its key is missing"))
+                })?;
+                ez.remove(i)?;
+                fa.remove(i)?;
+                let row = uids.get(i)?.map(|v| v.value().to_vec());
+                if let Some(mut row) = row {
+                    row[0] = UID_REDACTED;
+                    row[33..].fill(0);
+                    uids.insert(i, row.as_slice())?;
+                }
+                red.insert(i, record)?;
+            }
+        }
+        w.commit()?;
         Ok(state)
     }
 
@@ -568,6 +742,14 @@ impl Store {
         }
         let state = self.tree_state()?;
         let snap = self.snapshot()?;
+        for row in snap.redacted()?.iter()? {
+            let i = row?.0.value();
+            if self.keys.get(i).map_err(io_err)?.is_some() {
+                return Err(StoreError::Corrupt(format!(
+                    "event {i} is redacted and its key is still in the key file"
+                )));
+            }
+        }
         for n in 0..state.size {
             let commitment = snap.commitments(n, 1)?[0];
             let want = tree::stored_hashes(n, tree::leaf_hash(&commitment.0), &snap)
@@ -630,16 +812,79 @@ impl Store {
     }
 }
 
+/// Restores the log database `db` (which must not exist) from the backup
+/// file `backup` (`Store::backup_to`): its tables are copied row by row
+/// into a fresh file, and its events' keys into the key file beside it.
+/// A copy of the file itself would keep the keys in a redb table, where a
+/// later redaction could not erase them.
+pub fn restore_into(backup: &Path, db: &Path) -> Result<(), StoreError> {
+    let src = redb::ReadOnlyDatabase::open(backup)?;
+    let tx = src.begin_read()?;
+    let keys_path = event_keys::path_of(db);
+    if keys_path.exists() {
+        return Err(StoreError::Corrupt(format!(
+            "{} exists: restore into a new directory",
+            keys_path.display()
+        )));
+    }
+    let out = create_private(db)?;
+    // A backup from before `uid_hashes` holds `uid_log`: copied as it is,
+    // it is upgraded when the log opens.
+    let names: Vec<String> = tx.list_tables()?.map(|t| t.name().to_string()).collect();
+    let has = |name: &str| names.iter().any(|n| n == name);
+    copy_tables!(
+        tx, out, HASHES, ENTRIES, EVENTS, EVENTS_Z, FACETS, REDACTED, REDACTIONS, META, TOKENS
+    );
+    if has("uid_log") {
+        copy_tables!(tx, out, UID_LOG);
+    }
+    if has("uid_hashes") {
+        copy_tables!(tx, out, UID_HASHES);
+    }
+    drop(out);
+    let keys = KeyFile::open(&keys_path).map_err(io_err)?;
+    if has("event_keys") {
+        // Runs of consecutive leaves are written at once.
+        let mut run: (u64, Vec<EventKey>) = (0, Vec::new());
+        for row in tx.open_table(BACKUP_KEYS)?.iter()? {
+            let (i, key) = row?;
+            let i = i.value();
+            if run.0 + run.1.len() as u64 != i {
+                keys.put(run.0, &run.1).map_err(io_err)?;
+                run = (i, Vec::new());
+            }
+            run.1.push(key.value());
+        }
+        keys.put(run.0, &run.1).map_err(io_err)?;
+    }
+    keys.sync().map_err(io_err)?;
+    Ok(())
+}
+
+/// A new redb database at `path`, private from its first byte: it will
+/// hold every event (sealed) or their keys.
+fn create_private(path: &Path) -> Result<Database, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?;
+    Ok(Database::create(path)?)
+}
+
 /// The tables of one write transaction, and the tree size as it grows.
 struct Tables<'tx, 'k> {
     known: &'k dyn KnownUids,
     dict: Option<&'k Dictionary>,
+    keys: &'k KeyFile,
     size: u64,
     hashes: Table<'tx, u64, [u8; 32]>,
     entries: Table<'tx, u64, [u8; 32]>,
     events: Table<'tx, u64, &'static [u8]>,
     events_z: Table<'tx, u64, &'static [u8]>,
-    uid_log: Table<'tx, u64, &'static [u8]>,
+    uid_hashes: Table<'tx, u64, &'static [u8]>,
     facets: Table<'tx, u64, &'static [u8]>,
     redacted: Table<'tx, u64, u64>,
     redactions: Table<'tx, u64, u64>,
@@ -647,6 +892,10 @@ struct Tables<'tx, 'k> {
     tokens: Table<'tx, [u8; 32], &'static [u8]>,
     tiles: Table<'tx, u64, &'static [u8]>,
     bundles: Table<'tx, u64, &'static [u8]>,
+    /// The keys of the leaves appended, in order.
+    appended: Vec<EventKey>,
+    /// (leaf, record) of each redaction: their keys go once committed.
+    erasing: Vec<(u64, u64)>,
     /// uids appended in this transaction, for in-batch retries.
     batch_uids: HashMap<String, (u64, [u8; 32])>,
     /// The largest logged_time appended in this transaction.
@@ -663,16 +912,18 @@ impl<'tx, 'k> Tables<'tx, 'k> {
         size: u64,
         known: &'k dyn KnownUids,
         dict: Option<&'k Dictionary>,
+        keys: &'k KeyFile,
     ) -> Result<Self, StoreError> {
         Ok(Tables {
             known,
             dict,
+            keys,
             size,
             hashes: tx.open_table(HASHES)?,
             entries: tx.open_table(ENTRIES)?,
             events: tx.open_table(EVENTS)?,
             events_z: tx.open_table(EVENTS_Z)?,
-            uid_log: tx.open_table(UID_LOG)?,
+            uid_hashes: tx.open_table(UID_HASHES)?,
             facets: tx.open_table(FACETS)?,
             redacted: tx.open_table(REDACTED)?,
             redactions: tx.open_table(REDACTIONS)?,
@@ -680,6 +931,8 @@ impl<'tx, 'k> Tables<'tx, 'k> {
             tokens: tx.open_table(TOKENS)?,
             tiles: tx.open_table(TILES)?,
             bundles: tx.open_table(BUNDLES)?,
+            appended: Vec::new(),
+            erasing: Vec::new(),
             batch_uids: HashMap::new(),
             logged_time: 0,
             fresh: Vec::new(),
@@ -696,9 +949,22 @@ impl<'tx, 'k> Tables<'tx, 'k> {
                 for e in events {
                     let f = &e.facets;
                     let found = self.known_uid(&f.uid)?;
-                    let known = found.or_else(|| mine.get(f.uid.as_str()).map(|c| (u64::MAX, **c)));
-                    if let Some((index, content)) = known {
-                        if content != f.content {
+                    let known = found.or_else(|| {
+                        mine.get(f.uid.as_str())
+                            .map(|c| (u64::MAX, Claim::Content(**c)))
+                    });
+                    if let Some((index, claim)) = known {
+                        // A redacted event's uid answers the same whatever
+                        // the content: comparing would confirm a guess of
+                        // what was erased.
+                        if let Some(record) = self.redacted_by(index, claim)? {
+                            return Ok(Outcome::Refused(Refusal::UidRedacted {
+                                uid: f.uid.clone(),
+                                index,
+                                record,
+                            }));
+                        }
+                        if !self.same_content(index, claim, &f.content)? {
                             return Ok(Outcome::Refused(Refusal::UidConflict {
                                 uid: f.uid.clone(),
                                 index,
@@ -732,9 +998,17 @@ impl<'tx, 'k> Tables<'tx, 'k> {
                 self.facets.remove(index)?;
                 self.events.remove(index)?;
                 self.events_z.remove(index)?;
+                // The uid stays (as its hash), its content claim goes.
+                let uid_row = self.uid_hashes.get(index)?.map(|v| v.value().to_vec());
+                if let Some(mut row) = uid_row {
+                    row[0] = UID_REDACTED;
+                    row[33..].fill(0);
+                    self.uid_hashes.insert(index, row.as_slice())?;
+                }
                 let record_index = self.append(record)?;
                 self.redacted.insert(index, record_index)?;
                 self.redactions.insert(record_index, index)?;
+                self.erasing.push((*index, record_index));
                 Outcome::Redacted {
                     record: record_index,
                 }
@@ -783,12 +1057,48 @@ impl<'tx, 'k> Tables<'tx, 'k> {
         Ok(None)
     }
 
-    /// The index and content hash of the event with `uid`, if logged.
-    fn known_uid(&self, uid: &str) -> Result<Option<(u64, [u8; 32])>, StoreError> {
-        if let Some(&v) = self.batch_uids.get(uid) {
-            return Ok(Some(v));
+    /// The index of the event with `uid`, if logged, and what the log
+    /// keeps of its content.
+    fn known_uid(&self, uid: &str) -> Result<Option<(u64, Claim)>, StoreError> {
+        if let Some(&(i, content)) = self.batch_uids.get(uid) {
+            return Ok(Some((i, Claim::Content(content))));
         }
         self.known.get(uid)
+    }
+
+    /// The redaction record of leaf `index`, if it is redacted (`index`
+    /// is `u64::MAX` for an event earlier in the same request).
+    fn redacted_by(&self, index: u64, claim: Claim) -> Result<Option<u64>, StoreError> {
+        if index == u64::MAX {
+            return Ok(None);
+        }
+        match (self.redacted.get(index)?, claim) {
+            (Some(r), _) => Ok(Some(r.value())),
+            (None, Claim::Redacted) => Err(StoreError::Corrupt(format!(
+                "the uid row of leaf {index} says redacted, the log does not"
+            ))),
+            (None, _) => Ok(None),
+        }
+    }
+
+    /// Whether leaf `index`, whose uid row keeps `claim`, has the content
+    /// hash `content`.
+    fn same_content(
+        &self,
+        index: u64,
+        claim: Claim,
+        content: &[u8; 32],
+    ) -> Result<bool, StoreError> {
+        match claim {
+            Claim::Content(c) => Ok(&c == content),
+            Claim::Tag(tag) => {
+                let key = self.keys.get(index).map_err(io_err)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("leaf {index} is not redacted but has no key"))
+                })?;
+                Ok(event_keys::content_tag(&key, content) == tag)
+            }
+            Claim::Redacted => Ok(false),
+        }
     }
 
     /// Appends `e` as the next leaf with its private row and indexes.
@@ -813,10 +1123,9 @@ impl<'tx, 'k> Tables<'tx, 'k> {
         };
         self.events_z.insert(n, r.event.as_slice())?;
         self.facets.insert(n, r.facets.as_slice())?;
+        self.uid_hashes.insert(n, r.uid.as_slice())?;
+        self.appended.push(e.key);
         let f = &e.facets;
-        let mut uid_row = f.content.to_vec();
-        uid_row.extend_from_slice(f.uid.as_bytes());
-        self.uid_log.insert(n, uid_row.as_slice())?;
         self.batch_uids.insert(f.uid.clone(), (n, f.content));
         self.logged_time = self.logged_time.max(f.logged_time);
         self.size += 1;
@@ -825,15 +1134,83 @@ impl<'tx, 'k> Tables<'tx, 'k> {
 }
 
 /// `e`'s stored rows: the event (compressed with `dict` when there is
-/// one) and its facets.
+/// one) and its facets, both sealed under its key, and its uid row.
 fn rows(e: &Committed, dict: Option<&Dictionary>) -> crate::event::Rows {
-    let mut event = Vec::new();
-    event_codec::encode(&e.salt, &e.jcs, dict, &mut event);
+    let mut plain = Vec::new();
+    event_codec::encode(&e.salt, &e.jcs, dict, &mut plain);
+    let mut event = Vec::with_capacity(1 + plain.len() + event_keys::OVERHEAD);
+    event.push(SEALED);
+    event_keys::seal(&e.key, Sealed::Event, &plain, &mut event);
+    let mut facets = vec![SEALED];
+    event_keys::seal(
+        &e.key,
+        Sealed::Facets,
+        &facets_row::encode(&e.facets),
+        &mut facets,
+    );
+    let mut uid = Vec::with_capacity(UID_ROW_LEN);
+    uid.push(UID_TAGGED);
+    uid.extend_from_slice(&uid_hash(&e.facets.uid));
+    uid.extend_from_slice(&event_keys::content_tag(&e.key, &e.facets.content));
     crate::event::Rows {
         with_dictionary: dict.is_some(),
         event,
-        facets: facets_row::encode(&e.facets),
+        facets,
+        uid,
     }
+}
+
+/// The events of `w` that each become a leaf if it is applied in full.
+fn appendable(w: &Write) -> Box<dyn Iterator<Item = &Committed> + '_> {
+    match w {
+        Write::Append(events) => Box::new(events.iter()),
+        Write::Redact { record, .. } => Box::new(std::iter::once(record)),
+        Write::CreateToken { audit, .. } | Write::RevokeToken { audit, .. } => {
+            Box::new(std::iter::once(audit))
+        }
+    }
+}
+
+/// What `uid_hashes` keeps of a `metadata.uid`: SHA-256 of its UTF-8
+/// bytes (whose first 8 bytes are its index key, `index_keys::of_str`).
+pub fn uid_hash(uid: &str) -> [u8; 32] {
+    Sha256::digest(uid.as_bytes()).into()
+}
+
+/// What the log keeps of a logged event's content hash, to tell a retry
+/// (the same content) from a reuse of its uid (other content).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Claim {
+    /// The content hash itself: rows of events logged before keys.
+    Content([u8; 32]),
+    /// `event_keys::content_tag` of it under the leaf's key.
+    Tag([u8; 32]),
+    /// The event was redacted: nothing is kept.
+    Redacted,
+}
+
+/// A key file failure: an I/O error of the log's storage.
+fn io_err(e: std::io::Error) -> StoreError {
+    StoreError::Redb(redb::Error::Io(e))
+}
+
+/// Zeroes the key of every redacted leaf that still has one: a crash
+/// between a redaction's commit and the erasure of its key.
+fn finish_erasures(db: &Database, keys: &KeyFile) -> Result<(), StoreError> {
+    let tx = db.begin_read()?;
+    let mut erased = 0u64;
+    for row in tx.open_table(REDACTED)?.iter()? {
+        let i = row?.0.value();
+        if keys.get(i).map_err(io_err)?.is_some() {
+            keys.erase(i).map_err(io_err)?;
+            erased += 1;
+        }
+    }
+    if erased > 0 {
+        keys.sync().map_err(io_err)?;
+        tracing::info!(erased, "keys of redacted events erased");
+    }
+    Ok(())
 }
 
 /// The tree size `meta` records (0 before the first leaf).
@@ -931,23 +1308,64 @@ fn upgrade(tx: &WriteTransaction) -> Result<(), StoreError> {
             tx.delete_table(t)?;
         }
     }
+    if tx.list_tables()?.any(|t| t.name() == "uid_log") {
+        // The uids in clear go: each row keeps the uid's hash and the
+        // plain content hash (these events have no key to tag it with).
+        let mut rows = 0u64;
+        {
+            let old = tx.open_table(UID_LOG)?;
+            let redacted = tx.open_table(REDACTED)?;
+            let mut new = tx.open_table(UID_HASHES)?;
+            for row in old.iter()? {
+                let (i, v) = row?;
+                let (i, v) = (i.value(), v.value());
+                let bad = || StoreError::Corrupt(format!("uid_log row {i}"));
+                if v.len() <= 32 {
+                    return Err(bad());
+                }
+                let uid = std::str::from_utf8(&v[32..]).map_err(|_| bad())?;
+                let mut out = Vec::with_capacity(UID_ROW_LEN);
+                if redacted.get(i)?.is_some() {
+                    out.push(UID_REDACTED);
+                    out.extend_from_slice(&uid_hash(uid));
+                    out.extend_from_slice(&[0; 32]);
+                } else {
+                    out.push(UID_CONTENT);
+                    out.extend_from_slice(&uid_hash(uid));
+                    out.extend_from_slice(&v[..32]);
+                }
+                new.insert(i, out.as_slice())?;
+                rows += 1;
+            }
+        }
+        tx.delete_table(UID_LOG)?;
+        tracing::info!(rows, "store upgraded: uid_log is now uid_hashes");
+    }
     Ok(())
 }
 
-/// A `uid_log` row: (content hash, uid).
-fn decode_uid_row(i: u64, v: &[u8]) -> Result<([u8; 32], String), StoreError> {
-    let bad = || StoreError::Corrupt(format!("uid_log row {i}"));
-    if v.len() <= 32 {
+/// A `uid_hashes` row: (SHA-256 of the uid, what is kept of the content).
+fn decode_uid_row(i: u64, v: &[u8]) -> Result<([u8; 32], Claim), StoreError> {
+    let bad = || StoreError::Corrupt(format!("uid_hashes row {i}"));
+    if v.len() != UID_ROW_LEN {
         return Err(bad());
     }
-    let uid = std::str::from_utf8(&v[32..]).map_err(|_| bad())?;
-    Ok((v[..32].try_into().expect("32 bytes"), uid.to_string()))
+    let hash = v[1..33].try_into().expect("32 bytes");
+    let claim: [u8; 32] = v[33..].try_into().expect("32 bytes");
+    let claim = match v[0] {
+        UID_CONTENT => Claim::Content(claim),
+        UID_TAGGED => Claim::Tag(claim),
+        UID_REDACTED => Claim::Redacted,
+        _ => return Err(bad()),
+    };
+    Ok((hash, claim))
 }
 
 /// Where an append looks up the `metadata.uid`s the log held before its
-/// batch: (leaf index, content hash) of the event with that uid.
+/// batch: the leaf index of the event with that uid, and what the log
+/// keeps of its content.
 pub trait KnownUids {
-    fn get(&self, uid: &str) -> Result<Option<(u64, [u8; 32])>, StoreError>;
+    fn get(&self, uid: &str) -> Result<Option<(u64, Claim)>, StoreError>;
 }
 
 /// For writes whose events carry fresh uids only (the log's own records
@@ -955,13 +1373,13 @@ pub trait KnownUids {
 pub struct NoKnownUids;
 
 impl KnownUids for NoKnownUids {
-    fn get(&self, _: &str) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+    fn get(&self, _: &str) -> Result<Option<(u64, Claim)>, StoreError> {
         Ok(None)
     }
 }
 
-impl KnownUids for HashMap<String, (u64, [u8; 32])> {
-    fn get(&self, uid: &str) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+impl KnownUids for HashMap<String, (u64, Claim)> {
+    fn get(&self, uid: &str) -> Result<Option<(u64, Claim)>, StoreError> {
         Ok(HashMap::get(self, uid).copied())
     }
 }
@@ -1051,6 +1469,8 @@ pub struct Snapshot {
     redacted: OnceCell<ReadOnlyTable<u64, u64>>,
     tiles: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
     bundles: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+    keys: std::sync::Arc<KeyFile>,
+    erased: std::sync::Arc<std::sync::Mutex<HashMap<u64, u64>>>,
 }
 
 impl HashReader for Snapshot {
@@ -1187,7 +1607,20 @@ impl Snapshot {
     /// Leaf `index`'s event, or why there is none.
     pub fn event(&self, index: u64) -> Result<EventRow, StoreError> {
         if let Some(v) = self.events_z()?.get(index)? {
-            let (salt, jcs) = event_codec::decode(index, v.value(), self.dict.as_deref())?;
+            let v = v.value();
+            let opened;
+            let row = if v.first() == Some(&SEALED) {
+                let Some(key) = self.keys.get(index).map_err(io_err)? else {
+                    return self.erased_since(index).map(EventRow::Redacted);
+                };
+                opened = event_keys::open(&key, Sealed::Event, &v[1..]).ok_or_else(|| {
+                    StoreError::Corrupt(format!("event {index} does not open with its key"))
+                })?;
+                &opened[..]
+            } else {
+                v
+            };
+            let (salt, jcs) = event_codec::decode(index, row, self.dict.as_deref())?;
             return Ok(EventRow::Present(StoredEvent { salt, jcs }));
         }
         if let Some(v) = self.events()?.get(index)? {
@@ -1209,26 +1642,56 @@ impl Snapshot {
         })
     }
 
+    /// The record of the redaction that erased leaf `index`'s key after
+    /// this snapshot was taken (it still sees the sealed rows); an error
+    /// if no redaction did: the key is missing.
+    fn erased_since(&self, index: u64) -> Result<u64, StoreError> {
+        let erased = self.erased.lock().expect("not poisoned");
+        erased.get(&index).copied().ok_or_else(|| {
+            StoreError::Corrupt(format!("event {index} is sealed and its key is missing"))
+        })
+    }
+
+    /// The facets of a `facets` row `v` of leaf `index` whose key is
+    /// `key` (read only for a sealed row); None once redacted.
+    fn open_facets(
+        &self,
+        index: u64,
+        v: &[u8],
+        key: impl FnOnce() -> Result<Option<EventKey>, StoreError>,
+    ) -> Result<Option<Facets>, StoreError> {
+        if v.first() != Some(&SEALED) {
+            return facets_row::decode(index, v).map(Some);
+        }
+        let Some(key) = key()? else {
+            return self.erased_since(index).map(|_| None);
+        };
+        let row = event_keys::open(&key, Sealed::Facets, &v[1..]).ok_or_else(|| {
+            StoreError::Corrupt(format!("facets {index} do not open with their key"))
+        })?;
+        facets_row::decode(index, &row).map(Some)
+    }
+
     /// Leaf `index`'s facets, unless redacted or absent.
     pub fn facets(&self, index: u64) -> Result<Option<Facets>, StoreError> {
         match self.facet_table()?.get(index)? {
             None => Ok(None),
-            Some(v) => facets_row::decode(index, v.value()).map(Some),
+            Some(v) => self.open_facets(index, v.value(), || self.keys.get(index).map_err(io_err)),
         }
     }
 
-    /// The (leaf index, content hash, metadata.uid) of the leaves in
-    /// `range`.
+    /// The (leaf index, what is kept of its content, SHA-256 of its
+    /// metadata.uid) of the leaves in `range`.
     pub fn uid_rows(
         &self,
         range: std::ops::Range<u64>,
-    ) -> Result<Vec<(u64, [u8; 32], String)>, StoreError> {
-        let t = self.tx.open_table(UID_LOG)?;
+    ) -> Result<Vec<(u64, Claim, [u8; 32])>, StoreError> {
+        let t = self.tx.open_table(UID_HASHES)?;
         let mut out = Vec::new();
         for row in t.range(range)? {
             let (k, v) = row?;
-            let (content, uid) = decode_uid_row(k.value(), v.value())?;
-            out.push((k.value(), content, uid));
+            let (hash, claim) = decode_uid_row(k.value(), v.value())?;
+            out.push((k.value(), claim, hash));
         }
         Ok(out)
     }
@@ -1243,9 +1706,22 @@ impl Snapshot {
     ) -> Result<Vec<(u64, T)>, StoreError> {
         let mut out =
             Vec::with_capacity(range.end.saturating_sub(range.start).min(1 << 20) as usize);
-        for row in self.facet_table()?.range(range)? {
+        // The keys are read a window of slots at a time, not one by one.
+        const WINDOW: u64 = 4096;
+        let mut window: (u64, Vec<Option<EventKey>>) = (0, Vec::new());
+        for row in self.facet_table()?.range(range.clone())? {
             let (k, v) = row?;
-            out.push((k.value(), f(facets_row::decode(k.value(), v.value())?)));
+            let i = k.value();
+            let key = || {
+                if !(window.0..window.0 + window.1.len() as u64).contains(&i) {
+                    let n = WINDOW.min(range.end - i);
+                    window = (i, self.keys.get_range(i, n).map_err(io_err)?);
+                }
+                Ok(window.1[(i - window.0) as usize])
+            };
+            if let Some(facets) = self.open_facets(i, v.value(), key)? {
+                out.push((i, f(facets)));
+            }
         }
         Ok(out)
     }
@@ -1543,6 +2019,16 @@ pub(crate) mod tests {
         c
     }
 
+    /// Leaf `i`'s `events_z` row as it was sealed (codec 0 or 1).
+    fn opened_row(store: &Store, i: u64) -> Vec<u8> {
+        let tx = store.begin_read().unwrap();
+        let t = tx.open_table(EVENTS_Z).unwrap();
+        let row = t.get(i).unwrap().unwrap().value().to_vec();
+        assert_eq!(row[0], SEALED, "leaf {i} sealed");
+        let key = store.keys.get(i).unwrap().unwrap();
+        event_keys::open(&key, Sealed::Event, &row[1..]).unwrap()
+    }
+
     #[test]
     fn events_are_compressed_once_the_dictionary_is_trained() {
         let dir = tempfile::tempdir().unwrap();
@@ -1550,9 +2036,7 @@ pub(crate) mod tests {
         let n = event_codec::TRAIN_AT as usize + 1000;
         let evs: Vec<Committed> = (0..n).map(realistic).collect();
         let stored_size = |store: &Store, i: u64| {
-            let tx = store.begin_read().unwrap();
-            let t = tx.open_table(EVENTS_Z).unwrap();
-            let row = t.get(i).unwrap().unwrap().value().to_vec();
+            let row = opened_row(store, i);
             (row[0], row.len())
         };
         {
@@ -1596,7 +2080,8 @@ pub(crate) mod tests {
         }
         let copy = dir.path().join("copy");
         store.backup_to(&copy).unwrap();
-        let copy = Store::open(&copy).unwrap();
+        restore_into(&copy, &dir.path().join("restored")).unwrap();
+        let copy = Store::open(&dir.path().join("restored")).unwrap();
         let EventRow::Present(got) = copy.snapshot().unwrap().event(n as u64 - 1).unwrap() else {
             panic!("backed up")
         };
@@ -1633,11 +2118,10 @@ pub(crate) mod tests {
         store.append(state, both.clone(), &NoKnownUids).unwrap();
 
         let snap = store.snapshot().unwrap();
-        let codecs = snap.tx.open_table(EVENTS_Z).unwrap();
         let facets = snap.facets_in(n as u64..n as u64 + 20, |f| f).unwrap();
         for (k, e) in both.iter().enumerate() {
             let i = (n + k) as u64;
-            let row = codecs.get(i).unwrap().unwrap().value().to_vec();
+            let row = opened_row(&store, i);
             assert_eq!(row[0], 1, "leaf {i} compressed");
             let EventRow::Present(got) = snap.event(i).unwrap() else {
                 panic!("leaf {i} present")
@@ -1719,17 +2203,19 @@ pub(crate) mod tests {
             [Placed::New(0), Placed::New(1), Placed::Duplicate(0)]
         );
         // Uids of earlier batches come from the caller's lookup.
-        let known: HashMap<String, (u64, [u8; 32])> =
-            [("uid-1".to_string(), (1, [0; 32]))].into_iter().collect();
+        let known: HashMap<String, (u64, Claim)> =
+            [("uid-1".to_string(), (1, Claim::Content([0; 32])))]
+                .into_iter()
+                .collect();
         let (s2, placed) = store.append(s1, vec![event(1), event(2)], &known).unwrap();
         assert_eq!(placed, [Placed::Duplicate(1), Placed::New(2)]);
         assert_eq!(s2.size, 3);
         let rows = store.snapshot().unwrap().uid_rows(0..3).unwrap();
-        let uids: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+        let uids: Vec<[u8; 32]> = rows.iter().map(|r| r.2).collect();
         assert_eq!(
             uids,
-            ["uid-0", "uid-1", "uid-2"],
-            "the uid log, in log order"
+            ["uid-0", "uid-1", "uid-2"].map(uid_hash),
+            "the uid hashes, in log order"
         );
     }
 
@@ -1743,8 +2229,10 @@ pub(crate) mod tests {
         let mut other = event(1);
         other.facets.uid = "uid-0".into();
         other.facets.content = [9; 32];
-        let known: HashMap<String, (u64, [u8; 32])> =
-            [("uid-0".to_string(), (0, [0; 32]))].into_iter().collect();
+        let known: HashMap<String, (u64, Claim)> =
+            [("uid-0".to_string(), (0, Claim::Content([0; 32])))]
+                .into_iter()
+                .collect();
         let (s2, out, _) = store
             .write(s, vec![Write::Append(vec![event(2), other])], &known)
             .unwrap();
@@ -1795,7 +2283,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             snap.uid_rows(0..10).unwrap(),
-            [(7, [5; 32], "evt-7".to_string())]
+            [(7, Claim::Content([5; 32]), uid_hash("evt-7"))]
         );
         assert_eq!(snap.redactions(0..10).unwrap(), [(9, 3)]);
         let tx = store.begin_read().unwrap();
@@ -1805,7 +2293,9 @@ pub(crate) mod tests {
             .map(|t| t.name().to_string())
             .collect();
         assert!(
-            !names.iter().any(|n| n == "uids" || n == "leaves"),
+            !names
+                .iter()
+                .any(|n| n == "uids" || n == "leaves" || n == "uid_log"),
             "{names:?}"
         );
         drop((tx, snap, store));
@@ -1862,5 +2352,314 @@ pub(crate) mod tests {
                 Outcome::Refused(Refusal::NoSuchEvent(99))
             ]
         );
+    }
+
+    const MARKER: &str = "zq-erase-marker-41c7";
+
+    /// An event carrying `MARKER` in its body, user, IP and uid.
+    fn marked(tag: &str) -> Committed {
+        let facets = Facets {
+            class_uid: 3002,
+            uid: format!("{MARKER}-uid"),
+            users: vec![format!("{MARKER}-user")],
+            src_ip: Some(format!("{MARKER}-ip")),
+            time: 1000,
+            content: Sha256::digest(tag.as_bytes()).into(),
+            ..Default::default()
+        };
+        let jcs = format!(r#"{{"message":"{MARKER} {tag}","user":{{"name":"{MARKER}-user"}}}}"#);
+        Committed::new(jcs.into_bytes(), facets)
+    }
+
+    /// The bytes of every file under `dir`, recursively.
+    fn every_byte(dir: &Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                out.extend(every_byte(&p));
+            } else {
+                out.extend(std::fs::read(&p).unwrap());
+            }
+        }
+        out
+    }
+
+    fn holds(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn a_redaction_leaves_no_byte_of_the_event_its_salt_or_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log").join("db");
+        std::fs::create_dir(path.parent().unwrap()).unwrap();
+        let store = Store::open(&path).unwrap();
+        let e = marked("original");
+        let (s, _) = store
+            .append(
+                store.tree_state().unwrap(),
+                vec![event(0), e.clone(), event(2)],
+                &NoKnownUids,
+            )
+            .unwrap();
+        let key = store.keys.get(1).unwrap().unwrap();
+        assert_eq!(key, e.key);
+        // Control: before, the event is in the directory, readable with
+        // its key, which is there too.
+        let files = every_byte(path.parent().unwrap());
+        assert!(holds(&files, &key), "the key is on disk");
+        assert!(!holds(&files, MARKER.as_bytes()), "sealed: never in clear");
+        assert!(!holds(&files, &e.salt), "the salt is sealed too");
+        let EventRow::Present(got) = store.snapshot().unwrap().event(1).unwrap() else {
+            panic!("present")
+        };
+        assert!(holds(&got.jcs, MARKER.as_bytes()));
+        let stale = store.snapshot().unwrap();
+
+        let (s2, out, _) = store
+            .write(
+                s,
+                vec![Write::Redact {
+                    index: 1,
+                    record: event(100),
+                }],
+                &NoKnownUids,
+            )
+            .unwrap();
+        assert_eq!(out, [Outcome::Redacted { record: 3 }]);
+        let files = every_byte(path.parent().unwrap());
+        for (what, bytes) in [
+            ("marker", MARKER.as_bytes()),
+            ("salt", &e.salt),
+            ("key", &key),
+        ] {
+            assert!(!holds(&files, bytes), "the {what} is gone");
+        }
+        let slots = std::fs::read(event_keys::path_of(&path)).unwrap();
+        assert_eq!(&slots[32..64], &[0; 32], "zeros in place");
+        // A snapshot from before sees the sealed rows, and that they are
+        // redacted.
+        assert_eq!(stale.event(1).unwrap(), EventRow::Redacted(3));
+        assert_eq!(stale.facets(1).unwrap(), None);
+        assert_eq!(stale.facets_in(0..3, |f| f).unwrap().len(), 2);
+        drop(stale);
+
+        // A backup taken after holds nothing of it either, and restores.
+        let backup = dir.path().join("backup");
+        store.backup_to(&backup).unwrap();
+        let copy = std::fs::read(&backup).unwrap();
+        for bytes in [MARKER.as_bytes(), &e.salt, &key] {
+            assert!(!holds(&copy, bytes));
+        }
+        let restored = dir.path().join("restored");
+        std::fs::create_dir(&restored).unwrap();
+        restore_into(&backup, &restored.join("db")).unwrap();
+        let r = Store::open(&restored.join("db")).unwrap();
+        assert_eq!(r.verify_all(|_, _| ()).unwrap(), s2);
+        let snap = r.snapshot().unwrap();
+        assert_eq!(snap.event(1).unwrap(), EventRow::Redacted(3));
+        for i in [0, 2, 3] {
+            assert!(
+                matches!(snap.event(i).unwrap(), EventRow::Present(_)),
+                "{i}"
+            );
+        }
+        drop((snap, r));
+        assert!(!holds(&every_byte(&restored), MARKER.as_bytes()));
+
+        // Reopened: still redacted, and a re-post answers the same
+        // whatever its content.
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.verify_all(|_, _| ()).unwrap(), s2);
+        let (_, claim, _) = store.snapshot().unwrap().uid_rows(1..2).unwrap()[0];
+        assert_eq!(claim, Claim::Redacted);
+        let known: HashMap<String, (u64, Claim)> =
+            [(e.facets.uid.clone(), (1, claim))].into_iter().collect();
+        let mut other = marked("another body");
+        other.facets.uid = e.facets.uid.clone();
+        for again in [e.clone(), other] {
+            let (s3, out, _) = store
+                .write(s2, vec![Write::Append(vec![again])], &known)
+                .unwrap();
+            assert_eq!(
+                out,
+                [Outcome::Refused(Refusal::UidRedacted {
+                    uid: e.facets.uid.clone(),
+                    index: 1,
+                    record: 3
+                })]
+            );
+            assert_eq!(s3, s2);
+        }
+        assert!(!holds(
+            &every_byte(path.parent().unwrap()),
+            MARKER.as_bytes()
+        ));
+    }
+
+    #[test]
+    fn a_leaf_commits_only_with_its_key_durable_in_its_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut store = Store::open(&path).unwrap();
+        let evs = [event(0), event(1), event(2)];
+        // A retry in the batch: the leaves are not where the keys were
+        // first written, and are written again before the commit.
+        let (s, placed) = store
+            .append(
+                store.tree_state().unwrap(),
+                vec![
+                    evs[0].clone(),
+                    evs[1].clone(),
+                    evs[0].clone(),
+                    evs[2].clone(),
+                ],
+                &NoKnownUids,
+            )
+            .unwrap();
+        assert_eq!(placed[3], Placed::New(2));
+        let file = KeyFile::open(&event_keys::path_of(&path)).unwrap();
+        for (i, e) in evs.iter().enumerate() {
+            assert_eq!(file.get(i as u64).unwrap(), Some(e.key), "slot {i}");
+        }
+        // The same uid's content claim is keyed: a retry is told from a
+        // reuse only with the key.
+        let (_, claim, hash) = store.snapshot().unwrap().uid_rows(1..2).unwrap()[0];
+        assert_eq!(hash, uid_hash("uid-1"));
+        let Claim::Tag(tag) = claim else {
+            panic!("{claim:?}")
+        };
+        assert_ne!(tag, evs[1].facets.content);
+        assert_eq!(
+            tag,
+            event_keys::content_tag(&evs[1].key, &evs[1].facets.content)
+        );
+
+        // Keys that cannot be written: nothing commits.
+        store.keys = std::sync::Arc::new(KeyFile::read_only(&event_keys::path_of(&path)).unwrap());
+        let err = store.append(s, vec![event(3)], &NoKnownUids).unwrap_err();
+        assert!(err.is_io(), "{err}");
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.tree_state().unwrap(), s, "no leaf without its key");
+
+        // A crash after a redaction's commit, before its key was erased:
+        // opening erases it.
+        let (_, out, _) = store
+            .write(
+                s,
+                vec![Write::Redact {
+                    index: 1,
+                    record: event(9),
+                }],
+                &NoKnownUids,
+            )
+            .unwrap();
+        assert_eq!(out, [Outcome::Redacted { record: 3 }]);
+        drop(store);
+        let file = KeyFile::open(&event_keys::path_of(&path)).unwrap();
+        file.put(1, &[evs[1].key]).unwrap();
+        drop(file);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.keys.get(1).unwrap(), None);
+        assert!(store.verify_all(|_, _| ()).is_ok());
+    }
+
+    #[test]
+    fn rows_written_before_keys_are_read_and_their_uids_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let e = event(0);
+        {
+            // As the format before keys wrote a leaf: unsealed codec 0
+            // row, binary facets, the uid in clear.
+            drop(store_with(dir.path(), "db", 0));
+            let scratch = KeyFile::open(&dir.path().join("x")).unwrap();
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut tables = Tables::open(&tx, 0, &NoKnownUids, None, &scratch).unwrap();
+                tables.append(&e).unwrap();
+                let mut row = Vec::new();
+                event_codec::encode(&e.salt, &e.jcs, None, &mut row);
+                tables.events_z.insert(0, row.as_slice()).unwrap();
+                tables
+                    .facets
+                    .insert(0, facets_row::encode(&e.facets).as_slice())
+                    .unwrap();
+                tables.uid_hashes.remove(0).unwrap();
+                let root = tree::root(1, &TableHashes(&tables.hashes)).unwrap();
+                tables
+                    .meta
+                    .insert("size", 1u64.to_be_bytes().as_slice())
+                    .unwrap();
+                tables.meta.insert("root", root.0.as_slice()).unwrap();
+            }
+            let mut old = e.facets.content.to_vec();
+            old.extend_from_slice(e.facets.uid.as_bytes());
+            tx.open_table(UID_LOG)
+                .unwrap()
+                .insert(0, old.as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        std::fs::remove_file(event_keys::path_of(&path)).unwrap();
+        let store = Store::open(&path).unwrap();
+        let s = store.verify_all(|_, _| ()).unwrap();
+        let snap = store.snapshot().unwrap();
+        assert_eq!(
+            snap.event(0).unwrap(),
+            EventRow::Present(StoredEvent {
+                salt: e.salt,
+                jcs: e.jcs.clone()
+            })
+        );
+        let mut want = e.facets.clone();
+        want.uid.clear();
+        assert_eq!(snap.facets(0).unwrap(), Some(want));
+        let (_, claim, hash) = snap.uid_rows(0..1).unwrap()[0];
+        assert_eq!(
+            (claim, hash),
+            (Claim::Content(e.facets.content), uid_hash("uid-0"))
+        );
+        // A retry of it is a duplicate, another body a conflict.
+        let known: HashMap<String, (u64, Claim)> =
+            [(e.facets.uid.clone(), (0, claim))].into_iter().collect();
+        let (_, placed) = store.append(s, vec![e.clone()], &known).unwrap();
+        assert_eq!(placed, [Placed::Duplicate(0)]);
+        let mut other = event(5);
+        other.facets.uid = e.facets.uid.clone();
+        other.facets.content = [9; 32];
+        let (_, out, _) = store
+            .write(s, vec![Write::Append(vec![other])], &known)
+            .unwrap();
+        assert!(matches!(
+            out[0],
+            Outcome::Refused(Refusal::UidConflict { .. })
+        ));
+        // Redacted, it answers as a sealed one does.
+        let (s2, _, _) = store
+            .write(
+                s,
+                vec![Write::Redact {
+                    index: 0,
+                    record: event(9),
+                }],
+                &NoKnownUids,
+            )
+            .unwrap();
+        let (_, out, _) = store
+            .write(s2, vec![Write::Append(vec![e.clone()])], &known)
+            .unwrap();
+        assert!(matches!(
+            out[0],
+            Outcome::Refused(Refusal::UidRedacted {
+                index: 0,
+                record: 1,
+                ..
+            })
+        ));
     }
 }

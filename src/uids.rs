@@ -16,11 +16,11 @@ use std::sync::Arc;
 use crate::hash_cache::IndexMap;
 use crate::index::{Index, View};
 use crate::index_keys;
-use crate::store::{KnownUids, Snapshot, Store, StoreError};
+use crate::store::{uid_hash, Claim, KnownUids, Snapshot, Store, StoreError};
 use crate::uid_filter::UidFilter;
 
-/// A uid's leaf index and content hash.
-type Place = (u64, [u8; 32]);
+/// A uid's leaf index and what the log keeps of its content.
+type Place = (u64, Claim);
 
 /// The uids appended beyond the index, by key (`index_keys::of_str`).
 ///
@@ -39,8 +39,9 @@ pub struct RecentUids {
     by_key: IndexMap<u64>,
     /// Uids appended while another leaf in memory held their key: another
     /// uid with the same key (~n²/2^65 of them), or the same uid appended
-    /// without a lookup. By uid, to their first leaf.
-    shared: HashMap<String, u64>,
+    /// without a lookup. By the uid's SHA-256 (`store::uid_hash`: the log
+    /// keeps no uid in clear), to their first leaf.
+    shared: HashMap<[u8; 32], u64>,
     /// (leaf index, key) in log order, to forget them as the index grows.
     order: VecDeque<(u64, u64)>,
 }
@@ -84,8 +85,8 @@ impl RecentUids {
         self.by_key.clear();
         self.shared.clear();
         self.order.clear();
-        for (i, _, uid) in rows {
-            self.remember(index_keys::of_str(&uid), &uid, i);
+        for (i, _, hash) in rows {
+            self.remember(index_keys::of_hash(&hash), || hash, i);
         }
         self.from = from;
         Ok(())
@@ -96,13 +97,14 @@ impl RecentUids {
     pub fn add(&mut self, uid: &str, index: u64) {
         let key = index_keys::of_str(uid);
         self.index.uid_filter.insert(key);
-        self.remember(key, uid, index);
+        self.remember(key, || uid_hash(uid), index);
     }
 
-    /// Remembers that leaf `index` has `uid`, whose key is `key`.
-    fn remember(&mut self, key: u64, uid: &str, index: u64) {
+    /// Remembers that leaf `index` has the uid whose key is `key` and
+    /// whose hash `hash` gives.
+    fn remember(&mut self, key: u64, hash: impl FnOnce() -> [u8; 32], index: u64) {
         if *self.by_key.entry(key).or_insert(index) != index {
-            self.shared.entry(uid.to_string()).or_insert(index);
+            self.shared.entry(hash()).or_insert(index);
         }
         self.order.push_back((index, key));
     }
@@ -173,7 +175,10 @@ impl Lookup<'_> {
                 return Ok(Some(place));
             }
         }
-        match self.recent.shared.get(uid) {
+        if self.recent.shared.is_empty() {
+            return Ok(None);
+        }
+        match self.recent.shared.get(&uid_hash(uid)) {
             Some(&i) => self.logged(i, uid),
             None => Ok(None),
         }
@@ -182,7 +187,7 @@ impl Lookup<'_> {
     /// Leaf `i`'s place, if its uid is `uid`.
     fn logged(&self, i: u64, uid: &str) -> Result<Option<Place>, StoreError> {
         match self.log.uid_rows(i..i + 1)?.pop() {
-            Some((_, content, logged)) if logged == uid => Ok(Some((i, content))),
+            Some((_, claim, logged)) if logged == uid_hash(uid) => Ok(Some((i, claim))),
             Some(_) => Ok(None),
             None => Err(StoreError::Corrupt(format!(
                 "no uid row for leaf {i} in memory"
@@ -288,8 +293,8 @@ mod tests {
         // Memory from leaf 0, the index empty.
         let mut recent = RecentUids::new(index.clone(), store.clone(), 0);
         // As if uid-3 and uid-5 had the same key.
-        recent.remember(42, "uid-3", 3);
-        recent.remember(42, "uid-5", 5);
+        recent.remember(42, || uid_hash("uid-3"), 3);
+        recent.remember(42, || uid_hash("uid-5"), 5);
         let known = recent.lookup().unwrap();
         let content = |i: u64| store.snapshot().unwrap().uid_rows(i..i + 1).unwrap()[0].1;
         assert_eq!(known.find("uid-3", 42).unwrap(), Some((3, content(3))));

@@ -283,10 +283,31 @@ async fn corruption_at_rest_is_detected() {
     assert!(flip_all(&db, &tile0[32..96]) > 0);
     eprintln!("check, flipped stored tile: {}", check_refuses(&data));
 
-    // A byte inside a private event: `check` finds it.
+    // A byte inside a private event: its row is sealed under the key in
+    // its slot, so the test seals what the receipt gave (codec 0: too few
+    // events for a dictionary) to find it. `check` finds the flip.
     std::fs::write(&db, &saved).unwrap();
-    assert!(flip_all(&db, b"\"tag\":17}") > 0);
+    let r = &rs[17];
+    let keys_path = s.data_dir().join("sealog.keys");
+    let keys = std::fs::read(&keys_path).unwrap();
+    let slot = 32 * r.index as usize..32 * (r.index as usize + 1);
+    let key: [u8; 32] = keys[slot.clone()].try_into().unwrap();
+    let mut row = vec![0u8];
+    row.extend_from_slice(r.salt.as_ref().unwrap());
+    row.extend_from_slice(r.event.as_ref().unwrap().get().as_bytes());
+    let mut sealed = vec![2u8];
+    sealog::event_keys::seal(&key, sealog::event_keys::Sealed::Event, &row, &mut sealed);
+    assert_eq!(flip_all(&db, &sealed[20..52]), 1, "the sealed row, once");
     eprintln!("check on a flipped event byte: {}", check_refuses(&data));
+
+    // A byte of its key: `check` finds that too.
+    std::fs::write(&db, &saved).unwrap();
+    let mut flipped = keys.clone();
+    flipped[slot.start + 5] ^= 1;
+    std::fs::write(&keys_path, &flipped).unwrap();
+    eprintln!("check on a flipped key byte: {}", check_refuses(&data));
+    std::fs::write(&keys_path, &keys).unwrap();
+    assert!(sealog(&["check", "--data", &data]).status.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

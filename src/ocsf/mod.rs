@@ -373,6 +373,42 @@ fn merge_attr(out: &mut Map<String, Value>, k: &str, v: &Value) {
     }
 }
 
+/// The schema's own words: every member name of its files (attribute,
+/// object and class names among them) and every caption. Text an event
+/// shares with these is the schema's, not the event's (`event_codec`
+/// trains its dictionary on nothing else).
+pub fn vocabulary() -> &'static std::collections::HashSet<String> {
+    static WORDS: LazyLock<std::collections::HashSet<String>> = LazyLock::new(|| {
+        fn walk(v: &Value, out: &mut std::collections::HashSet<String>) {
+            match v {
+                Value::Object(m) => {
+                    for (k, v) in m {
+                        out.insert(k.clone());
+                        match v {
+                            Value::String(s) if k == "caption" => {
+                                out.insert(s.clone());
+                            }
+                            _ => walk(v, out),
+                        }
+                    }
+                }
+                Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+                _ => {}
+            }
+        }
+        let mut out = std::collections::HashSet::new();
+        for (path, text) in files::FILES {
+            if let Ok(v) = serde_json::from_str::<Value>(text) {
+                walk(&v, &mut out);
+            } else {
+                debug_assert!(!path.ends_with(".json"), "{path} parses");
+            }
+        }
+        out
+    });
+    &WORDS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
