@@ -59,6 +59,10 @@ pub struct ServeConfig {
     /// Bytes of request line and headers [65536].
     #[arg(long)]
     pub max_header_bytes: Option<usize>,
+    /// How far past the log's clock an event's time may lie, ms; later
+    /// events are refused (422, field `time`) [86400000].
+    #[arg(long)]
+    pub max_future_skew_ms: Option<u64>,
     /// Log format: text or json [text].
     #[arg(long)]
     pub log_format: Option<String>,
@@ -98,6 +102,7 @@ impl ServeConfig {
             body_timeout_ms,
             max_header_bytes,
             log_format,
+            max_future_skew_ms,
             bench_floor,
             detections
         )
@@ -129,6 +134,7 @@ impl ServeConfig {
                     .map(Duration::from_millis)
                     .unwrap_or(limits.body_timeout),
                 max_header_bytes: self.max_header_bytes.unwrap_or(limits.max_header_bytes),
+                max_future_skew_ms: self.max_future_skew_ms.unwrap_or(limits.max_future_skew_ms),
             },
             sequencer: sequencer::Config {
                 max_batch: self.batch_max.unwrap_or(seq.max_batch).max(1),

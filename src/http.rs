@@ -35,6 +35,8 @@ pub struct Limits {
     pub body_timeout: std::time::Duration,
     /// Bytes of request target and headers at most (431 beyond).
     pub max_header_bytes: usize,
+    /// How far past the log's clock an event's `time` may lie (422 beyond).
+    pub max_future_skew_ms: u64,
 }
 
 impl Default for Limits {
@@ -44,6 +46,7 @@ impl Default for Limits {
             max_events: 1000,
             body_timeout: std::time::Duration::from_secs(30),
             max_header_bytes: 64 << 10,
+            max_future_skew_ms: crate::detect::DEFAULT_MAX_FUTURE_SKEW_MS,
         }
     }
 }
@@ -338,6 +341,12 @@ async fn append_inner(
             let mut e = event::prepare(v, logged_time).map_err(|error| ApiError::InvalidEvent {
                 index: (!single).then_some(i),
                 error,
+            })?;
+            event::not_after(&e, logged_time, s.limits.max_future_skew_ms).map_err(|error| {
+                ApiError::InvalidEvent {
+                    index: (!single).then_some(i),
+                    error,
+                }
             })?;
             s.store.encode_ahead(&mut e);
             Ok::<_, ApiError>(e)
@@ -1061,7 +1070,7 @@ async fn assurance(
     let user =
         user.ok_or_else(|| ApiError::bad("index", "the event names no user or actor.user"))?;
     let time = v["time"].as_u64().unwrap_or(0);
-    let searched = json!({"user": user, "session": session, "from": time.saturating_sub(window), "to": time, "window_ms": window});
+    let searched = json!({"user": user.as_str(), "user_by": user.member(), "session": session, "from": time.saturating_sub(window), "to": time, "window_ms": window});
     let reader = MemoHashes::new(&snap);
     let action_receipt = sequencer::stored_receipt(&snap, &reader, index, &head)?;
     match crate::assurance::find(&view, &snap, index, &user, session.as_deref(), time, window)? {
