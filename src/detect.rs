@@ -48,8 +48,9 @@ pub const MAX_UIDS_PER_NAME: usize = 16;
 /// in `reasons_omitted`.
 pub const MAX_REASONS: usize = 20;
 /// Evidence indices a risk reason lists at most (the first ones); the rest
-/// are counted in `evidence_omitted`. The finding in the log has them all.
-pub const MAX_REASON_EVIDENCE: usize = 100;
+/// are counted in `evidence_omitted`. The finding in the log has them all;
+/// the engine keeps only these (a user's findings are most of its state).
+pub const MAX_REASON_EVIDENCE: usize = 32;
 
 /// Rule thresholds and state bounds (config file section `[detections]`).
 #[derive(Clone, Copy, Debug, Deserialize)]
@@ -93,11 +94,11 @@ impl Default for Rules {
             privilege_window_ms: 3 * HOUR,
             new_device_window_ms: 14 * DAY,
             risk_window_ms: DAY,
-            max_users: 200_000,
-            max_ips: 100_000,
-            max_window_events: 1_000,
-            max_devices_per_user: 64,
-            max_findings_per_user: 100,
+            max_users: 100_000,
+            max_ips: 50_000,
+            max_window_events: 256,
+            max_devices_per_user: 32,
+            max_findings_per_user: 32,
         }
     }
 }
@@ -247,21 +248,34 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
     }
 
     /// The entry of `k`, made by `make` if absent, now the most recent.
-    fn touch(&mut self, k: &K, make: impl FnOnce() -> V) -> &mut V {
+    fn touch<Q>(&mut self, k: &Q, make: impl FnOnce() -> V) -> &mut V
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
+    {
         if self.order.len() > 2 * self.map.len() + 64 {
             let map = &self.map;
             self.order
-                .retain(|(s, k)| map.get(k).is_some_and(|e| e.1 == *s));
+                .retain(|(s, key)| map.get::<K>(key).is_some_and(|e| e.1 == *s));
+        }
+        let last = self.order.back().map(|r| r.0);
+        let present = self.map.get(k).map(|e| e.1);
+        if present.is_some() && present == last {
+            // Already the most recent (a burst from one IP, one user's
+            // run of events): no new record.
+            return &mut self.map.get_mut(k).expect("present").0;
         }
         self.stamp += 1;
         let s = self.stamp;
-        self.order.push_back((s, k.clone()));
-        if !self.map.contains_key(k) {
-            self.map.insert(k.clone(), (make(), s));
+        let key: K = k.to_owned();
+        if present.is_some() {
+            self.order.push_back((s, key));
+            let e = self.map.get_mut(k).expect("present");
+            e.1 = s;
+            return &mut e.0;
         }
-        let e = self.map.get_mut(k).expect("present");
-        e.1 = s;
-        &mut e.0
+        self.order.push_back((s, key.clone()));
+        &mut self.map.entry(key).or_insert((make(), s)).0
     }
 
     /// The least recently touched entry, if `pred` holds for it: removed.
@@ -344,7 +358,9 @@ struct Active {
     rule: &'static str,
     level: i64,
     score: i64,
+    /// The first `MAX_REASON_EVIDENCE` evidence indices, of `evidence_total`.
     evidence: Vec<u64>,
+    evidence_total: usize,
 }
 
 type Logon = (u64, u64, Option<(f64, f64)>);
@@ -367,20 +383,22 @@ struct User {
 }
 
 /// A source IP's failed logons in the spray window: (time, user, index),
-/// and how many of them each user has (so the distinct users are counted
-/// in O(1)).
+/// the user as a keyed hash (24 bytes an entry, whatever the uid's
+/// length); and each user in the window with how many entries it has, so
+/// the distinct users are counted in O(1). Fewer than `spray_users` users
+/// are ever in the window: at that many the rule fires and empties it.
 #[derive(Default)]
 struct Ip {
-    failures: VecDeque<(u64, Identity, u64)>,
-    users: HashMap<Identity, u32>,
+    failures: VecDeque<(u64, u64, u64)>,
+    users: HashMap<u64, (Identity, u32)>,
 }
 
 impl Ip {
     fn pop_front(&mut self) {
         if let Some((_, user, _)) = self.failures.pop_front() {
             if let Some(n) = self.users.get_mut(&user) {
-                *n -= 1;
-                if *n == 0 {
+                n.1 -= 1;
+                if n.1 == 0 {
                     self.users.remove(&user);
                 }
             }
@@ -416,10 +434,13 @@ pub struct Engine {
     /// most recently named last).
     names: HashMap<String, Vec<String>>,
     ips: Lru<String, Ip>,
-    /// Device texts are kept as keyed hashes (the key is this process's).
-    device_hash: RandomState,
+    /// Device texts, and users in IP windows, are kept as keyed hashes
+    /// (the key is this process's, so collisions cannot be aimed).
+    hash: RandomState,
     /// The newest event time seen (never past the clock + skew).
     now: u64,
+    /// The clock + skew when last read.
+    bound: u64,
     stats: Stats,
 }
 
@@ -564,6 +585,12 @@ impl Engine {
         ] {
             *cap = (*cap).max(1);
         }
+        // A window must hold a threshold's worth of events, or its rule
+        // could never fire.
+        rules.max_window_events = (rules.max_window_events)
+            .max(rules.brute_force_failures)
+            .max(rules.mfa_denials)
+            .max(rules.spray_users);
         Engine {
             rules,
             max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS,
@@ -571,8 +598,9 @@ impl Engine {
             users: Lru::default(),
             names: HashMap::new(),
             ips: Lru::default(),
-            device_hash: RandomState::new(),
+            hash: RandomState::new(),
             now: 0,
+            bound: 0,
             stats: Stats::default(),
         }
     }
@@ -608,10 +636,15 @@ impl Engine {
     /// Feeds the committed event at `index` (the members the rules read);
     /// returns the findings it fires.
     pub fn observe_signals(&mut self, index: u64, v: &Signals) -> Vec<Finding> {
-        let bound = (self.clock)().saturating_add(self.max_future_skew_ms);
-        let time = if v.time > bound {
+        // The clock only moves forward: a time within the bound last read
+        // is within the clock's bound now, so the clock is read only for
+        // an event later than that.
+        if v.time > self.bound {
+            self.bound = (self.clock)().saturating_add(self.max_future_skew_ms);
+        }
+        let time = if v.time > self.bound {
             self.stats.future_events += 1;
-            bound
+            self.bound
         } else {
             v.time
         };
@@ -629,7 +662,8 @@ impl Engine {
                     rule: f.rule,
                     level: f.risk_level_id,
                     score: f.risk_score,
-                    evidence: f.evidence.clone(),
+                    evidence: f.evidence[..f.evidence.len().min(MAX_REASON_EVIDENCE)].to_vec(),
+                    evidence_total: f.evidence.len(),
                 };
                 let since = self.now.saturating_sub(self.rules.risk_window_ms);
                 add_active(
@@ -743,7 +777,7 @@ impl Engine {
                     .or(v.device.hostname.as_deref())
                     .or(v.http_request.user_agent.as_deref());
                 if let Some(d) = device {
-                    let key = self.device_hash.hash_one(d);
+                    let key = self.hash.hash_one(d);
                     let new = u.devices.logon(
                         key,
                         time,
@@ -764,13 +798,14 @@ impl Engine {
     /// on each of those users.
     fn spray(&mut self, ip: &str, user: &Identity, index: u64, time: u64, out: &mut Vec<Finding>) {
         let r = self.rules;
-        let q = self.ips.touch(&ip.to_string(), Ip::default);
+        let key = self.hash.hash_one(user);
+        let q = self.ips.touch(ip, Ip::default);
         let from = time.saturating_sub(r.spray_window_ms);
         while q.failures.front().is_some_and(|f| f.0 < from) {
             q.pop_front();
         }
-        q.failures.push_back((time, user.clone(), index));
-        *q.users.entry(user.clone()).or_default() += 1;
+        q.failures.push_back((time, key, index));
+        q.users.entry(key).or_insert_with(|| (user.clone(), 0)).1 += 1;
         while q.failures.len() > r.max_window_events {
             q.pop_front();
             self.stats.evicted_window_events += 1;
@@ -779,7 +814,7 @@ impl Engine {
             return;
         }
         let evidence: Vec<u64> = q.failures.drain(..).map(|(_, _, i)| i).collect();
-        let victims: Vec<Identity> = q.users.drain().map(|(u, _)| u).collect();
+        let victims: Vec<Identity> = q.users.drain().map(|(_, (u, _))| u).collect();
         for victim in &victims {
             let u = self.users.touch(victim, User::default);
             u.attack = Some((time, evidence.clone()));
@@ -903,13 +938,13 @@ impl Engine {
             .iter()
             .take(MAX_REASONS)
             .map(|(id, a)| {
-                let shown = a.evidence.len().min(MAX_REASON_EVIDENCE);
+                let shown = a.evidence.len();
                 serde_json::json!({
                     "rule": a.rule,
                     "time": a.time,
                     "user": id.json(),
                     "evidence": &a.evidence[..shown],
-                    "evidence_omitted": a.evidence.len() - shown,
+                    "evidence_omitted": a.evidence_total - shown,
                 })
             })
             .collect();
@@ -1499,7 +1534,7 @@ mod tests {
         assert_eq!(f.len(), 20_000 / 10);
         let ip = e.ips.get(&"203.0.113.9".to_string()).unwrap();
         assert_eq!(ip.failures.len(), 50);
-        assert_eq!(ip.users.values().map(|n| *n as usize).sum::<usize>(), 50);
+        assert_eq!(ip.users.values().map(|n| n.1 as usize).sum::<usize>(), 50);
         assert_eq!(e.stats().evicted_window_events, 20_000 - 50);
         // A fifth user: the spray fires with at most the window as evidence.
         let f = e.observe(
@@ -1642,7 +1677,7 @@ mod tests {
             r.reasons[0]["evidence"].as_array().unwrap().len(),
             MAX_REASON_EVIDENCE
         );
-        assert_eq!(r.reasons[0]["evidence_omitted"], 50);
+        assert_eq!(r.reasons[0]["evidence_omitted"], 150 - MAX_REASON_EVIDENCE);
     }
 
     #[test]
@@ -1661,5 +1696,15 @@ mod tests {
             l.touch(&(i % 3), || 0);
         }
         assert!(l.order.len() <= 2 * l.len() + 65, "{}", l.order.len());
+        // Touching the most recent key again records nothing new.
+        *l.touch(&5, || 0) += 1;
+        let n = l.order.len();
+        for _ in 0..10 {
+            *l.touch(&5, || 0) += 1;
+        }
+        assert_eq!((l.order.len(), l.get(&5)), (n, Some(&11)));
+        let order: Vec<u32> =
+            std::iter::from_fn(|| l.pop_oldest_if(|_| true).map(|e| e.0)).collect();
+        assert_eq!(order, [1, 2, 0, 5]);
     }
 }
