@@ -1,27 +1,29 @@
 //! Step-up evidence: for a sensitive action, the MFA authentication that
 //! covers it — the same user (and session, when the action names one),
 //! successful, multi-factor, within a window before the action.
+//!
+//! What must stay true: only a step-up by the same identity counts — the
+//! same `user.uid`, or the same name for users without a uid (`Identity`):
+//! the user index finds events by uid and by name alike, so a user whose
+//! name is the actor's uid (or name) is among the candidates and must be
+//! refused here. And only a real step-up (`detect::is_step_up`): a
+//! successful logon with a second factor of a known type.
 
 use serde_json::Value;
 
+use crate::detect::{self, Identity};
 use crate::index::{IndexError, IndexKey, View};
 use crate::store::{EventRow, Snapshot};
 
 /// Candidates examined at most (newest first) for one answer.
 pub const MAX_SCAN: usize = 10_000;
 
-/// The user and session an event is about.
-pub fn subject(v: &Value) -> (Option<String>, Option<String>) {
-    let user = |u: &Value| {
-        u.get("uid")
-            .or_else(|| u.get("name"))
-            .and_then(Value::as_str)
-            .map(String::from)
-    };
+/// The user (`user`, else `actor.user`) and session an event is about.
+pub fn subject(v: &Value) -> (Option<Identity>, Option<String>) {
     let who = v
         .get("user")
-        .and_then(user)
-        .or_else(|| v.get("actor").and_then(|a| a.get("user")).and_then(user));
+        .and_then(Identity::of_user)
+        .or_else(|| v["actor"].get("user").and_then(Identity::of_user));
     let session = v["session"]["uid"]
         .as_str()
         .or_else(|| v["actor"]["session"]["uid"].as_str())
@@ -29,30 +31,39 @@ pub fn subject(v: &Value) -> (Option<String>, Option<String>) {
     (who, session)
 }
 
-/// Whether `v` is a successful multi-factor authentication.
+/// Whether `v` is a successful multi-factor logon.
 pub fn is_step_up(v: &Value) -> bool {
-    v["class_uid"] == 3002
-        && v["status_id"] == 1
-        && (v["is_mfa"] == true
-            || v["auth_factors"]
-                .as_array()
-                .is_some_and(|f| f.iter().any(|f| f["factor_type_id"].as_i64() != Some(11))))
+    let factors: Vec<Option<i64>> = v["auth_factors"]
+        .as_array()
+        .map(|f| f.iter().map(|f| f["factor_type_id"].as_i64()).collect())
+        .unwrap_or_default();
+    detect::is_step_up(
+        v["class_uid"].as_u64().unwrap_or(0),
+        v["activity_id"].as_i64(),
+        v["status_id"].as_i64(),
+        v["is_mfa"].as_bool(),
+        &factors,
+    )
 }
 
-/// The newest step-up before `index` for `user` (in `session` if given)
+/// The newest step-up before `index` by `user` (in `session` if given)
 /// whose time lies in [time - window, time].
 pub fn find(
     view: &View,
     snap: &Snapshot,
     index: u64,
-    user: &str,
+    user: &Identity,
     session: Option<&str>,
     time: u64,
     window: u64,
 ) -> Result<Option<u64>, IndexError> {
     let from = time.saturating_sub(window);
     for (n, key) in view
-        .scan(&IndexKey::User(user.to_string()), true, Some((0, index)))?
+        .scan(
+            &IndexKey::User(user.as_str().to_string()),
+            true,
+            Some((0, index)),
+        )?
         .enumerate()
     {
         if n == MAX_SCAN {
@@ -69,10 +80,12 @@ pub fn find(
         if !is_step_up(&v) || t > time || t < from {
             continue;
         }
-        if let Some(s) = session {
-            if subject(&v).1.as_deref() != Some(s) {
-                continue;
-            }
+        let (who, their_session) = subject(&v);
+        if who.as_ref() != Some(user) {
+            continue;
+        }
+        if session.is_some() && their_session.as_deref() != session {
+            continue;
         }
         return Ok(Some(i));
     }

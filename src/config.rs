@@ -72,6 +72,10 @@ pub struct ServeConfig {
     /// Time a stream's client may read nothing before it is closed, ms [60000].
     #[arg(long)]
     pub stream_idle_timeout_ms: Option<u64>,
+    /// How far past the log's clock an event's time may lie, ms; later
+    /// events are refused (422, field `time`) [86400000].
+    #[arg(long)]
+    pub max_future_skew_ms: Option<u64>,
     /// Log format: text or json [text].
     #[arg(long)]
     pub log_format: Option<String>,
@@ -127,6 +131,7 @@ impl ServeConfig {
             max_streams_per_token,
             stream_idle_timeout_ms,
             log_format,
+            max_future_skew_ms,
             bench_floor,
             tls_cert,
             tls_key,
@@ -187,6 +192,7 @@ impl ServeConfig {
                     .stream_idle_timeout_ms
                     .map(Duration::from_millis)
                     .unwrap_or(limits.stream_idle_timeout),
+                max_future_skew_ms: self.max_future_skew_ms.unwrap_or(limits.max_future_skew_ms),
             },
             sequencer: sequencer::Config {
                 max_batch: self.batch_max.unwrap_or(seq.max_batch).max(1),

@@ -307,6 +307,24 @@ pub fn prepare(event: Value, logged_time: u64, by: Appender) -> Result<Committed
     })
 }
 
+/// Refuses an event dated more than `max_skew_ms` after `now` (the log's
+/// clock): one such event would move the detection rules' notion of now
+/// ahead of every other event's. Past times (backfills) are accepted.
+pub fn not_after(e: &Committed, now: u64, max_skew_ms: u64) -> Result<(), EventError> {
+    let bound = now.saturating_add(max_skew_ms);
+    if e.facets.time > bound {
+        return Err(EventError::new(
+            "time",
+            format!(
+                "{} is {} ms past the log's clock; at most {max_skew_ms} ms ahead is accepted",
+                e.facets.time,
+                e.facets.time - now
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The `uid` and `name` of an OCSF user object, without repeats.
 fn names(user: Option<&Value>) -> Vec<String> {
     let mut out: Vec<String> = ["uid", "name"]

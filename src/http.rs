@@ -42,6 +42,8 @@ pub struct Limits {
     pub max_streams_per_token: usize,
     /// A stream whose client reads nothing this long is closed.
     pub stream_idle_timeout: std::time::Duration,
+    /// How far past the log's clock an event's `time` may lie (422 beyond).
+    pub max_future_skew_ms: u64,
 }
 
 impl Default for Limits {
@@ -54,6 +56,7 @@ impl Default for Limits {
             max_streams: 128,
             max_streams_per_token: 8,
             stream_idle_timeout: std::time::Duration::from_secs(60),
+            max_future_skew_ms: crate::detect::DEFAULT_MAX_FUTURE_SKEW_MS,
         }
     }
 }
@@ -412,10 +415,12 @@ async fn append_inner(
     // dropped: a request holds its body, one parsed event, and the
     // canonical and stored forms of the events before it.
     let parsed = json::for_each_event(&body, EVENT_PARSE_BUDGET, s.limits.max_events, |i, v| {
-        let mut e = event::prepare(v, logged_time, by).map_err(|error| ApiError::InvalidEvent {
+        let invalid = |error| ApiError::InvalidEvent {
             index: (!single).then_some(i),
             error,
-        })?;
+        };
+        let mut e = event::prepare(v, logged_time, by).map_err(invalid)?;
+        event::not_after(&e, logged_time, s.limits.max_future_skew_ms).map_err(invalid)?;
         s.store.encode_ahead(&mut e);
         committed.push(e);
         Ok(())
@@ -1192,7 +1197,7 @@ async fn assurance(
     let user =
         user.ok_or_else(|| ApiError::bad("index", "the event names no user or actor.user"))?;
     let time = v["time"].as_u64().unwrap_or(0);
-    let searched = json!({"user": user, "session": session, "from": time.saturating_sub(window), "to": time, "window_ms": window});
+    let searched = json!({"user": user.as_str(), "user_by": user.member(), "session": session, "from": time.saturating_sub(window), "to": time, "window_ms": window});
     let reader = MemoHashes::new(&snap);
     let action_receipt = sequencer::stored_receipt(&snap, &reader, index, &head)?;
     match crate::assurance::find(&view, &snap, index, &user, session.as_deref(), time, window)? {

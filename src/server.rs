@@ -191,9 +191,9 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, Threads), ServeError> {
         opts.sequencer.clone(),
     );
     let start = state.size.saturating_sub(crate::detecting::REPLAY);
-    let engine = Arc::new(std::sync::Mutex::new(crate::detect::Engine::new(
-        opts.rules.clone(),
-    )));
+    let mut engine = crate::detect::Engine::new(opts.rules);
+    engine.max_future_skew_ms = opts.limits.max_future_skew_ms;
+    let engine = Arc::new(std::sync::Mutex::new(engine));
     let index_thread = {
         let (index, store, size) = (index.clone(), store.clone(), sequencer.watch_size());
         std::thread::Builder::new()

@@ -160,3 +160,225 @@ async fn a_restart_in_the_middle_of_a_window_keeps_the_count() {
         "state rebuilt from the log"
     );
 }
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The value of the `/metrics` line that starts with `series`.
+async fn metric(s: &Server, c: &reqwest::Client, series: &str) -> u64 {
+    let text = s.get_text(c, "/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+}
+
+/// Polls `series` until it reaches `want` (10 s at most); returns it.
+async fn wait_metric(s: &Server, c: &reqwest::Client, series: &str, want: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = metric(s, c, series).await;
+        if v >= want || Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn post(s: &Server, c: &reqwest::Client, body: &Value) -> (u16, Value) {
+    let r = c
+        .post(format!("{}/v1/events", s.url))
+        .bearer_auth(&s.token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_dated_past_the_skew_is_refused_and_a_backfilled_one_accepted() {
+    let s = Server::start(&["--max-future-skew-ms", "600000"]);
+    let c = Server::client();
+    let now = now_ms();
+    // Ten minutes of skew allowed: an hour ahead is refused, naming `time`.
+    let (status, v) = post(&s, &c, &failed_logon("u-f", now + 3_600_000)).await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["field"], "time");
+    assert_eq!(v["error"]["code"], "invalid_event");
+    // In a batch: the event's index is named, and nothing is appended.
+    let batch = json!([
+        failed_logon("u-f", now),
+        failed_logon("u-f", now + 3_600_000)
+    ]);
+    let (status, v) = post(&s, &c, &batch).await;
+    assert_eq!((status, &v["error"]["index"]), (422, &json!(1)), "{v}");
+    // Within the skew, and a backfill from a year ago: accepted.
+    let (status, v) = post(&s, &c, &failed_logon("u-f", now + 60_000)).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = post(&s, &c, &failed_logon("u-f", now - 365 * 86_400_000)).await;
+    assert_eq!(status, 200, "{v}");
+    // The default skew is a day.
+    let d = Server::start(&[]);
+    let (status, _) = post(&d, &c, &failed_logon("u-f", now + 2 * 86_400_000)).await;
+    assert_eq!(status, 422);
+    let (status, _) = post(&d, &c, &failed_logon("u-f", now + 3_600_000)).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn risk_finds_a_user_by_uid_or_by_name_and_never_mixes_a_uid_with_a_name() {
+    let s = Server::start(&[]);
+    let c = Server::client();
+    let t0 = now_ms() - 60_000;
+    // Ten failures of u-40 (named Dana), logged with uid and name.
+    let named: Vec<Value> = (0..10)
+        .map(|i| {
+            let mut e = failed_logon("u-40", t0 + i);
+            e["user"]["name"] = json!("Dana");
+            e
+        })
+        .collect();
+    s.append(&c, json!(named)).await;
+    // Five failures of the uid "carl" and five of a user named "carl"
+    // with no uid: two users, five each, no brute force.
+    let mut mixed = Vec::new();
+    for i in 0..5 {
+        mixed.push(failed_logon("carl", t0 + i));
+        let mut e = failed_logon("x", t0 + i);
+        e["user"] = json!({"name": "carl"});
+        mixed.push(e);
+    }
+    s.append(&c, json!(mixed)).await;
+    wait_findings(&s, &c, 1).await;
+    for q in ["u-40", "Dana"] {
+        let risk: Value = s.get_json_auth(&c, &format!("/v1/risk?user={q}")).await;
+        assert_eq!(risk["risk_level_id"], 3, "{q}: {risk}");
+        assert_eq!(risk["reasons"][0]["rule"], "brute_force");
+        assert_eq!(risk["reasons"][0]["user"], json!({"uid": "u-40"}));
+        assert_eq!(risk["matched"], json!([{"uid": "u-40", "name": "Dana"}]));
+        assert_eq!(risk["reasons_omitted"], 0);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let f = findings(&s, &c).await;
+    assert_eq!(f.len(), 1, "only u-40's brute force: {f:?}");
+    let risk: Value = s.get_json_auth(&c, "/v1/risk?user=carl").await;
+    assert_eq!(risk["risk_level_id"], 0, "{risk}");
+    assert_eq!(risk["matched"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detections_keep_flowing_when_another_event_holds_a_findings_uid() {
+    let mut s = Server::start(&[]);
+    let c = Server::client();
+    let t0 = now_ms() - 60_000;
+    // The finding u-50's ten failures will make, if they land right after
+    // the producer's event that takes its uid.
+    let size = s.checkpoint(&c).await.size;
+    let finding = sealog::detect::Finding {
+        rule: "brute_force",
+        subject: "u-50".into(),
+        identity: None,
+        evidence: (size + 1..size + 11).collect(),
+        risk_level_id: 3,
+        risk_score: 70,
+        time: t0 + 9,
+    };
+    let uid = finding.event()["metadata"]["uid"].clone();
+    let mut squatter = failed_logon("someone", t0);
+    squatter["metadata"]["uid"] = uid.clone();
+    squatter["status_id"] = json!(1);
+    let at = receipts(&s.append(&c, squatter).await)[0].index;
+    assert_eq!(at, size);
+    let fails: Vec<Value> = (0..10).map(|i| failed_logon("u-50", t0 + i)).collect();
+    let r = receipts(&s.append(&c, json!(fails)).await);
+    assert_eq!(r[0].index, size + 1);
+    // The finding is recorded under its alternate uid, counted.
+    let f = wait_findings(&s, &c, 1).await;
+    assert_eq!(f.len(), 1, "the finding is on the record");
+    let alt = format!("{}-1", uid.as_str().unwrap());
+    assert_eq!(f[0]["event"]["metadata"]["uid"], alt.as_str());
+    assert_eq!(f[0]["event"]["unmapped"]["sealog"]["subject"], "u-50");
+    let taken = r#"sealog_detection_findings_total{outcome="uid_taken"}"#;
+    assert_eq!(metric(&s, &c, taken).await, 1);
+    // And detections go on: another user's brute force.
+    let fails: Vec<Value> = (0..10).map(|i| failed_logon("u-51", t0 + i)).collect();
+    s.append(&c, json!(fails)).await;
+    let f = wait_findings(&s, &c, 2).await;
+    assert_eq!(f.len(), 2, "detections still flow");
+    assert_eq!(f[1]["event"]["unmapped"]["sealog"]["subject"], "u-51");
+    // After a restart the replay meets both records again: no new ones,
+    // and the runner is not stuck (a third finding appears).
+    s.restart();
+    let fails: Vec<Value> = (0..10).map(|i| failed_logon("u-52", t0 + i)).collect();
+    s.append(&c, json!(fails)).await;
+    let f = wait_findings(&s, &c, 3).await;
+    assert_eq!(f.len(), 3, "{f:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(findings(&s, &c).await.len(), 3, "nothing logged twice");
+    let again = r#"sealog_detection_findings_total{outcome="already_recorded"}"#;
+    assert!(metric(&s, &c, again).await >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_failures_from_one_ip_is_processed_with_bounded_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("sealog.toml");
+    std::fs::write(
+        &config,
+        "[detections]\nmax_users = 100\nmax_window_events = 100\n",
+    )
+    .unwrap();
+    let s = Server::start(&["--config", config.to_str().unwrap()]);
+    let c = Server::client();
+    let t0 = now_ms() - 600_000;
+    // 3,000 failures over 3,000 users, then 3,000 over 4 users, all from
+    // one IP (the old rules rebuilt the IP's whole window per failure).
+    for k in 0..3u64 {
+        let batch: Vec<Value> = (0..1000)
+            .map(|i| failed_logon(&format!("v-{}", k * 1000 + i), t0 + k * 1000 + i))
+            .collect();
+        s.append(&c, json!(batch)).await;
+    }
+    for k in 0..3u64 {
+        let batch: Vec<Value> = (0..1000)
+            .map(|i| failed_logon(&format!("w-{}", i % 4), t0 + 3000 + k * 1000 + i))
+            .collect();
+        s.append(&c, json!(batch)).await;
+    }
+    // A spray per five users, then a brute force per ten failures of each
+    // of the four: 600 + 300 findings.
+    let appended = r#"sealog_detection_findings_total{outcome="appended"}"#;
+    assert_eq!(wait_metric(&s, &c, appended, 900).await, 900);
+    let users = metric(&s, &c, r#"sealog_detection_state{kind="users"}"#).await;
+    assert!(users <= 100, "{users} users held");
+    let evicted = metric(&s, &c, r#"sealog_detection_evictions_total{state="users"}"#).await;
+    assert!(evicted >= 2900, "{evicted} users evicted");
+    let window = metric(
+        &s,
+        &c,
+        r#"sealog_detection_evictions_total{state="window_events"}"#,
+    )
+    .await;
+    assert!(
+        window > 0,
+        "the few users' failures overflowed the IP's window"
+    );
+    assert_eq!(metric(&s, &c, "sealog_detection_lag_events").await, 0);
+    // Risk answers for a user kept and one evicted.
+    let risk: Value = s.get_json_auth(&c, "/v1/risk?user=w-1").await;
+    assert_eq!(risk["risk_level_id"], 3);
+    assert!(risk["reasons"].as_array().unwrap().len() <= 20);
+    assert_eq!(
+        risk["reasons"].as_array().unwrap().len() as u64
+            + risk["reasons_omitted"].as_u64().unwrap(),
+        75,
+        "750 failures of w-1: 75 brute-force findings"
+    );
+    let risk: Value = s.get_json_auth(&c, "/v1/risk?user=v-0").await;
+    assert_eq!(risk["risk_level_id"], 0);
+}

@@ -197,3 +197,99 @@ async fn the_stream_delivers_every_event_once_across_disconnects_under_load() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+/// A step-up for `user` (an OCSF user object) at `time` with `extra`
+/// members on top of `mfa_logon`'s.
+fn step_up_as(user: Value, time: u64, extra: Value) -> Value {
+    let mut v = mfa_logon("x", "s-1", time);
+    v["user"] = user;
+    v.as_object_mut().unwrap().remove("session");
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+fn action_by(user: Value, time: u64) -> Value {
+    let mut v = sensitive("x", "s-1", time);
+    v["actor"] = json!({"user": user});
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assurance_counts_only_a_real_step_up_by_the_same_identity() {
+    let s = Server::start(&[]);
+    let c = Server::client();
+    let t0 = now_ms() - 3_600_000;
+    let idx = |body: String| receipts(&body)[0].index;
+    // Each action has one candidate before it; only the last is a step-up.
+    let cases = [
+        (
+            "logoff",
+            json!({"uid": "u-60"}),
+            step_up_as(json!({"uid": "u-60"}), t0, json!({"activity_id": 2})),
+        ),
+        (
+            "factor Unknown",
+            json!({"uid": "u-61"}),
+            step_up_as(
+                json!({"uid": "u-61"}),
+                t0,
+                json!({"auth_factors": [{"factor_type_id": 0}]}),
+            ),
+        ),
+        (
+            "factor Other",
+            json!({"uid": "u-62"}),
+            step_up_as(
+                json!({"uid": "u-62"}),
+                t0,
+                json!({"auth_factors": [{"factor_type_id": 99}]}),
+            ),
+        ),
+        (
+            "failed",
+            json!({"uid": "u-63"}),
+            step_up_as(json!({"uid": "u-63"}), t0, json!({"status_id": 2})),
+        ),
+        (
+            "another uid whose name is the actor's uid",
+            json!({"uid": "u-64"}),
+            step_up_as(json!({"uid": "u-99", "name": "u-64"}), t0, json!({})),
+        ),
+        (
+            "a user with no uid whose name is the actor's uid",
+            json!({"uid": "u-65"}),
+            step_up_as(json!({"name": "u-65"}), t0, json!({})),
+        ),
+        (
+            "another uid with the actor's name",
+            json!({"name": "Erin"}),
+            step_up_as(json!({"uid": "u-98", "name": "Erin"}), t0, json!({})),
+        ),
+    ];
+    for (what, actor, candidate) in cases {
+        idx(s.append(&c, candidate).await);
+        let action = idx(s.append(&c, action_by(actor, t0 + 60_000)).await);
+        let v: Value = s
+            .get_json_auth(&c, &format!("/v1/events/{action}/assurance"))
+            .await;
+        assert!(v["step_up"].is_null(), "{what}: {v}");
+    }
+    // The same identity's real step-up counts: by uid, and by name for a
+    // user with no uid.
+    for (user, actor) in [
+        (
+            json!({"uid": "u-66", "name": "Fay"}),
+            json!({"uid": "u-66"}),
+        ),
+        (json!({"name": "Gil"}), json!({"name": "Gil"})),
+    ] {
+        let step = idx(s.append(&c, step_up_as(user.clone(), t0, json!({}))).await);
+        let action = idx(s.append(&c, action_by(actor, t0 + 60_000)).await);
+        let v: Value = s
+            .get_json_auth(&c, &format!("/v1/events/{action}/assurance"))
+            .await;
+        assert_eq!(v["step_up"]["index"], step, "{user}: {v}");
+    }
+}
