@@ -389,9 +389,16 @@ async fn a_burst_of_failures_from_one_ip_is_processed_with_bounded_state() {
     assert_eq!(
         risk["reasons"].as_array().unwrap().len() as u64
             + risk["reasons_omitted"].as_u64().unwrap(),
-        75,
-        "750 failures of w-1: 75 brute-force findings"
+        32,
+        "750 failures of w-1: 75 brute-force findings, 32 kept (max_findings_per_user)"
     );
+    let findings_evicted = metric(
+        &s,
+        &c,
+        r#"sealog_detection_evictions_total{state="findings"}"#,
+    )
+    .await;
+    assert_eq!(findings_evicted, 4 * (75 - 32));
     let risk: Value = s.get_json_auth(&c, "/v1/risk?user=v-0").await;
     assert_eq!(risk["risk_level_id"], 0);
 }
