@@ -484,3 +484,50 @@ async fn a_maximum_size_body_costs_at_most_about_three_times_its_size() {
     }
     assert!(over.is_empty(), "{over:#?}");
 }
+
+/// The value of the `/metrics` line that starts with `series`.
+async fn metric(s: &Server, c: &reqwest::Client, series: &str) -> u64 {
+    let text = s.get_text(c, "/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+}
+
+#[tokio::test]
+async fn a_leaf_the_index_cannot_read_is_skipped_not_retried_for_ever() {
+    let mut s = Server::start(&[]);
+    let c = Server::client();
+    let mut at = Vec::new();
+    for i in 0..5 {
+        at.push(receipts(&s.append(&c, auth_event(6, json!(i))).await)[0].index);
+    }
+    assert_eq!(s.stop(), Some(0));
+    // Damage the third event's key, and make the index start over.
+    let keys_path = s.dir.join("sealog.keys");
+    let mut keys = std::fs::read(&keys_path).unwrap();
+    keys[32 * at[2] as usize + 3] ^= 0x40;
+    std::fs::write(&keys_path, &keys).unwrap();
+    std::fs::remove_file(s.dir.join("index.redb")).unwrap();
+    s.restart_after_stop();
+    // The index covers the whole tree despite the leaf it cannot read.
+    let size = s.checkpoint(&c).await.size;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while metric(&s, &c, "sealog_indexed_size").await < size {
+        assert!(std::time::Instant::now() < deadline, "the index stalled");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(metric(&s, &c, "sealog_index_skipped_leaves_total").await, 1);
+    let (status, page) = get(&c, &s, "/v1/events?user=u-6&order=oldest", &s.token).await;
+    assert_eq!(status, 200, "{page}");
+    let got: Vec<u64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, [at[0], at[1], at[3], at[4]]);
+    // The log goes on: appends, and queries that find them.
+    let new = receipts(&s.append(&c, auth_event(6, json!("after"))).await)[0].index;
+    let (_, page) = get(&c, &s, "/v1/events?user=u-6&order=newest&limit=1", &s.token).await;
+    assert_eq!(page["events"][0]["index"], new);
+}

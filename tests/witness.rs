@@ -607,18 +607,27 @@ async fn a_quietly_edited_event_is_caught_by_replay() {
         let db = redb::Database::open(s.data_dir().join("sealog.redb")).unwrap();
         let tx = db.begin_write().unwrap();
         {
-            // codec 0 (stored as is: 20 events are too few to train a
-            // dictionary) || salt || JCS.
+            // Sealed (codec 2) under the event's key, which whoever holds
+            // the disk has too (sealog.keys, slot 7): opened, it is codec
+            // 0 (20 events are too few to train a dictionary) || salt ||
+            // JCS. Edited and sealed again, it opens as well as before.
+            let keys = std::fs::read(s.data_dir().join("sealog.keys")).unwrap();
+            let key: [u8; 32] = keys[32 * 7..32 * 8].try_into().unwrap();
+            let which = sealog::event_keys::Sealed::Event;
             let mut t = tx
                 .open_table(redb::TableDefinition::<u64, &[u8]>::new("events_z"))
                 .unwrap();
-            let row = t.get(7).unwrap().unwrap().value().to_vec();
+            let sealed = t.get(7).unwrap().unwrap().value().to_vec();
+            assert_eq!(sealed[0], 2);
+            let row = sealog::event_keys::open(&key, which, &sealed[1..]).unwrap();
             assert_eq!(row[0], 0);
             let edited = String::from_utf8(row[33..].to_vec())
                 .unwrap()
                 .replace("\"status_id\":1", "\"status_id\":2");
-            let mut new = row[..33].to_vec();
-            new.extend_from_slice(edited.as_bytes());
+            let mut plain = row[..33].to_vec();
+            plain.extend_from_slice(edited.as_bytes());
+            let mut new = vec![2u8];
+            sealog::event_keys::seal(&key, which, &plain, &mut new);
             t.insert(7, new.as_slice()).unwrap();
         }
         tx.commit().unwrap();
