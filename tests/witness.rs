@@ -602,19 +602,28 @@ async fn a_quietly_edited_event_is_caught_by_replay() {
         let db = redb::Database::open(s.data_dir().join("sealog.redb")).unwrap();
         let tx = db.begin_write().unwrap();
         {
-            // codec 0 (stored as is: 20 events are too few to train a
-            // dictionary) || salt || JCS.
+            // Codec 2: the row sealed under the event's key, which is on
+            // the same disk (slot 7 of sealog.keys); inside, codec 0
+            // (stored as is: 20 events are too few to train a dictionary)
+            // || salt || JCS.
+            use sealog::event_keys::{open, seal, Sealed};
+            let keys = std::fs::read(s.data_dir().join("sealog.keys")).unwrap();
+            let key: [u8; 32] = keys[7 * 32..8 * 32].try_into().unwrap();
             let mut t = tx
                 .open_table(redb::TableDefinition::<u64, &[u8]>::new("events_z"))
                 .unwrap();
-            let row = t.get(7).unwrap().unwrap().value().to_vec();
+            let sealed = t.get(7).unwrap().unwrap().value().to_vec();
+            assert_eq!(sealed[0], 2);
+            let row = open(&key, Sealed::Event, &sealed[1..]).unwrap();
             assert_eq!(row[0], 0);
             let edited = String::from_utf8(row[33..].to_vec())
                 .unwrap()
                 .replace("\"status_id\":1", "\"status_id\":2");
             let mut new = row[..33].to_vec();
             new.extend_from_slice(edited.as_bytes());
-            t.insert(7, new.as_slice()).unwrap();
+            let mut resealed = vec![2];
+            seal(&key, Sealed::Event, &new, &mut resealed);
+            t.insert(7, resealed.as_slice()).unwrap();
         }
         tx.commit().unwrap();
     }
