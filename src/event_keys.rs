@@ -3,7 +3,7 @@
 //! redb is copy-on-write and never zeroes a freed page, so deleting an
 //! event's rows leaves their bytes in the file until the page is reused
 //! (and in every copy of the file). Each event's private rows are
-//! therefore sealed (ChaCha20-Poly1305) under a fresh random 32-byte key
+//! therefore sealed (AES-256-GCM) under a fresh random 32-byte key
 //! of its own, and the keys live outside redb, in a file of fixed 32-byte
 //! slots (slot i, at offset 32·i, is leaf i's key) that is changed in
 //! place: a redaction overwrites the slot with zeros, and what is left of
@@ -27,14 +27,14 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use sha2::{Digest, Sha256};
 
 /// An event's key.
 pub type EventKey = [u8; KEY_LEN];
 pub const KEY_LEN: usize = 32;
-/// What sealing adds to a message: the Poly1305 tag.
+/// What sealing adds to a message: the GCM tag.
 pub const OVERHEAD: usize = 16;
 
 /// A fresh random key.
@@ -52,7 +52,7 @@ pub enum Sealed {
     Facets = 1,
 }
 
-fn nonce(which: Sealed) -> Nonce {
+fn nonce(which: Sealed) -> Nonce<aes_gcm::aead::consts::U12> {
     let mut n = [0u8; 12];
     n[0] = which as u8;
     n.into()
@@ -62,7 +62,7 @@ fn nonce(which: Sealed) -> Nonce {
 pub fn seal(key: &EventKey, which: Sealed, plain: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(plain);
-    let tag = ChaCha20Poly1305::new(Key::from_slice(key))
+    let tag = Aes256Gcm::new(key.into())
         .encrypt_in_place_detached(&nonce(which), b"", &mut out[start..])
         .expect("a message this short seals");
     out.extend_from_slice(&tag);
@@ -74,7 +74,7 @@ pub fn open(key: &EventKey, which: Sealed, sealed: &[u8]) -> Option<Vec<u8>> {
     let body_len = sealed.len().checked_sub(OVERHEAD)?;
     let (body, tag) = sealed.split_at(body_len);
     let mut plain = body.to_vec();
-    ChaCha20Poly1305::new(Key::from_slice(key))
+    Aes256Gcm::new(key.into())
         .decrypt_in_place_detached(&nonce(which), b"", &mut plain, Tag::from_slice(tag))
         .ok()?;
     Some(plain)
