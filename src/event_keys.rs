@@ -99,9 +99,19 @@ pub fn path_of(db: &Path) -> PathBuf {
     db.with_extension("keys")
 }
 
+/// The file grows by this much at a time, written with zeros (no keys),
+/// so that a batch's keys overwrite blocks the file already has: its
+/// fdatasync then flushes data only, where growing the file by each batch
+/// made every sync commit the filesystem's journal as well (the size and
+/// the new blocks) on top of the log's own commit.
+const GROW: u64 = 1 << 20;
+
 /// The file of event keys.
 pub struct KeyFile {
     file: File,
+    /// The file's length: keys past it are first preceded by `GROW`
+    /// bytes of zeros.
+    len: std::sync::atomic::AtomicU64,
 }
 
 impl KeyFile {
@@ -133,16 +143,17 @@ impl KeyFile {
                 ),
             ));
         }
-        Ok(KeyFile { file })
+        let len = file.metadata()?.len().into();
+        Ok(KeyFile { file, len })
     }
 
     /// The key file at `path` opened for reading only: every write fails
     /// (a disk that refuses writes, for tests).
     #[cfg(test)]
     pub fn read_only(path: &Path) -> io::Result<KeyFile> {
-        Ok(KeyFile {
-            file: File::open(path)?,
-        })
+        let file = File::open(path)?;
+        let len = file.metadata()?.len().into();
+        Ok(KeyFile { file, len })
     }
 
     /// Leaf `i`'s key, if the file holds one.
@@ -177,8 +188,17 @@ impl KeyFile {
     /// Writes `keys` into the slots from `start` on (not yet durable:
     /// `sync`).
     pub fn put(&self, start: u64, keys: &[EventKey]) -> io::Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
         if keys.is_empty() {
             return Ok(());
+        }
+        let end = (start + keys.len() as u64) * KEY_LEN as u64;
+        let len = self.len.load(Relaxed);
+        if end > len {
+            let grown = end.next_multiple_of(GROW);
+            let zeros = vec![0u8; (grown - len) as usize];
+            self.file.write_all_at(&zeros, len)?;
+            self.len.store(grown, Relaxed);
         }
         self.file
             .write_all_at(keys.as_flattened(), start * KEY_LEN as u64)
@@ -187,7 +207,7 @@ impl KeyFile {
     /// Overwrites leaf `i`'s slot with zeros, in place (not yet durable:
     /// `sync`). A slot past the end holds nothing to overwrite.
     pub fn erase(&self, i: u64) -> io::Result<()> {
-        if self.file.metadata()?.len() < (i + 1) * KEY_LEN as u64 {
+        if self.len.load(std::sync::atomic::Ordering::Relaxed) < (i + 1) * KEY_LEN as u64 {
             return Ok(());
         }
         self.file.write_all_at(&[0; KEY_LEN], i * KEY_LEN as u64)
@@ -239,7 +259,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-        assert_eq!(meta.len(), 15 * KEY_LEN as u64, "erasing did not grow it");
+        assert_eq!(meta.len(), GROW, "grown by zeros; erasing did not grow it");
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[12 * 32..13 * 32], &[0; 32], "zeros in place");
         let f = KeyFile::open(&path).unwrap();
