@@ -3,7 +3,7 @@
 //! redb is copy-on-write and never zeroes a freed page, so deleting an
 //! event's rows leaves their bytes in the file until the page is reused
 //! (and in every copy of the file). Each event's private rows are
-//! therefore sealed (ChaCha20-Poly1305) under a fresh random 32-byte key
+//! therefore sealed (AES-256-GCM) under a fresh random 32-byte key
 //! of its own, and the keys live outside redb, in a file of fixed 32-byte
 //! slots (slot i, at offset 32·i, is leaf i's key) that is changed in
 //! place: a redaction overwrites the slot with zeros, and what is left of
@@ -27,14 +27,14 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use sha2::{Digest, Sha256};
 
 /// An event's key.
 pub type EventKey = [u8; KEY_LEN];
 pub const KEY_LEN: usize = 32;
-/// What sealing adds to a message: the Poly1305 tag.
+/// What sealing adds to a message: the GCM tag.
 pub const OVERHEAD: usize = 16;
 
 /// A fresh random key.
@@ -52,7 +52,7 @@ pub enum Sealed {
     Facets = 1,
 }
 
-fn nonce(which: Sealed) -> Nonce {
+fn nonce(which: Sealed) -> Nonce<aes_gcm::aead::consts::U12> {
     let mut n = [0u8; 12];
     n[0] = which as u8;
     n.into()
@@ -62,7 +62,7 @@ fn nonce(which: Sealed) -> Nonce {
 pub fn seal(key: &EventKey, which: Sealed, plain: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(plain);
-    let tag = ChaCha20Poly1305::new(Key::from_slice(key))
+    let tag = Aes256Gcm::new(key.into())
         .encrypt_in_place_detached(&nonce(which), b"", &mut out[start..])
         .expect("a message this short seals");
     out.extend_from_slice(&tag);
@@ -74,7 +74,7 @@ pub fn open(key: &EventKey, which: Sealed, sealed: &[u8]) -> Option<Vec<u8>> {
     let body_len = sealed.len().checked_sub(OVERHEAD)?;
     let (body, tag) = sealed.split_at(body_len);
     let mut plain = body.to_vec();
-    ChaCha20Poly1305::new(Key::from_slice(key))
+    Aes256Gcm::new(key.into())
         .decrypt_in_place_detached(&nonce(which), b"", &mut plain, Tag::from_slice(tag))
         .ok()?;
     Some(plain)
@@ -99,9 +99,19 @@ pub fn path_of(db: &Path) -> PathBuf {
     db.with_extension("keys")
 }
 
+/// The file grows by this much at a time, written with zeros (no keys),
+/// so that a batch's keys overwrite blocks the file already has: its
+/// fdatasync then flushes data only, where growing the file by each batch
+/// made every sync commit the filesystem's journal as well (the size and
+/// the new blocks) on top of the log's own commit.
+const GROW: u64 = 1 << 20;
+
 /// The file of event keys.
 pub struct KeyFile {
     file: File,
+    /// The file's length: keys past it are first preceded by `GROW`
+    /// bytes of zeros.
+    len: std::sync::atomic::AtomicU64,
 }
 
 impl KeyFile {
@@ -133,16 +143,17 @@ impl KeyFile {
                 ),
             ));
         }
-        Ok(KeyFile { file })
+        let len = file.metadata()?.len().into();
+        Ok(KeyFile { file, len })
     }
 
     /// The key file at `path` opened for reading only: every write fails
     /// (a disk that refuses writes, for tests).
     #[cfg(test)]
     pub fn read_only(path: &Path) -> io::Result<KeyFile> {
-        Ok(KeyFile {
-            file: File::open(path)?,
-        })
+        let file = File::open(path)?;
+        let len = file.metadata()?.len().into();
+        Ok(KeyFile { file, len })
     }
 
     /// Leaf `i`'s key, if the file holds one.
@@ -177,8 +188,17 @@ impl KeyFile {
     /// Writes `keys` into the slots from `start` on (not yet durable:
     /// `sync`).
     pub fn put(&self, start: u64, keys: &[EventKey]) -> io::Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
         if keys.is_empty() {
             return Ok(());
+        }
+        let end = (start + keys.len() as u64) * KEY_LEN as u64;
+        let len = self.len.load(Relaxed);
+        if end > len {
+            let grown = end.next_multiple_of(GROW);
+            let zeros = vec![0u8; (grown - len) as usize];
+            self.file.write_all_at(&zeros, len)?;
+            self.len.store(grown, Relaxed);
         }
         self.file
             .write_all_at(keys.as_flattened(), start * KEY_LEN as u64)
@@ -187,7 +207,7 @@ impl KeyFile {
     /// Overwrites leaf `i`'s slot with zeros, in place (not yet durable:
     /// `sync`). A slot past the end holds nothing to overwrite.
     pub fn erase(&self, i: u64) -> io::Result<()> {
-        if self.file.metadata()?.len() < (i + 1) * KEY_LEN as u64 {
+        if self.len.load(std::sync::atomic::Ordering::Relaxed) < (i + 1) * KEY_LEN as u64 {
             return Ok(());
         }
         self.file.write_all_at(&[0; KEY_LEN], i * KEY_LEN as u64)
@@ -239,7 +259,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-        assert_eq!(meta.len(), 15 * KEY_LEN as u64, "erasing did not grow it");
+        assert_eq!(meta.len(), GROW, "grown by zeros; erasing did not grow it");
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[12 * 32..13 * 32], &[0; 32], "zeros in place");
         let f = KeyFile::open(&path).unwrap();

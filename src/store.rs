@@ -311,7 +311,11 @@ impl Store {
     pub fn reopen(&self) -> Result<(), StoreError> {
         let mut guard = self.db.write().expect("not poisoned");
         drop(guard.take());
-        *guard = Some(open_retrying(|| Self::open_db(&self.path))?);
+        let db = open_retrying(|| Self::open_db(&self.path))?;
+        // A redaction whose key could not be erased (the I/O error) is
+        // finished now.
+        finish_erasures(&db, &self.keys)?;
+        *guard = Some(db);
         Ok(())
     }
 
@@ -413,6 +417,14 @@ impl Store {
     ) -> Result<(TreeState, Vec<Outcome>, Vec<Write>), StoreError> {
         let tx = self.begin_write()?;
         let before = state.size;
+        // The key slots from `before` on are overwritten below: they must
+        // be of no committed leaf.
+        let stored = stored_size(&tx.open_table(META)?)?;
+        if stored != before {
+            return Err(StoreError::Corrupt(format!(
+                "a write after size {before}, but the log holds {stored} leaves"
+            )));
+        }
         // Every leaf's key is durable before the commit that adds the
         // leaf. The slots are written and synced on another thread while
         // the transaction is built, with the keys the leaves get if every
