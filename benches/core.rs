@@ -13,9 +13,9 @@ mod events;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use sealog::event::{self, Committed};
-use sealog::note::{self, LogSigner};
 use sealog::store::Store;
-use sealog::tree::{self, MemoryHashes};
+use sealog_verify::note::{self, LogSigner};
+use sealog_verify::tree::{self, MemoryHashes};
 
 fn sample_event() -> serde_json::Value {
     serde_json::json!({
@@ -44,7 +44,7 @@ fn hashing(c: &mut Criterion) {
             event::prepare(black_box(ev.clone()), 1, event::Appender::Token("bench")).unwrap()
         })
     });
-    let jcs = event::canonical(&ev).unwrap();
+    let jcs = sealog_verify::commitment::canonical(&ev).unwrap();
     c.bench_function("commitment (salt + SHA-256 of the JCS bytes)", |b| {
         b.iter(|| Committed::new(black_box(jcs.clone()), Default::default()))
     });
@@ -155,7 +155,7 @@ fn compression(c: &mut Criterion) {
         samples.add(e);
     }
     let dict = Dictionary::new(&samples.train().unwrap());
-    let (salt, mut out) = ([7u8; event::SALT_LEN], Vec::new());
+    let (salt, mut out) = ([7u8; sealog_verify::commitment::SALT_LEN], Vec::new());
     let (mut raw, mut stored) = (0, 0);
     for e in &jcs {
         event_codec::encode(&salt, e, Some(&dict), &mut out);

@@ -9,7 +9,8 @@
 
 use std::time::Instant;
 
-use sealog::{datadir::DataDir, store::Store, tree};
+use sealog::{datadir::DataDir, store::Store};
+use sealog_verify::tree;
 
 /// xorshift64: the same draws in every run.
 fn next(x: &mut u64) -> u64 {

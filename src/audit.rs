@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::client;
 use crate::event;
-use crate::note::Checkpoint;
-use crate::policy::Policy;
-use crate::receipt::ConsistencyProof;
-use crate::tiles::TileRef;
-use crate::tree::{self, Hash, MemoryHashes};
+use sealog_verify::note::Checkpoint;
+use sealog_verify::policy::Policy;
+use sealog_verify::receipt::ConsistencyProof;
+use sealog_verify::tiles::TileRef;
+use sealog_verify::tree::{self, Hash, MemoryHashes};
+use sealog_verify::verify;
 
 /// What an audit run found.
 #[derive(Debug)]
@@ -169,7 +169,7 @@ impl Auditor {
         let body = self.get_ok(&path).await?;
         let outcome = serde_json::from_slice::<ConsistencyProof>(&body)
             .map_err(|e| e.to_string())
-            .and_then(|p| client::verify_consistency(&p, old, new).map_err(|e| e.to_string()));
+            .and_then(|p| verify::verify_consistency(&p, old, new).map_err(|e| e.to_string()));
         match outcome {
             Ok(()) => Ok(None),
             Err(e) => {
@@ -272,7 +272,7 @@ impl Auditor {
                 n = tile * 256 + u64::from(width);
             }
             // Every hash tile this chunk completed or grew, byte for byte.
-            for t in tlog_tiles::Tile::new_tiles(crate::tiles::HEIGHT, leaves[0].0, n) {
+            for t in tlog_tiles::Tile::new_tiles(sealog_verify::tiles::HEIGHT, leaves[0].0, n) {
                 let ours = t.read_data(&mem).map_err(err)?;
                 let r = TileRef {
                     level: Some(t.level()),
@@ -319,13 +319,13 @@ impl Auditor {
                 200 => {
                     let v: Value =
                         serde_json::from_slice(&r.bytes().await.map_err(err)?).map_err(err)?;
-                    let jcs = event::canonical(&v["event"]).map_err(err)?;
+                    let jcs = sealog_verify::commitment::canonical(&v["event"]).map_err(err)?;
                     let salt = base64::Engine::decode(
                         &base64::prelude::BASE64_STANDARD,
                         v["salt"].as_str().unwrap_or_default(),
                     )
                     .map_err(err)?;
-                    if event::commitment(&salt, &jcs) != *commitment {
+                    if sealog_verify::commitment::commitment(&salt, &jcs) != *commitment {
                         return Err(err(format!(
                             "event {index} does not match its commitment: the private store was edited"
                         )));

@@ -97,7 +97,7 @@ pub enum Evidence {
     /// never a smaller tree after a larger one.
     Cosigned {
         note: Vec<u8>,
-        policy: crate::policy::Policy,
+        policy: sealog_verify::policy::Policy,
         source: String,
     },
     /// The newest checkpoint of the live log, fetched from it.
@@ -198,7 +198,7 @@ fn restore_into(
     let state = store.tree_state().map_err(e)?;
     let skey = crate::datadir::read_secret(&dir.key())
         .map_err(|x| format!("the backup holds no usable log.key: {x}"))?;
-    let signer = crate::note::LogSigner::new(&skey).map_err(e)?;
+    let signer = sealog_verify::note::LogSigner::new(&skey).map_err(e)?;
     store
         .bind_identity(signer.origin(), &signer.vkey())
         .map_err(e)?;
@@ -248,7 +248,7 @@ fn check_evidence(ev: &Evidence, vkey: &str, state: &TreeState) -> Result<(), St
         }
         Evidence::Live { note, url } => (note, url.as_str()),
     };
-    let cp = crate::note::verify_checkpoint(note, vkey)
+    let cp = sealog_verify::note::verify_checkpoint(note, vkey)
         .map_err(|x| format!("{source}: not a checkpoint of this backup's log key: {x}"))?;
     if cp.size > state.size {
         return Err(format!(

@@ -1136,7 +1136,7 @@ mod tests {
             json!({"class_uid": 3002, "time": "soon"}),
         ];
         for v in &events {
-            let jcs = crate::jcs::to_vec(v);
+            let jcs = sealog_verify::jcs::to_vec(v);
             let parsed = Signals::parse(&jcs);
             assert_eq!(
                 Signals::of_event(v.as_object().unwrap(), &jcs),
@@ -1144,7 +1144,7 @@ mod tests {
                 "{v}"
             );
         }
-        assert!(Signals::parse(&crate::jcs::to_vec(&events[5])).is_some());
+        assert!(Signals::parse(&sealog_verify::jcs::to_vec(&events[5])).is_some());
         assert!(
             Signals::deserialize(&events[5]).is_err(),
             "the map alone refuses 1.0"

@@ -25,10 +25,10 @@ use std::time::Duration;
 
 use crate::detect::{Engine, Finding, Signals};
 use crate::event::{self, Committed, EventError};
-use crate::receipt::Receipt;
 use crate::sequencer::{AppendError, Sequencer};
 use crate::signal_feed::SignalFeed;
 use crate::store::{EventRow, Refusal, Snapshot, Store, StoreError};
+use sealog_verify::receipt::Receipt;
 
 /// Events replayed at startup to rebuild rule state (covers every window
 /// at up to ~1 event/s per user for 14 days with room to spare).
@@ -452,14 +452,14 @@ mod tests {
     use super::*;
     use crate::detect::Identity;
     use crate::index::Index;
-    use crate::note::LogSigner;
+    use sealog_verify::note::LogSigner;
     use serde_json::json;
 
     /// A sequencer on a new log in `dir`, and its store.
     fn started(dir: &std::path::Path) -> (Sequencer, std::thread::JoinHandle<()>, Arc<Store>) {
         let store = Arc::new(Store::open(&dir.join("db")).unwrap());
         let index = Arc::new(Index::open(&dir.join("ix"), &store).unwrap());
-        let (skey, _) = crate::note::generate_key("test").unwrap();
+        let (skey, _) = sealog_verify::note::generate_key("test").unwrap();
         let state = store.tree_state().unwrap();
         let (seq, thread) = Sequencer::start(
             store.clone(),

@@ -34,8 +34,8 @@ use std::cell::RefCell;
 
 use zstd::zstd_safe::{self, CCtx, CDict, DCtx, DDict};
 
-use crate::event::SALT_LEN;
 use crate::store::StoreError;
+use sealog_verify::commitment::SALT_LEN;
 
 /// The log trains its dictionary when it first holds this many events,
 /// from (at most) that many of its first events.

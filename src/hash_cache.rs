@@ -29,7 +29,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use crate::tree::Hash;
+use sealog_verify::tree::Hash;
 
 /// The lowest level kept by position.
 const MIN_LEVEL: u8 = 4;

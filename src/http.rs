@@ -17,15 +17,15 @@ use crate::clock;
 use crate::event::{self, Committed};
 use crate::index::{Index, IndexError, View};
 use crate::json;
-use crate::note::LogSigner;
 use crate::query::{self, Cursor, Query};
-use crate::receipt::{self, ConsistencyProof, InclusionProof};
 use crate::records;
 use crate::sequencer::{self, AppendError, Head, MemoHashes, Sequencer};
 use crate::store::{EventRow, Outcome, Refusal, Store, StoreError, Write};
-use crate::tiles::TileRef;
-use crate::tree;
 use crate::witnessing::Witnessing;
+use sealog_verify::note::LogSigner;
+use sealog_verify::receipt::{self, ConsistencyProof, InclusionProof};
+use sealog_verify::tiles::TileRef;
+use sealog_verify::tree;
 
 /// Limits on what one request may carry.
 #[derive(Clone, Debug)]
@@ -450,7 +450,7 @@ async fn append_inner(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        crate::receipt_json::write(&receipts, single),
+        sealog_verify::receipt_json::write(&receipts, single),
     )
         .into_response())
 }

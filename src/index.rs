@@ -36,7 +36,7 @@ use redb::{
 use crate::index_keys::{self, Keys};
 use crate::postings;
 use crate::store::{be_u64, lazy, open_retrying, uid_hash, Claim, Snapshot, Store, StoreError};
-use crate::tree::{self, Hash};
+use sealog_verify::tree::{self, Hash};
 
 // The lookup tables are keyed by (the first 8 bytes of a SHA-256 of the
 // looked-up value, leaf index), not by the value: a fixed 16-byte key packs

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::event::Facets;
 use crate::store::StoreError;
-use crate::tree::Hash;
+use sealog_verify::tree::Hash;
 
 /// The key of a string value.
 pub fn of_str(value: &str) -> u64 {

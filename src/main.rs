@@ -13,12 +13,12 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use sealog::audit::{Auditor, Finding};
 use sealog::auth::Scope;
-use sealog::client;
 use sealog::config::ServeConfig;
 use sealog::datadir::DataDir;
-use sealog::policy::Policy;
-use sealog::receipt::Receipt;
 use sealog::server;
+use sealog_verify::policy::Policy;
+use sealog_verify::receipt::Receipt;
+use sealog_verify::verify;
 
 #[derive(Parser)]
 #[command(
@@ -277,12 +277,12 @@ async fn verify(
     ca_file: Option<PathBuf>,
 ) -> Result<(), String> {
     let text = read_text(&receipt)?;
-    let r = if text.starts_with(sealog::receipt::TLOG_PROOF_HEADER) {
+    let r = if text.starts_with(sealog_verify::receipt::TLOG_PROOF_HEADER) {
         Receipt::from_tlog_proof(&text).map_err(|e| e.to_string())?
     } else {
         serde_json::from_str(&text).map_err(|e| format!("receipt: {e}"))?
     };
-    let cp = client::verify_receipt(&r, &vkey).map_err(|e| e.to_string())?;
+    let cp = verify::verify_receipt(&r, &vkey).map_err(|e| e.to_string())?;
     let policy = Policy::simple(&vkey, &witnesses, quorum).map_err(|e| e.to_string())?;
     match log {
         None => {
@@ -313,7 +313,7 @@ async fn verify(
             } else {
                 (&latest, &cp)
             };
-            let p: sealog::receipt::ConsistencyProof = serde_json::from_str(
+            let p: sealog_verify::receipt::ConsistencyProof = serde_json::from_str(
                 &c.get(format!(
                     "{url}/v1/proof/consistency?from={}&to={}",
                     a.size, b.size
@@ -326,7 +326,7 @@ async fn verify(
                 .map_err(|e| e.to_string())?,
             )
             .map_err(|e| format!("consistency proof: {e}"))?;
-            client::verify_consistency(&p, a, b).map_err(|e| e.to_string())?;
+            verify::verify_consistency(&p, a, b).map_err(|e| e.to_string())?;
             println!(
                 "OK: event {} is in {} at size {}, consistent with the log's checkpoint of size {} cosigned by {who:?}",
                 r.index, cp.origin, cp.size, latest.size

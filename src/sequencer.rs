@@ -25,12 +25,12 @@ use tokio::sync::oneshot;
 
 use crate::event::Committed;
 use crate::index::Index;
-use crate::note::LogSigner;
-use crate::receipt::Receipt;
 use crate::signal_feed::SignalFeed;
 use crate::store::{EventRow, Outcome, Placed, Snapshot, Store, StoreError, TreeState, Write};
-use crate::tree::{self, Hash, HashReader};
 use crate::uids::RecentUids;
+use sealog_verify::note::LogSigner;
+use sealog_verify::receipt::Receipt;
+use sealog_verify::tree::{self, Hash, HashReader};
 
 /// Batching and queueing limits.
 #[derive(Clone, Debug)]
@@ -620,7 +620,7 @@ mod tests {
     ) -> (Sequencer, JoinHandle<()>, Arc<Store>, Arc<Index>) {
         let store = Arc::new(Store::open(&dir.join("db")).unwrap());
         let index = Arc::new(Index::open(&dir.join("ix"), &store).unwrap());
-        let (skey, _) = crate::note::generate_key("test").unwrap();
+        let (skey, _) = sealog_verify::note::generate_key("test").unwrap();
         let state = store.tree_state().unwrap();
         let (seq, thread) = Sequencer::start(
             store.clone(),

@@ -10,12 +10,12 @@ use crate::datadir::{self, DataDir};
 use crate::event::{self, EventError};
 use crate::http::{self, AppState, Limits};
 use crate::index::{Index, IndexError};
-use crate::note::{self, LogSigner};
-use crate::policy::Policy;
 use crate::sequencer::{self, Sequencer};
 use crate::store::{NoKnownUids, Outcome, Store, StoreError, TreeState, Write};
 use crate::witnessing::Witnessing;
 use crate::{clock, records};
+use sealog_verify::note::{self, LogSigner};
+use sealog_verify::policy::Policy;
 
 /// The origin of a log created with no `--origin`.
 pub const DEFAULT_ORIGIN: &str = "localhost/sealog";

@@ -52,13 +52,14 @@ use redb::{
 
 use sha2::{Digest, Sha256};
 
-use crate::event::{Committed, Facets, SALT_LEN};
+use crate::event::{Committed, Facets};
 use crate::event_codec::{self, Dictionary};
 use crate::event_keys::{self, EventKey, KeyFile, Sealed};
 use crate::facets_row;
 use crate::tile_rows::{self, BUNDLES, TILES};
-use crate::tiles::{TileRef, FULL_WIDTH};
-use crate::tree::{self, Hash, HashReader, HASH_SIZE};
+use sealog_verify::commitment::SALT_LEN;
+use sealog_verify::tiles::{TileRef, FULL_WIDTH};
+use sealog_verify::tree::{self, Hash, HashReader, HASH_SIZE};
 
 /// Copies each table of the read transaction `$tx` into the database
 /// `$out`, 50,000 rows a transaction (an empty table is created too).
@@ -778,7 +779,7 @@ impl Store {
                 )));
             }
             if let EventRow::Present(e) = snap.event(n)? {
-                if crate::event::commitment(&e.salt, &e.jcs) != commitment {
+                if sealog_verify::commitment::commitment(&e.salt, &e.jcs) != commitment {
                     return Err(StoreError::Corrupt(format!(
                         "event {n} does not match its commitment"
                     )));
@@ -1584,14 +1585,16 @@ impl Snapshot {
                     Some(c) => c,
                     None => tile_rows::build_bundle(self.entries()?, t.index, t.width)?,
                 };
-                Ok(crate::tiles::entry_bundle(commitments.chunks(HASH_SIZE)))
+                Ok(sealog_verify::tiles::entry_bundle(
+                    commitments.chunks(HASH_SIZE),
+                ))
             }
             Some(0) => match self.stored_tile(&self.tiles, TILES, t)? {
                 Some(data) => Ok(data),
                 None => tile_rows::build_tile(&self.hashes, t.index, t.width),
             },
             Some(level) => {
-                tlog_tiles::Tile::new(crate::tiles::HEIGHT, level, t.index, t.width, false)
+                tlog_tiles::Tile::new(sealog_verify::tiles::HEIGHT, level, t.index, t.width, false)
                     .read_data(self)
                     .map_err(|e| StoreError::Corrupt(format!("{t}: {e}")))
             }
@@ -1840,11 +1843,13 @@ pub(crate) mod tests {
             None => {
                 let first = t.first_entry() as usize;
                 let entries = &commitments[first..first + t.width as usize];
-                crate::tiles::entry_bundle(entries.iter().map(|c| &c.0[..]))
+                sealog_verify::tiles::entry_bundle(entries.iter().map(|c| &c.0[..]))
             }
-            Some(l) => tlog_tiles::Tile::new(crate::tiles::HEIGHT, l, t.index, t.width, false)
-                .read_data(mem)
-                .unwrap(),
+            Some(l) => {
+                tlog_tiles::Tile::new(sealog_verify::tiles::HEIGHT, l, t.index, t.width, false)
+                    .read_data(mem)
+                    .unwrap()
+            }
         }
     }
 
@@ -2027,7 +2032,7 @@ pub(crate) mod tests {
         );
         let mut c = event(i);
         c.jcs = jcs.into_bytes();
-        c.commitment = crate::event::commitment(&c.salt, &c.jcs);
+        c.commitment = sealog_verify::commitment::commitment(&c.salt, &c.jcs);
         c
     }
 

@@ -11,7 +11,7 @@ use std::sync::RwLock;
 
 use axum::body::Bytes;
 
-use crate::tiles::{TileRef, FULL_WIDTH};
+use sealog_verify::tiles::{TileRef, FULL_WIDTH};
 
 /// Bytes of tile data at most.
 const MAX_BYTES: usize = 64 << 20;
@@ -80,7 +80,14 @@ impl TileCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tiles::tests::tile;
+
+    fn tile(level: Option<u8>, index: u64, width: u32) -> TileRef {
+        TileRef {
+            level,
+            index,
+            width,
+        }
+    }
 
     #[test]
     fn keeps_full_tiles_only_and_stays_bounded() {

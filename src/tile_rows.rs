@@ -19,8 +19,8 @@
 use redb::{ReadableTable, Table, TableDefinition};
 
 use crate::store::StoreError;
-use crate::tiles::FULL_WIDTH;
-use crate::tree::{self, Hash, HashReader, HASH_SIZE};
+use sealog_verify::tiles::FULL_WIDTH;
+use sealog_verify::tree::{self, Hash, HashReader, HASH_SIZE};
 
 /// Full level-0 tiles: their hashes, in parts.
 pub(crate) const TILES: TableDefinition<u64, &[u8]> = TableDefinition::new("tiles");
@@ -65,7 +65,7 @@ pub(crate) fn build_tile(
     index: u64,
     width: u32,
 ) -> Result<Vec<u8>, StoreError> {
-    tlog_tiles::Tile::new(crate::tiles::HEIGHT, 0, index, width, false)
+    tlog_tiles::Tile::new(sealog_verify::tiles::HEIGHT, 0, index, width, false)
         .read_data(&RangeHashes(hashes))
         .map_err(|e| StoreError::Corrupt(format!("level-0 tile {index}: {e}")))
 }

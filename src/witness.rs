@@ -29,9 +29,9 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use signed_note::{Note, StandardVerifier, Verifier, VerifierList};
 
 use crate::clock;
-use crate::cosign::Cosigner;
-use crate::receipt::parse_hash;
-use crate::tree::{self, Hash};
+use sealog_verify::cosign::Cosigner;
+use sealog_verify::receipt::parse_hash;
+use sealog_verify::tree::{self, Hash};
 
 const LATEST: TableDefinition<&str, &[u8]> = TableDefinition::new("latest");
 

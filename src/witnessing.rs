@@ -12,10 +12,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use crate::policy::{Policy, Witness};
 use crate::sequencer::{Head, Sequencer};
 use crate::store::Store;
-use crate::tree;
+use sealog_verify::policy::{Policy, Witness};
+use sealog_verify::tree;
 
 /// A checkpoint with enough cosignatures.
 #[derive(Clone, Debug)]

@@ -102,12 +102,12 @@ async fn an_online_backup_restores_to_a_log_consistent_with_the_live_one() {
     );
     let restored = Server::start_in(&restored_dir, &[]);
     assert_eq!(restored.vkey, live.vkey, "the same log identity");
-    let snap = sealog::note::verify_checkpoint(
+    let snap = sealog_verify::note::verify_checkpoint(
         restored.get_text(&c, "/checkpoint").await.as_bytes(),
         &live.vkey,
     )
     .unwrap();
-    let now = sealog::note::verify_checkpoint(
+    let now = sealog_verify::note::verify_checkpoint(
         live.get_text(&c, "/checkpoint").await.as_bytes(),
         &live.vkey,
     )

@@ -23,7 +23,7 @@ async fn send(
 
 async fn size(c: &reqwest::Client, s: &Server) -> u64 {
     let text = s.get_text(c, "/checkpoint").await;
-    sealog::note::verify_checkpoint(text.as_bytes(), &s.vkey)
+    sealog_verify::note::verify_checkpoint(text.as_bytes(), &s.vkey)
         .unwrap()
         .size
 }

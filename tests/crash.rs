@@ -20,9 +20,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use common::{auth_event, Server};
-use sealog::client;
-use sealog::note::{self, Checkpoint};
-use sealog::receipt::{ConsistencyProof, Receipt};
+use sealog_verify::note::{self, Checkpoint};
+use sealog_verify::receipt::{ConsistencyProof, Receipt};
+use sealog_verify::verify;
 use serde_json::{json, Value};
 
 struct Shared {
@@ -112,7 +112,7 @@ async fn reader(sh: Arc<Shared>) {
 async fn check(
     s: &Server,
     sh: &Shared,
-    seen: &mut BTreeMap<u64, sealog::tree::Hash>,
+    seen: &mut BTreeMap<u64, sealog_verify::tree::Hash>,
     min_size: u64,
 ) -> u64 {
     let c = Server::client();
@@ -135,7 +135,7 @@ async fn check(
     let receipts = sh.receipts.lock().unwrap().clone();
     let mut consistent: HashMap<u64, bool> = HashMap::new();
     for r in &receipts {
-        let cp = client::verify_receipt(r, &s.vkey).expect("every receipt verifies offline");
+        let cp = verify::verify_receipt(r, &s.vkey).expect("every receipt verifies offline");
         record(&cp);
         assert!(
             cp.size <= head.size,
@@ -148,7 +148,7 @@ async fn check(
                     &format!("/v1/proof/consistency?from={}&to={}", cp.size, head.size),
                 )
                 .await;
-            client::verify_consistency(&p, &cp, &head)
+            verify::verify_consistency(&p, &cp, &head)
                 .expect("consistent with the newest checkpoint");
             consistent.insert(cp.size, true);
         }
@@ -157,14 +157,14 @@ async fn check(
         let v: Value = s
             .get_json_auth(&c, &format!("/v1/events/{}", r.index))
             .await;
-        let jcs = sealog::event::canonical(&v["event"]).unwrap();
+        let jcs = sealog_verify::commitment::canonical(&v["event"]).unwrap();
         let salt = base64::Engine::decode(
             &base64::prelude::BASE64_STANDARD,
             v["salt"].as_str().unwrap(),
         )
         .unwrap();
         assert_eq!(
-            sealog::event::commitment(&salt, &jcs),
+            sealog_verify::commitment::commitment(&salt, &jcs),
             r.commitment,
             "event {} reads back",
             r.index

@@ -6,9 +6,9 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{auth_event, receipts, Server};
-use sealog::client;
-use sealog::note;
-use sealog::receipt::{InclusionProof, Receipt};
+use sealog_verify::note;
+use sealog_verify::receipt::{InclusionProof, Receipt};
+use sealog_verify::verify;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -95,7 +95,7 @@ async fn concurrent_appends_all_verify_and_survive_restart() {
     // with the latest one.
     let mut checked_sizes = BTreeSet::new();
     for r in &all {
-        let cp = client::verify_receipt(r, &s.vkey).expect("receipt verifies offline");
+        let cp = verify::verify_receipt(r, &s.vkey).expect("receipt verifies offline");
         assert!(cp.size > r.index);
         if checked_sizes.insert(cp.size) {
             s.assert_consistent(&c, &cp, &head).await;
@@ -105,7 +105,7 @@ async fn concurrent_appends_all_verify_and_survive_restart() {
     let mut forged = all[0].clone();
     forged.event =
         Some(serde_json::value::RawValue::from_string("{\"client\":999}".into()).unwrap());
-    assert!(client::verify_receipt(&forged, &s.vkey).is_err());
+    assert!(verify::verify_receipt(&forged, &s.vkey).is_err());
 
     // Proofs for past sizes verify against the roots in old receipts.
     for r in all.iter().step_by(17) {
@@ -116,7 +116,8 @@ async fn concurrent_appends_all_verify_and_survive_restart() {
                 &format!("/v1/proof/inclusion?index={}&size={}", r.index, cp.size),
             )
             .await;
-        sealog::tree::check_inclusion(&p.hashes, cp.size, cp.root, r.index, r.leaf_hash).unwrap();
+        sealog_verify::tree::check_inclusion(&p.hashes, cp.size, cp.root, r.index, r.leaf_hash)
+            .unwrap();
         let by_hash: InclusionProof = s
             .get_json(
                 &c,
@@ -157,8 +158,14 @@ async fn concurrent_appends_all_verify_and_survive_restart() {
                 &format!("/v1/proof/inclusion?index={}&size={}", r.index, grown.size),
             )
             .await;
-        sealog::tree::check_inclusion(&p.hashes, grown.size, grown.root, r.index, r.leaf_hash)
-            .unwrap();
+        sealog_verify::tree::check_inclusion(
+            &p.hashes,
+            grown.size,
+            grown.root,
+            r.index,
+            r.leaf_hash,
+        )
+        .unwrap();
     }
     assert_eq!(s.stop(), Some(0));
 }
@@ -212,11 +219,11 @@ async fn tiles_are_served_for_signed_sizes_only() {
     );
     let (st, l1) = get("/tile/1/000.p/1").await;
     assert_eq!(st, 200);
-    let mut mem = sealog::tree::MemoryHashes::default();
+    let mut mem = sealog_verify::tree::MemoryHashes::default();
     for r in &rs[..256] {
         mem.append(r.leaf_hash);
     }
-    assert_eq!(&l1[..], &sealog::tree::root(256, &mem).unwrap().0);
+    assert_eq!(&l1[..], &sealog_verify::tree::root(256, &mem).unwrap().0);
     let (st, bundle) = get("/tile/entries/001.p/44").await;
     assert_eq!((st, bundle.len()), (200, 44 * 34));
     assert_eq!(&bundle[..2], &[0, 32]);

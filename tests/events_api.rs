@@ -7,8 +7,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{auth_event, receipts, Server};
-use sealog::client;
-use sealog::receipt::Receipt;
+use sealog_verify::receipt::Receipt;
+use sealog_verify::verify;
 use serde_json::{json, Value};
 
 async fn get(c: &reqwest::Client, s: &Server, path: &str, token: Option<&str>) -> (u16, String) {
@@ -77,7 +77,7 @@ async fn the_same_uid_from_20_clients_at_once_is_one_leaf() {
     assert!(rs.iter().all(|r| r.commitment == rs[0].commitment
         && r.event.as_ref().unwrap().get() == rs[0].event.as_ref().unwrap().get()));
     for r in &rs {
-        client::verify_receipt(r, &s.vkey).unwrap();
+        verify::verify_receipt(r, &s.vkey).unwrap();
     }
     let cp = s.checkpoint(&c).await;
     assert_eq!(cp.size, 2, "the admin token record and one event");
@@ -142,7 +142,7 @@ async fn events_read_back_receipts_and_tlog_proofs_verify() {
     let (st, body) = get(&c, &s, &format!("/v1/events/{}/receipt", rs[5].index), t).await;
     assert_eq!(st, 200);
     let latest: Receipt = serde_json::from_str(&body).unwrap();
-    assert_eq!(client::verify_receipt(&latest, &s.vkey).unwrap().size, 41);
+    assert_eq!(verify::verify_receipt(&latest, &s.vkey).unwrap().size, 41);
     let (st, body) = get(
         &c,
         &s,
@@ -152,7 +152,7 @@ async fn events_read_back_receipts_and_tlog_proofs_verify() {
     .await;
     assert_eq!(st, 200);
     let past: Receipt = serde_json::from_str(&body).unwrap();
-    assert_eq!(client::verify_receipt(&past, &s.vkey).unwrap().size, 7);
+    assert_eq!(verify::verify_receipt(&past, &s.vkey).unwrap().size, 7);
     let r = c
         .get(format!("{}/v1/events/{}/receipt", s.url, rs[9].index))
         .bearer_auth(&s.token)
@@ -165,14 +165,14 @@ async fn events_read_back_receipts_and_tlog_proofs_verify() {
     assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{text}");
     assert!(text.contains(&format!("\nindex {}\n", rs[9].index)));
     let parsed = Receipt::from_tlog_proof(&text).unwrap();
-    client::verify_receipt(&parsed, &s.vkey).expect("the tlog-proof stands alone");
+    verify::verify_receipt(&parsed, &s.vkey).expect("the tlog-proof stands alone");
     let tampered = text.replacen(
         &format!("index {}", rs[9].index),
         &format!("index {}", rs[8].index),
         1,
     );
     assert!(
-        client::verify_receipt(&Receipt::from_tlog_proof(&tampered).unwrap(), &s.vkey).is_err()
+        verify::verify_receipt(&Receipt::from_tlog_proof(&tampered).unwrap(), &s.vkey).is_err()
     );
     let (_, same) = get(
         &c,
@@ -217,7 +217,7 @@ async fn events_read_back_receipts_and_tlog_proofs_verify() {
 /// commitment from salt and event, and match the entry bundles.
 async fn audit(c: &reqwest::Client, s: &Server) -> (u64, BTreeMap<u64, u64>) {
     let text = s.get_text(c, "/checkpoint").await;
-    let cp = sealog::note::verify_checkpoint(text.as_bytes(), &s.vkey).unwrap();
+    let cp = sealog_verify::note::verify_checkpoint(text.as_bytes(), &s.vkey).unwrap();
     let mut leaves = Vec::new();
     for tile in 0..cp.size.div_ceil(256) {
         let w = (cp.size - tile * 256).min(256);
@@ -231,15 +231,15 @@ async fn audit(c: &reqwest::Client, s: &Server) -> (u64, BTreeMap<u64, u64>) {
         assert_eq!(bundle.len() as u64, w * 34);
         for e in bundle.chunks(34) {
             assert_eq!(&e[..2], &[0, 32]);
-            leaves.push(sealog::tree::Hash(e[2..].try_into().unwrap()));
+            leaves.push(sealog_verify::tree::Hash(e[2..].try_into().unwrap()));
         }
     }
-    let mut mem = sealog::tree::MemoryHashes::default();
+    let mut mem = sealog_verify::tree::MemoryHashes::default();
     for l in &leaves {
-        mem.append(sealog::tree::leaf_hash(&l.0));
+        mem.append(sealog_verify::tree::leaf_hash(&l.0));
     }
     assert_eq!(
-        sealog::tree::root(cp.size, &mem).unwrap(),
+        sealog_verify::tree::root(cp.size, &mem).unwrap(),
         cp.root,
         "bundles rebuild the root"
     );
@@ -249,10 +249,10 @@ async fn audit(c: &reqwest::Client, s: &Server) -> (u64, BTreeMap<u64, u64>) {
         let v: Value = serde_json::from_str(&body).unwrap();
         match st {
             200 => {
-                let jcs = sealog::event::canonical(&v["event"]).unwrap();
+                let jcs = sealog_verify::commitment::canonical(&v["event"]).unwrap();
                 let salt = b64(v["salt"].as_str().unwrap());
                 assert_eq!(
-                    sealog::event::commitment(&salt, &jcs),
+                    sealog_verify::commitment::commitment(&salt, &jcs),
                     *commitment,
                     "event {i}"
                 );
@@ -313,7 +313,7 @@ async fn an_auditor_checks_every_commitment_before_and_after_a_redaction() {
     // Every old receipt, including the redacted event's, still verifies,
     // and the old checkpoint is consistent with the new one.
     for r in &rs {
-        client::verify_receipt(r, &s.vkey).unwrap();
+        verify::verify_receipt(r, &s.vkey).unwrap();
     }
     let new_cp = s.checkpoint(&c).await;
     s.assert_consistent(&c, &old_cp, &new_cp).await;

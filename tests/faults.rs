@@ -18,7 +18,7 @@ fn sealog(args: &[&str]) -> std::process::Output {
 
 async fn size(s: &Server, c: &reqwest::Client) -> u64 {
     let text = s.get_text(c, "/checkpoint").await;
-    sealog::note::verify_checkpoint(text.as_bytes(), &s.vkey)
+    sealog_verify::note::verify_checkpoint(text.as_bytes(), &s.vkey)
         .unwrap()
         .size
 }
@@ -153,7 +153,7 @@ async fn a_full_disk_answers_503_stays_consistent_and_resumes() {
     let after = s.checkpoint(&c).await;
     s.assert_consistent(&c, &cp_before, &after).await;
     for r in &ok {
-        sealog::client::verify_receipt(r, &s.vkey).unwrap();
+        sealog_verify::verify::verify_receipt(r, &s.vkey).unwrap();
     }
     // The lookup index (same disk) came back too: a query sees every
     // acknowledged event of user u-7, the newest included.

@@ -74,10 +74,10 @@ async fn brute_force_fires_at_ten_is_on_the_record_and_raises_risk() {
     assert_eq!(got, evidence);
     // The finding is itself in the log with a verifiable receipt.
     let index = f[0]["index"].as_u64().unwrap();
-    let r: sealog::receipt::Receipt = s
+    let r: sealog_verify::receipt::Receipt = s
         .get_json_auth(&c, &format!("/v1/events/{index}/receipt"))
         .await;
-    sealog::client::verify_receipt(&r, &s.vkey).unwrap();
+    sealog_verify::verify::verify_receipt(&r, &s.vkey).unwrap();
 
     let risk: Value = s.get_json_auth(&c, "/v1/risk?user=u-7").await;
     assert_eq!(risk["risk_level_id"], 3);

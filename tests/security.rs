@@ -155,7 +155,7 @@ async fn every_event_names_the_token_that_appended_it_inside_its_commitment() {
     let (status, v) = post(&c, &s, "/v1/events", &ingest, &event).await;
     assert_eq!(status, 200, "{v}");
     let r = receipts(&v.to_string()).remove(0);
-    sealog::client::verify_receipt(&r, &s.vkey).expect("the receipt verifies");
+    sealog_verify::verify::verify_receipt(&r, &s.vkey).expect("the receipt verifies");
     let stored: Value = serde_json::from_str(r.event.as_ref().unwrap().get()).unwrap();
     let loggers = stored["metadata"]["loggers"].as_array().unwrap();
     assert_eq!(loggers.len(), 2, "{loggers:?}");
@@ -169,7 +169,7 @@ async fn every_event_names_the_token_that_appended_it_inside_its_commitment() {
     let mut e = stored.clone();
     e["metadata"]["loggers"][1]["uid"] = json!("other-ingest");
     forged.event = Some(serde_json::value::RawValue::from_string(e.to_string()).unwrap());
-    assert!(sealog::client::verify_receipt(&forged, &s.vkey).is_err());
+    assert!(sealog_verify::verify::verify_receipt(&forged, &s.vkey).is_err());
     // A retry of the same event by another token (a rotated credential)
     // is the same event: the first leaf, which still names `ingest`.
     let (status, again) = post(&c, &s, "/v1/events", &other, &event).await;

@@ -538,7 +538,7 @@ fn witness_setup(tmp: &std::path::Path, log_vkey: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_witness_server_has_header_and_body_timeouts_and_a_connection_cap() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_, vkey) = sealog::note::generate_key("a.example/log").unwrap();
+    let (_, vkey) = sealog_verify::note::generate_key("a.example/log").unwrap();
     let mut args = witness_setup(tmp.path(), &vkey);
     for a in [
         "--header-timeout-ms",
@@ -756,7 +756,7 @@ async fn a_witness_answering_garbage_never_stalls_the_log() {
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     });
-    let (_, wvkey) = sealog::cosign::Cosigner::generate("fake.example/w").unwrap();
+    let (_, wvkey) = sealog_verify::cosign::Cosigner::generate("fake.example/w").unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealog"))
         .args(["keygen", "--origin", "g.example/log"])

@@ -239,8 +239,8 @@ async fn restore_appends_only_with_outside_evidence_of_all_that_was_signed() {
 
     // A checkpoint file counts only when the witness quorum cosigned it:
     // the log's own signature is what the backup itself carries.
-    let (wkey, wvkey) = sealog::cosign::Cosigner::generate("witness.example/w1").unwrap();
-    let w = sealog::cosign::Cosigner::new(&wkey).unwrap();
+    let (wkey, wvkey) = sealog_verify::cosign::Cosigner::generate("witness.example/w1").unwrap();
+    let w = sealog_verify::cosign::Cosigner::new(&wkey).unwrap();
     let cosigned = |note: &str| {
         let body = note.split("\n\n").next().unwrap().to_string() + "\n";
         format!("{note}{}", w.cosign(body.as_bytes(), 1_700_000_000))
@@ -624,7 +624,8 @@ async fn a_witness_serves_https_from_a_private_directory_and_cosigns_for_a_log_t
     )
     .unwrap();
     let policy =
-        sealog::policy::Policy::parse(&std::fs::read_to_string(p("policy")).unwrap()).unwrap();
+        sealog_verify::policy::Policy::parse(&std::fs::read_to_string(p("policy")).unwrap())
+            .unwrap();
     // The log trusts the witness's CA through --ca-file.
     let srv = Server::start_in(
         &p("log"),

@@ -53,15 +53,17 @@ async fn assurance_finds_present_and_refuses_absent_expired_and_other_session_st
     let v: Value = s
         .get_json_auth(&c, &format!("/v1/events/{present}/assurance"))
         .await;
-    let action: sealog::receipt::Receipt = serde_json::from_value(v["action"].clone()).unwrap();
-    let step_up: sealog::receipt::Receipt = serde_json::from_value(v["step_up"].clone()).unwrap();
+    let action: sealog_verify::receipt::Receipt =
+        serde_json::from_value(v["action"].clone()).unwrap();
+    let step_up: sealog_verify::receipt::Receipt =
+        serde_json::from_value(v["step_up"].clone()).unwrap();
     assert_eq!((action.index, step_up.index), (present, mfa));
     assert_eq!(
         action.checkpoint, step_up.checkpoint,
         "proven against the same checkpoint"
     );
-    let a = sealog::client::verify_receipt(&action, &s.vkey).unwrap();
-    let b = sealog::client::verify_receipt(&step_up, &s.vkey).unwrap();
+    let a = sealog_verify::verify::verify_receipt(&action, &s.vkey).unwrap();
+    let b = sealog_verify::verify::verify_receipt(&step_up, &s.vkey).unwrap();
     assert_eq!(a, b);
 
     for (what, index) in [

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use sealog::tree::{self, Hash, MemoryHashes};
+use sealog_verify::tree::{self, Hash, MemoryHashes};
 use sha2::{Digest, Sha256};
 
 const MAX_EXHAUSTIVE: u64 = 300;

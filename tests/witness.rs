@@ -10,10 +10,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{auth_event, receipts, spawn_serving, terminate, Kill, Server};
-use sealog::cosign::CosignatureVerifier;
-use sealog::note::{self, LogSigner};
-use sealog::policy::Policy;
-use sealog::tree::{self, Hash, MemoryHashes};
+use sealog_verify::cosign::CosignatureVerifier;
+use sealog_verify::note::{self, LogSigner};
+use sealog_verify::policy::Policy;
+use sealog_verify::tree::{self, Hash, MemoryHashes};
 use serde_json::json;
 
 fn sealog(args: &[&str]) -> std::process::Output {
@@ -524,7 +524,7 @@ async fn three_witnesses_one_down_a_forged_fork_and_the_auditor() {
         .await
         .unwrap();
     let fork60 = get_text(&c, format!("{fork_url}/checkpoint")).await;
-    let proof: sealog::receipt::ConsistencyProof = serde_json::from_str(
+    let proof: sealog_verify::receipt::ConsistencyProof = serde_json::from_str(
         &get_text(&c, format!("{fork_url}/v1/proof/consistency?from=51&to=60")).await,
     )
     .unwrap();
@@ -576,9 +576,9 @@ async fn three_witnesses_one_down_a_forged_fork_and_the_auditor() {
     )
     .unwrap();
     assert_eq!((old.size, new.size), (51, 60));
-    let p2: sealog::receipt::ConsistencyProof =
+    let p2: sealog_verify::receipt::ConsistencyProof =
         serde_json::from_value(doc["consistency_proof"].clone()).unwrap();
-    assert!(sealog::client::verify_consistency(&p2, &old, &new).is_err());
+    assert!(sealog_verify::verify::verify_consistency(&p2, &old, &new).is_err());
     // The honest log still audits clean from the same state.
     assert!(audit(&url, "auditor", &[]).status.success());
     // A replay resumes where the last one stopped.

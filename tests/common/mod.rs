@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use sealog::receipt::Receipt;
+use sealog_verify::receipt::Receipt;
 
 pub struct Server {
     child: Option<Child>,
@@ -183,24 +183,26 @@ impl Server {
     }
 
     /// The latest checkpoint (`/checkpoint`), verified.
-    pub async fn checkpoint(&self, c: &reqwest::Client) -> sealog::note::Checkpoint {
+    pub async fn checkpoint(&self, c: &reqwest::Client) -> sealog_verify::note::Checkpoint {
         let text = self.get_text(c, "/checkpoint").await;
-        sealog::note::verify_checkpoint(text.as_bytes(), &self.vkey).expect("checkpoint verifies")
+        sealog_verify::note::verify_checkpoint(text.as_bytes(), &self.vkey)
+            .expect("checkpoint verifies")
     }
 
     /// Fetches the consistency proof from `old` to `new` and checks it.
     pub async fn assert_consistent(
         &self,
         c: &reqwest::Client,
-        old: &sealog::note::Checkpoint,
-        new: &sealog::note::Checkpoint,
+        old: &sealog_verify::note::Checkpoint,
+        new: &sealog_verify::note::Checkpoint,
     ) {
         if old.size == 0 {
             return;
         }
         let path = format!("/v1/proof/consistency?from={}&to={}", old.size, new.size);
-        let p: sealog::receipt::ConsistencyProof = self.get_json(c, &path).await;
-        sealog::client::verify_consistency(&p, old, new).expect("checkpoints are consistent");
+        let p: sealog_verify::receipt::ConsistencyProof = self.get_json(c, &path).await;
+        sealog_verify::verify::verify_consistency(&p, old, new)
+            .expect("checkpoints are consistent");
     }
 
     pub async fn get_text(&self, c: &reqwest::Client, path: &str) -> String {

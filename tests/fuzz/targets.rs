@@ -6,21 +6,21 @@
 /// own text.
 pub fn note(data: &[u8]) {
     if let Ok(n) = signed_note::Note::from_bytes(data) {
-        if let Ok(c) = sealog::note::Checkpoint::parse(n.text()) {
+        if let Ok(c) = sealog_verify::note::Checkpoint::parse(n.text()) {
             assert_eq!(c.body().as_bytes(), n.text());
         }
     }
-    let _ = sealog::note::Checkpoint::parse(data);
+    let _ = sealog_verify::note::Checkpoint::parse(data);
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = sealog::receipt::Receipt::from_tlog_proof(text);
-        let _ = sealog::policy::Policy::parse(text);
+        let _ = sealog_verify::receipt::Receipt::from_tlog_proof(text);
+        let _ = sealog_verify::policy::Policy::parse(text);
     }
 }
 
 /// Tile paths: the only accepted encoding is the canonical one.
 pub fn tile_path(data: &[u8]) {
     if let Ok(s) = std::str::from_utf8(data) {
-        if let Ok(t) = sealog::tiles::TileRef::parse(s) {
+        if let Ok(t) = sealog_verify::tiles::TileRef::parse(s) {
             assert_eq!(t.to_string(), format!("tile/{s}"));
             let _ = t.exists_in(u64::MAX);
         }
@@ -40,7 +40,7 @@ pub fn event(data: &[u8]) {
         if let Ok(c) = sealog::event::prepare(v, 1, sealog::event::Appender::Token("test")) {
             let again = sealog::json::parse(&c.jcs).expect("canonical JSON parses");
             assert_eq!(
-                sealog::event::canonical(&again).expect("still valid"),
+                sealog_verify::commitment::canonical(&again).expect("still valid"),
                 c.jcs
             );
         }
@@ -51,10 +51,10 @@ pub fn event(data: &[u8]) {
 /// agrees byte for byte with `serde_json_canonicalizer`, the oracle.
 pub fn jcs(data: &[u8]) {
     if let Ok(v) = sealog::json::parse(data) {
-        if let Ok(once) = sealog::event::canonical(&v) {
+        if let Ok(once) = sealog_verify::commitment::canonical(&v) {
             assert_eq!(serde_json_canonicalizer::to_vec(&v).unwrap(), once);
             let v2 = sealog::json::parse(&once).expect("canonical JSON parses");
-            assert_eq!(sealog::event::canonical(&v2).unwrap(), once);
+            assert_eq!(sealog_verify::commitment::canonical(&v2).unwrap(), once);
         }
     }
 }

@@ -90,15 +90,15 @@ impl Receipt {
         let inclusion_proof = lines
             .map(|l| parse_hash(l).ok_or(TlogProofError("a proof line is not a base64 hash")))
             .collect::<Result<Vec<_>, _>>()?;
-        if extra.len() < crate::event::SALT_LEN {
+        if extra.len() < crate::commitment::SALT_LEN {
             return Err(TlogProofError("extra is shorter than a salt"));
         }
-        let (salt, jcs) = extra.split_at(crate::event::SALT_LEN);
+        let (salt, jcs) = extra.split_at(crate::commitment::SALT_LEN);
         let event =
             String::from_utf8(jcs.to_vec()).map_err(|_| TlogProofError("event is not UTF-8"))?;
         let event =
             RawValue::from_string(event).map_err(|_| TlogProofError("event is not JSON"))?;
-        let commitment = crate::event::commitment(salt, jcs);
+        let commitment = crate::commitment::commitment(salt, jcs);
         Ok(Receipt {
             index,
             event: Some(event),

@@ -161,7 +161,7 @@ fn utf16_cmp(a: &str, b: &str) -> Ordering {
 }
 
 fn write_number(n: &Number, out: &mut Vec<u8>) {
-    const SAFE: u64 = crate::event::MAX_SAFE_INTEGER;
+    const SAFE: u64 = crate::commitment::MAX_SAFE_INTEGER;
     if let Some(u) = n.as_u64().filter(|&u| u <= SAFE) {
         out.extend_from_slice(itoa::Buffer::new().format(u).as_bytes());
     } else if let Some(i) = n.as_i64().filter(|i| i.unsigned_abs() <= SAFE) {

@@ -1,8 +1,8 @@
-//! What clients, witnesses and auditors run to check the log's answers.
-//! Depends only on tree, note, event and receipt: no storage, no HTTP
-//! server, so a service can embed it.
+//! What clients, witnesses and auditors run to check the log's answers:
+//! a receipt against the log's key, a consistency proof between two
+//! checkpoints.
 
-use crate::event;
+use crate::commitment;
 use crate::note::{self, Checkpoint};
 use crate::receipt::{ConsistencyProof, Receipt};
 use crate::tree;
@@ -37,8 +37,8 @@ pub fn verify_receipt(r: &Receipt, vkey: &str) -> Result<Checkpoint, VerifyError
     };
     let value: serde_json::Value =
         serde_json::from_str(ev.get()).map_err(|e| VerifyError::Event(e.to_string()))?;
-    let jcs = event::canonical(&value).map_err(|e| VerifyError::Event(e.to_string()))?;
-    if event::commitment(salt, &jcs) != r.commitment {
+    let jcs = commitment::canonical(&value).map_err(|e| VerifyError::Event(e.to_string()))?;
+    if commitment::commitment(salt, &jcs) != r.commitment {
         return Err(VerifyError::Commitment);
     }
     if tree::leaf_hash(&r.commitment.0) != r.leaf_hash {
