@@ -1,4 +1,4 @@
-//! Embeds the vendored OCSF schema (src/ocsf/schema) in the binary, so the
+//! Embeds the vendored OCSF schema (src/events/ocsf/schema) in the binary, so the
 //! server needs no files beside it at run time.
 
 use std::fmt::Write;
@@ -20,8 +20,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ocsf/schema");
-    println!("cargo:rerun-if-changed=src/ocsf/schema");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/events/ocsf/schema");
+    println!("cargo:rerun-if-changed=src/events/ocsf/schema");
     let mut files = Vec::new();
     walk(&root, &mut files);
     let mut code = String::from("/// (path relative to the schema root, file text)\npub static FILES: &[(&str, &str)] = &[\n");

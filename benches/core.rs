@@ -12,7 +12,7 @@
 mod events;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
-use sealog::event::{self, Committed};
+use sealog::events::{self as event, Committed};
 use sealog::store::Store;
 use sealog_verify::note::{self, LogSigner};
 use sealog_verify::tree::{self, MemoryHashes};
@@ -136,7 +136,7 @@ fn signing(c: &mut Criterion) {
 /// One event's stored form: zstd with a dictionary trained, as the log
 /// trains it, on its first 4,096 events (the load generator's).
 fn compression(c: &mut Criterion) {
-    use sealog::event_codec::{self, Dictionary, Samples};
+    use sealog::store::event_codec::{self, Dictionary, Samples};
     let jcs: Vec<Vec<u8>> = (0..event_codec::TRAIN_AT)
         .map(|n| {
             let mut body = Vec::new();

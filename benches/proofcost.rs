@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use sealog::{datadir::DataDir, store::Store};
+use sealog::{store::Store, sys::datadir::DataDir};
 use sealog_verify::tree;
 
 /// xorshift64: the same draws in every run.

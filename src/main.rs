@@ -11,10 +11,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use sealog::audit::{Auditor, Finding};
-use sealog::auth::Scope;
-use sealog::config::ServeConfig;
-use sealog::datadir::DataDir;
+use sealog::ops::audit::{Auditor, Finding};
+use sealog::server::auth::Scope;
+use sealog::server::config::ServeConfig;
+use sealog::sys::datadir::DataDir;
 use sealog::server;
 use sealog_verify::policy::Policy;
 use sealog_verify::receipt::Receipt;
@@ -163,7 +163,7 @@ fn read_text(p: &std::path::Path) -> Result<String, String> {
 
 /// The HTTP(S) client of the commands that call a log.
 fn client_for(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
-    sealog::tls::client(ca_file, Some(Duration::from_secs(60)))
+    sealog::net::tls::client(ca_file, Some(Duration::from_secs(60)))
 }
 
 /// `sealog restore`: gathers the outside evidence, then restores.
@@ -176,7 +176,7 @@ async fn restore(
     ca_file: Option<PathBuf>,
     accept_fork_risk: bool,
 ) -> Result<(), String> {
-    use sealog::backup::Evidence;
+    use sealog::ops::backup::Evidence;
     let evidence = match (checkpoint, policy, log) {
         (Some(cp), Some(p), None) => Some(Evidence::Cosigned {
             note: std::fs::read(&cp).map_err(|e| format!("{}: {e}", cp.display()))?,
@@ -218,7 +218,7 @@ async fn restore(
     if accept_fork_risk {
         tracing::warn!("--i-accept-fork-risk: the restored log will append with no evidence that it holds all its key signed; if the original signed more, this forks the log");
     }
-    let r = sealog::backup::restore(&from, &data, evidence, accept_fork_risk)?;
+    let r = sealog::ops::backup::restore(&from, &data, evidence, accept_fork_risk)?;
     println!(
         "restored size {} root {} into {} ({})",
         r.state.size,
@@ -454,12 +454,12 @@ fn test_hooks() -> bool {
 /// Turns on the test hooks asked for, loudly, or refuses them in a build
 /// that has none.
 fn start_hooks(bench_floor: bool) -> Result<(), String> {
-    let skew_set = std::env::var_os(sealog::clock::SKEW_ENV).is_some();
+    let skew_set = std::env::var_os(sealog::sys::clock::SKEW_ENV).is_some();
     if !test_hooks() {
         if skew_set {
             return Err(format!(
                 "{} is a test hook that this build does not have: unset it",
-                sealog::clock::SKEW_ENV
+                sealog::sys::clock::SKEW_ENV
             ));
         }
         if bench_floor {
@@ -469,7 +469,7 @@ fn start_hooks(bench_floor: bool) -> Result<(), String> {
     }
     #[cfg(feature = "test-hooks")]
     {
-        let skew = sealog::clock::enable_skew_hook()?;
+        let skew = sealog::sys::clock::enable_skew_hook()?;
         if skew != 0 || bench_floor {
             tracing::warn!(
                 clock_skew_ms = skew,
@@ -488,7 +488,7 @@ fn serve(config: Option<PathBuf>, flags: ServeConfig) -> Result<(), String> {
             // Loaded only because it is in the working directory: refused
             // unless it is the runner's and no one else could have put or
             // changed it there (a shared directory such as /tmp).
-            let text = sealog::datadir::read_trusted(std::path::Path::new("sealog.toml"))
+            let text = sealog::sys::datadir::read_trusted(std::path::Path::new("sealog.toml"))
                 .map_err(|e| format!("./sealog.toml (loaded because it is there): {e}"))?;
             toml::from_str(&text).map_err(|e| format!("./sealog.toml: {e}"))?
         }
@@ -531,7 +531,7 @@ pub fn main() -> ExitCode {
         Command::Token { command } => token_command(command),
         Command::Backup { data, out, ca_file } => tokio::runtime::Runtime::new()
             .map_err(|e| e.to_string())
-            .and_then(|rt| rt.block_on(sealog::backup::backup(&data, &out, ca_file.as_deref())))
+            .and_then(|rt| rt.block_on(sealog::ops::backup::backup(&data, &out, ca_file.as_deref())))
             .map(|s| {
                 println!(
                     "backup of size {} root {} in {}",
@@ -584,7 +584,7 @@ pub fn main() -> ExitCode {
             // A token is a secret: its file is its owner's only, like admin.token.
             let token = token_file
                 .map(|f| {
-                    sealog::datadir::read_secret(&f)
+                    sealog::sys::datadir::read_secret(&f)
                         .map(|t| t.trim().to_string())
                         .map_err(|e| e.to_string())
                 })
@@ -622,7 +622,7 @@ pub fn main() -> ExitCode {
             .and_then(|rt| rt.block_on(verify(receipt, vkey, witness, quorum, log, ca_file))),
         Command::Witness { command } => match command {
             WitnessCommand::Keygen { name, out } => {
-                sealog::witness::keygen(&out, &name).map(|vkey| println!("{vkey}"))
+                sealog::witness::server::keygen(&out, &name).map(|vkey| println!("{vkey}"))
             }
             WitnessCommand::Serve {
                 data,
@@ -637,7 +637,7 @@ pub fn main() -> ExitCode {
                 idle_timeout_ms,
             } => {
                 // The log server's limits and defaults (`sealog serve`).
-                let opts = sealog::config::ServeConfig {
+                let opts = sealog::server::config::ServeConfig {
                     max_connections,
                     header_timeout_ms,
                     body_timeout_ms,
@@ -648,7 +648,7 @@ pub fn main() -> ExitCode {
                 tokio::runtime::Runtime::new()
                     .map_err(|e| e.to_string())
                     .and_then(|rt| {
-                        rt.block_on(sealog::witness::serve(
+                        rt.block_on(sealog::witness::server::serve(
                             &data,
                             &listen,
                             &logs,

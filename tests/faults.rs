@@ -296,7 +296,7 @@ async fn corruption_at_rest_is_detected() {
     row.extend_from_slice(r.salt.as_ref().unwrap());
     row.extend_from_slice(r.event.as_ref().unwrap().get().as_bytes());
     let mut sealed = vec![2u8];
-    sealog::event_keys::seal(&key, sealog::event_keys::Sealed::Event, &row, &mut sealed);
+    sealog::store::keys::seal(&key, sealog::store::keys::Sealed::Event, &row, &mut sealed);
     assert_eq!(flip_all(&db, &sealed[20..52]), 1, "the sealed row, once");
     eprintln!("check on a flipped event byte: {}", check_refuses(&data));
 

@@ -60,7 +60,7 @@ async fn ambiguous_deep_and_huge_json_get_4xx() {
     );
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     // A long string within the limits is an event like any other.
-    let mut big = auth_event(2, json!("y".repeat(sealog::event::MAX_EVENT_BYTES - 4096)));
+    let mut big = auth_event(2, json!("y".repeat(sealog::events::MAX_EVENT_BYTES - 4096)));
     big["message"] = json!("z".repeat(1000));
     let r = c
         .post(format!("{}/v1/events", s.url))

@@ -87,7 +87,7 @@ async fn go_reference_code_verifies_checkpoint_tiles_and_proofs() {
     // The checker must also fail when the log lies: give it another key.
     let other = tempfile::tempdir().unwrap();
     let vkey = sealog::server::keygen(
-        &sealog::datadir::DataDir(other.path().join("k")),
+        &sealog::sys::datadir::DataDir(other.path().join("k")),
         "localhost/sealog",
     )
     .unwrap();

@@ -19,10 +19,10 @@ fn load_generator_events_are_valid_realistic_and_unique() {
         let n = 1000 + i as u64;
         let size = serde_json::to_vec(&event).unwrap().len();
         assert!((400..=800).contains(&size), "event {n}: {size} bytes");
-        let committed = sealog::event::prepare(
+        let committed = sealog::events::prepare(
             event,
             1_763_900_000_000,
-            sealog::event::Appender::Token("test"),
+            sealog::events::Appender::Token("test"),
         )
         .unwrap_or_else(|e| panic!("event {n} is not valid OCSF: {e:?}"));
         let f = &committed.facets;

@@ -2,7 +2,7 @@
 //! validated in depth, base validation for the others, and what the log
 //! fills in.
 
-use sealog::event::prepare;
+use sealog::events::prepare;
 use serde_json::{json, Value};
 
 fn metadata() -> Value {
@@ -94,7 +94,7 @@ fn with(mut v: Value, path: &str, x: Value) -> Value {
 #[test]
 fn valid_events_of_every_deep_class_pass() {
     for class in [3001, 3002, 3003, 3004, 3005, 3006, 6003, 2004] {
-        let c = prepare(valid(class), 1, sealog::event::Appender::Token("test"))
+        let c = prepare(valid(class), 1, sealog::events::Appender::Token("test"))
             .unwrap_or_else(|e| panic!("{class}: {e}"));
         assert_eq!(c.facets.class_uid, class);
     }
@@ -108,14 +108,14 @@ fn valid_events_of_every_deep_class_pass() {
         "policy",
         json!({"name": "step-up for admin console", "uid": "p-7"}),
     );
-    prepare(stepup, 1, sealog::event::Appender::Token("test")).unwrap();
+    prepare(stepup, 1, sealog::events::Appender::Token("test")).unwrap();
     // Every Account Change activity the schema lists: lock, unlock, MFA
     // factor enable/disable, disable, delete...
     for a in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 99] {
         prepare(
             with(valid(3001), "activity_id", json!(a)),
             1,
-            sealog::event::Appender::Token("test"),
+            sealog::events::Appender::Token("test"),
         )
         .unwrap_or_else(|e| panic!("3001/{a}: {e}"));
     }
@@ -123,7 +123,7 @@ fn valid_events_of_every_deep_class_pass() {
         prepare(
             with(valid(3002), "status_id", json!(s)),
             1,
-            sealog::event::Appender::Token("test"),
+            sealog::events::Appender::Token("test"),
         )
         .unwrap();
     }
@@ -131,7 +131,7 @@ fn valid_events_of_every_deep_class_pass() {
     let c = prepare(
         with(valid(3002), "x_vendor", json!({"k": [1, 2]})),
         1,
-        sealog::event::Appender::Token("test"),
+        sealog::events::Appender::Token("test"),
     )
     .unwrap();
     assert!(String::from_utf8(c.jcs)
@@ -450,7 +450,7 @@ fn invalid_events_name_the_field_and_rule() {
     ];
     assert!(cases.len() >= 50);
     for (what, event, field, rule) in cases {
-        let e = prepare(event, 1, sealog::event::Appender::Token("test")).expect_err(what);
+        let e = prepare(event, 1, sealog::events::Appender::Token("test")).expect_err(what);
         assert_eq!(e.field, field, "{what}: {e}");
         assert!(
             e.message.contains(rule),
@@ -464,26 +464,26 @@ fn invalid_events_name_the_field_and_rule() {
 fn other_classes_get_base_validation_only() {
     // File System Activity (1001): its own required fields are not checked...
     let file = json!({"class_uid": 1001, "activity_id": 1, "time": 1, "severity_id": 1, "metadata": metadata(), "file": 7});
-    prepare(file.clone(), 1, sealog::event::Appender::Token("test")).unwrap();
+    prepare(file.clone(), 1, sealog::events::Appender::Token("test")).unwrap();
     // ...but the base fields are.
     let e = prepare(
         with(file.clone(), "severity_id", json!(8)),
         1,
-        sealog::event::Appender::Token("test"),
+        sealog::events::Appender::Token("test"),
     )
     .unwrap_err();
     assert_eq!(e.field, "severity_id");
     let e = prepare(
         with(file.clone(), "activity_id", json!(77)),
         1,
-        sealog::event::Appender::Token("test"),
+        sealog::events::Appender::Token("test"),
     )
     .unwrap_err();
     assert_eq!(e.field, "activity_id");
     let e = prepare(
         with(file, "status_id", json!(5)),
         1,
-        sealog::event::Appender::Token("test"),
+        sealog::events::Appender::Token("test"),
     )
     .unwrap_err();
     assert_eq!(e.field, "status_id");
@@ -494,7 +494,7 @@ fn the_log_fills_in_what_it_owns() {
     let c = prepare(
         valid(3002),
         1_763_800_000_123,
-        sealog::event::Appender::Token("test"),
+        sealog::events::Appender::Token("test"),
     )
     .unwrap();
     let v: Value = serde_json::from_slice(&c.jcs).unwrap();
@@ -511,7 +511,7 @@ fn the_log_fills_in_what_it_owns() {
     // time is the log's.
     let ev = with(valid(3002), "metadata.uid", json!("producer-42"));
     let ev = with(ev, "metadata.logged_time", json!(5));
-    let c = prepare(ev, 99, sealog::event::Appender::Token("test")).unwrap();
+    let c = prepare(ev, 99, sealog::events::Appender::Token("test")).unwrap();
     let v: Value = serde_json::from_slice(&c.jcs).unwrap();
     assert_eq!(
         (

@@ -279,7 +279,7 @@ async fn no_producer_can_take_a_findings_uid_and_detections_keep_flowing() {
     // The finding u-50's ten failures will make, if they land right after
     // the producer's event that takes its uid.
     let size = s.checkpoint(&c).await.size;
-    let finding = sealog::detect::Finding {
+    let finding = sealog::detect::engine::Finding {
         rule: "brute_force",
         subject: "u-50".into(),
         identity: None,

@@ -229,7 +229,7 @@ fn nested(depth: usize) -> Value {
 async fn the_deepest_event_append_accepts_is_read_back_by_every_reader() {
     let s = Server::start(&[]);
     let c = Server::client();
-    let max = sealog::event::MAX_DEPTH;
+    let max = sealog::events::MAX_DEPTH;
     // One level too deep: refused, naming where.
     let (status, v) = post(&c, &s, "/v1/events", &s.token, &nested(max + 1)).await;
     assert_eq!(status, 422, "{v}");
@@ -295,7 +295,7 @@ async fn the_deepest_event_append_accepts_is_read_back_by_every_reader() {
 async fn an_event_over_the_size_every_reader_takes_is_refused() {
     let s = Server::start(&[]);
     let c = Server::client();
-    let limit = sealog::event::MAX_EVENT_BYTES;
+    let limit = sealog::events::MAX_EVENT_BYTES;
     let (status, v) = post(
         &c,
         &s,
@@ -327,7 +327,7 @@ async fn an_event_over_the_size_every_reader_takes_is_refused() {
 async fn a_query_page_is_bounded_by_bytes_not_only_by_count() {
     let s = Server::start(&[]);
     let c = Server::client();
-    let big = sealog::event::MAX_EVENT_BYTES - 2048;
+    let big = sealog::events::MAX_EVENT_BYTES - 2048;
     for i in 0..10 {
         s.append(&c, auth_event(5, json!(format!("{i}{}", "y".repeat(big)))))
             .await;

@@ -613,13 +613,13 @@ async fn a_quietly_edited_event_is_caught_by_replay() {
             // JCS. Edited and sealed again, it opens as well as before.
             let keys = std::fs::read(s.data_dir().join("sealog.keys")).unwrap();
             let key: [u8; 32] = keys[32 * 7..32 * 8].try_into().unwrap();
-            let which = sealog::event_keys::Sealed::Event;
+            let which = sealog::store::keys::Sealed::Event;
             let mut t = tx
                 .open_table(redb::TableDefinition::<u64, &[u8]>::new("events_z"))
                 .unwrap();
             let sealed = t.get(7).unwrap().unwrap().value().to_vec();
             assert_eq!(sealed[0], 2);
-            let row = sealog::event_keys::open(&key, which, &sealed[1..]).unwrap();
+            let row = sealog::store::keys::open(&key, which, &sealed[1..]).unwrap();
             assert_eq!(row[0], 0);
             let edited = String::from_utf8(row[33..].to_vec())
                 .unwrap()
@@ -627,7 +627,7 @@ async fn a_quietly_edited_event_is_caught_by_replay() {
             let mut plain = row[..33].to_vec();
             plain.extend_from_slice(edited.as_bytes());
             let mut new = vec![2u8];
-            sealog::event_keys::seal(&key, which, &plain, &mut new);
+            sealog::store::keys::seal(&key, which, &plain, &mut new);
             t.insert(7, new.as_slice()).unwrap();
         }
         tx.commit().unwrap();

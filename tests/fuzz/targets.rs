@@ -29,16 +29,16 @@ pub fn tile_path(data: &[u8]) {
 
 /// add-checkpoint bodies.
 pub fn add_checkpoint(data: &[u8]) {
-    if let Ok(r) = sealog::witness::AddRequest::parse(data) {
-        assert!(r.proof.len() <= sealog::witness::MAX_PROOF_LINES);
+    if let Ok(r) = sealog::witness::server::AddRequest::parse(data) {
+        assert!(r.proof.len() <= sealog::witness::server::MAX_PROOF_LINES);
     }
 }
 
 /// Event validation: an accepted event's canonical form is canonical.
 pub fn event(data: &[u8]) {
-    if let Ok(v) = sealog::json::parse(data) {
-        if let Ok(c) = sealog::event::prepare(v, 1, sealog::event::Appender::Token("test")) {
-            let again = sealog::json::parse(&c.jcs).expect("canonical JSON parses");
+    if let Ok(v) = sealog::events::json::parse(data) {
+        if let Ok(c) = sealog::events::prepare(v, 1, sealog::events::Appender::Token("test")) {
+            let again = sealog::events::json::parse(&c.jcs).expect("canonical JSON parses");
             assert_eq!(
                 sealog_verify::commitment::canonical(&again).expect("still valid"),
                 c.jcs
@@ -50,10 +50,10 @@ pub fn event(data: &[u8]) {
 /// JCS: canonicalizing is idempotent, and the log's one-pass writer
 /// agrees byte for byte with `serde_json_canonicalizer`, the oracle.
 pub fn jcs(data: &[u8]) {
-    if let Ok(v) = sealog::json::parse(data) {
+    if let Ok(v) = sealog::events::json::parse(data) {
         if let Ok(once) = sealog_verify::commitment::canonical(&v) {
             assert_eq!(serde_json_canonicalizer::to_vec(&v).unwrap(), once);
-            let v2 = sealog::json::parse(&once).expect("canonical JSON parses");
+            let v2 = sealog::events::json::parse(&once).expect("canonical JSON parses");
             assert_eq!(sealog_verify::commitment::canonical(&v2).unwrap(), once);
         }
     }

@@ -1,0 +1,93 @@
+//! Step-up evidence: for a sensitive action, the MFA authentication that
+//! covers it — the same user (and session, when the action names one),
+//! successful, multi-factor, within a window before the action.
+//!
+//! What must stay true: only a step-up by the same identity counts — the
+//! same `user.uid`, or the same name for users without a uid (`Identity`):
+//! the user index finds events by uid and by name alike, so a user whose
+//! name is the actor's uid (or name) is among the candidates and must be
+//! refused here. And only a real step-up (`engine::is_step_up`): a
+//! successful logon with a second factor of a known type.
+
+use serde_json::Value;
+
+use crate::detect::engine::{self, Identity};
+use crate::query::index::{IndexError, IndexKey, View};
+use crate::store::{EventRow, Snapshot};
+
+/// Candidates examined at most (newest first) for one answer.
+pub const MAX_SCAN: usize = 10_000;
+
+/// The user (`user`, else `actor.user`) and session an event is about.
+pub fn subject(v: &Value) -> (Option<Identity>, Option<String>) {
+    let who = v
+        .get("user")
+        .and_then(Identity::of_user)
+        .or_else(|| v["actor"].get("user").and_then(Identity::of_user));
+    let session = v["session"]["uid"]
+        .as_str()
+        .or_else(|| v["actor"]["session"]["uid"].as_str())
+        .map(String::from);
+    (who, session)
+}
+
+/// Whether `v` is a successful multi-factor logon.
+pub fn is_step_up(v: &Value) -> bool {
+    let factors: Vec<Option<i64>> = v["auth_factors"]
+        .as_array()
+        .map(|f| f.iter().map(|f| f["factor_type_id"].as_i64()).collect())
+        .unwrap_or_default();
+    engine::is_step_up(
+        v["class_uid"].as_u64().unwrap_or(0),
+        v["activity_id"].as_i64(),
+        v["status_id"].as_i64(),
+        v["is_mfa"].as_bool(),
+        &factors,
+    )
+}
+
+/// The newest step-up before `index` by `user` (in `session` if given)
+/// whose time lies in [time - window, time].
+pub fn find(
+    view: &View,
+    snap: &Snapshot,
+    index: u64,
+    user: &Identity,
+    session: Option<&str>,
+    time: u64,
+    window: u64,
+) -> Result<Option<u64>, IndexError> {
+    let from = time.saturating_sub(window);
+    for (n, key) in view
+        .scan(
+            &IndexKey::User(user.as_str().to_string()),
+            true,
+            Some((0, index)),
+        )?
+        .enumerate()
+    {
+        if n == MAX_SCAN {
+            break;
+        }
+        let i = key?.1;
+        let EventRow::Present(e) = snap.event(i)? else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<Value>(&e.jcs) else {
+            continue;
+        };
+        let t = v["time"].as_u64().unwrap_or(0);
+        if !is_step_up(&v) || t > time || t < from {
+            continue;
+        }
+        let (who, their_session) = subject(&v);
+        if who.as_ref() != Some(user) {
+            continue;
+        }
+        if session.is_some() && their_session.as_deref() != session {
+            continue;
+        }
+        return Ok(Some(i));
+    }
+    Ok(None)
+}

@@ -1,0 +1,1713 @@
+//! Detections over the log, evaluated in index order as events commit.
+//!
+//! Rules (thresholds in `Rules`, from common practice):
+//! - `brute_force`: ≥ 10 failed logons of one user in 10 min;
+//! - `password_spray`: ≥ 5 distinct users failing from one source IP in 60 min;
+//! - `mfa_fatigue`: ≥ 5 denied push challenges of one user in 10 min, then a success;
+//! - `impossible_travel`: consecutive successful logons of one user whose
+//!   locations imply more than 800 km/h;
+//! - `privilege_after_attack`: privileges or admin group granted to a user
+//!   within 3 h after a credential attack (the three rules above) on them;
+//! - `new_device`: a successful logon from a device or user agent the user
+//!   has not been seen with in 14 days (users with no history excepted).
+//!
+//! A rule fires once when its threshold is reached (its window then starts
+//! over), producing a `Finding` that names the rule, the subject and the
+//! indices of the evidence events. Times are the events' own `time`, but
+//! never later than the log's clock plus `max_future_skew_ms`: one event
+//! dated far ahead must not age every window out.
+//!
+//! Users are identified by `user.uid` when it is present, by `user.name`
+//! only when there is none (`Identity`): a uid and a name that happen to be
+//! the same text are two users.
+//!
+//! What must stay true (an attacker controls how many events, users, IPs
+//! and devices there are): every event costs O(1) amortized, and all state
+//! is bounded by `Rules`' `max_*` caps. Beyond a cap the least recently
+//! seen entry is evicted and counted (`Stats`, exported on `/metrics`).
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasher, Hash};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+const MIN: u64 = 60_000;
+const HOUR: u64 = 60 * MIN;
+const DAY: u64 = 24 * HOUR;
+/// OCSF factor_type_id 5: Push Notification.
+const PUSH: i64 = 5;
+/// The default `max_future_skew_ms`: how far past the log's clock an
+/// event's time may lie.
+pub const DEFAULT_MAX_FUTURE_SKEW_MS: u64 = DAY;
+/// Users with one name that a risk query by that name finds, at most; a
+/// further one evicts the one named longest ago (ask by uid to be exact).
+pub const MAX_UIDS_PER_NAME: usize = 16;
+/// Reasons a risk answer lists at most (newest first); the rest are counted
+/// in `reasons_omitted`.
+pub const MAX_REASONS: usize = 20;
+/// Evidence indices a risk reason lists at most (the first ones); the rest
+/// are counted in `evidence_omitted`. The finding in the log has them all;
+/// the engine keeps only these (a user's findings are most of its state).
+pub const MAX_REASON_EVIDENCE: usize = 32;
+
+/// Rule thresholds and state bounds (config file section `[detections]`).
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rules {
+    pub brute_force_failures: usize,
+    pub brute_force_window_ms: u64,
+    pub spray_users: usize,
+    pub spray_window_ms: u64,
+    pub mfa_denials: usize,
+    pub mfa_window_ms: u64,
+    pub travel_kmh: f64,
+    pub privilege_window_ms: u64,
+    pub new_device_window_ms: u64,
+    /// How long a finding keeps a user's risk raised.
+    pub risk_window_ms: u64,
+    /// Users with state at most (least recently seen evicted).
+    pub max_users: usize,
+    /// Source IPs with state at most (least recently seen evicted).
+    pub max_ips: usize,
+    /// Events one user or IP keeps in one rule's window (failures, denied
+    /// pushes) at most (oldest evicted); also bounds a finding's evidence.
+    pub max_window_events: usize,
+    /// Devices remembered per user at most (least recently used evicted).
+    pub max_devices_per_user: usize,
+    /// Findings raising one user's risk at most (the lowest level, oldest
+    /// first, evicted).
+    pub max_findings_per_user: usize,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            brute_force_failures: 10,
+            brute_force_window_ms: 10 * MIN,
+            spray_users: 5,
+            spray_window_ms: 60 * MIN,
+            mfa_denials: 5,
+            mfa_window_ms: 10 * MIN,
+            travel_kmh: 800.0,
+            privilege_window_ms: 3 * HOUR,
+            new_device_window_ms: 14 * DAY,
+            risk_window_ms: DAY,
+            max_users: 100_000,
+            max_ips: 50_000,
+            max_window_events: 256,
+            max_devices_per_user: 32,
+            max_findings_per_user: 32,
+        }
+    }
+}
+
+/// Who an event is about: `user.uid`, or `user.name` when it has no uid.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Identity {
+    Uid(String),
+    Name(String),
+}
+
+impl Identity {
+    /// The identity of an OCSF user with these members: the uid when
+    /// present and not empty, else the name, else none.
+    pub fn of(uid: Option<&str>, name: Option<&str>) -> Option<Identity> {
+        match (uid, name) {
+            (Some(u), _) if !u.is_empty() => Some(Identity::Uid(u.to_string())),
+            (_, Some(n)) if !n.is_empty() => Some(Identity::Name(n.to_string())),
+            _ => None,
+        }
+    }
+
+    /// The identity of an OCSF user object.
+    pub fn of_user(user: &Value) -> Option<Identity> {
+        Identity::of(user["uid"].as_str(), user["name"].as_str())
+    }
+
+    /// The uid or name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Identity::Uid(s) | Identity::Name(s) => s,
+        }
+    }
+
+    /// Which member identifies the user: `uid` or `name`.
+    pub fn member(&self) -> &'static str {
+        match self {
+            Identity::Uid(_) => "uid",
+            Identity::Name(_) => "name",
+        }
+    }
+
+    fn json(&self) -> Value {
+        serde_json::json!({ self.member(): self.as_str() })
+    }
+}
+
+/// Whether an OCSF factor_type_id is a real second factor: a known type
+/// (1 SMS … 10 WebAuthn), not 0 Unknown, 11 Password or 99 Other.
+pub fn is_second_factor(factor_type_id: Option<i64>) -> bool {
+    matches!(factor_type_id, Some(1..=10))
+}
+
+/// Whether a successful Authentication shows a second factor: one of its
+/// `auth_factors` is of a second-factor type; or it lists none and says
+/// `is_mfa: true`. An explicit `is_mfa: false` is never multi-factor.
+pub fn is_multi_factor(is_mfa: Option<bool>, factors: &[Option<i64>]) -> bool {
+    if is_mfa == Some(false) {
+        return false;
+    }
+    if factors.is_empty() {
+        return is_mfa == Some(true);
+    }
+    factors.iter().any(|f| is_second_factor(*f))
+}
+
+/// Whether an event is a step-up: a successful (status 1) Logon
+/// (activity 1) Authentication (3002) with a second factor. Logoffs,
+/// failures and factors of unknown type are not.
+pub fn is_step_up(
+    class_uid: u64,
+    activity_id: Option<i64>,
+    status_id: Option<i64>,
+    is_mfa: Option<bool>,
+    factors: &[Option<i64>],
+) -> bool {
+    class_uid == 3002
+        && activity_id == Some(1)
+        && status_id == Some(1)
+        && is_multi_factor(is_mfa, factors)
+}
+
+/// A rule that fired.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    pub rule: &'static str,
+    /// The user (uid or name) or source IP the finding is about.
+    pub subject: String,
+    /// The user, when the subject is one (not for `password_spray`).
+    pub identity: Option<Identity>,
+    pub evidence: Vec<u64>,
+    /// OCSF risk_level_id: 2 Medium, 3 High, 4 Critical.
+    pub risk_level_id: i64,
+    pub risk_score: i64,
+    pub time: u64,
+}
+
+/// Counts of what the engine did beyond the rules: every eviction and
+/// every clamped time (exported on `/metrics` by the runner).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Stats {
+    pub evicted_users: u64,
+    pub evicted_ips: u64,
+    pub evicted_window_events: u64,
+    pub evicted_devices: u64,
+    pub evicted_findings: u64,
+    pub evicted_name_uids: u64,
+    /// Events dated past the log's clock + skew, taken as dated at that bound.
+    pub future_events: u64,
+    /// Users and IPs with state now.
+    pub users: u64,
+    pub ips: u64,
+}
+
+/// A map that remembers the order its keys were last touched, to evict
+/// the least recently touched in O(1) amortized. `order` holds a record
+/// per touch; records older than the key's last touch are stale and
+/// skipped, and dropped whenever they outnumber the live ones.
+struct Lru<K, V> {
+    map: HashMap<K, (V, u64)>,
+    order: VecDeque<(u64, K)>,
+    stamp: u64,
+}
+
+impl<K: Hash + Eq + Clone, V> Default for Lru<K, V> {
+    fn default() -> Self {
+        Lru {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            stamp: 0,
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, V> Lru<K, V> {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn get(&self, k: &K) -> Option<&V> {
+        self.map.get(k).map(|e| &e.0)
+    }
+
+    /// Without touching it.
+    fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        self.map.get_mut(k).map(|e| &mut e.0)
+    }
+
+    /// The entry of `k`, made by `make` if absent, now the most recent.
+    fn touch<Q>(&mut self, k: &Q, make: impl FnOnce() -> V) -> &mut V
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
+    {
+        if self.order.len() > 2 * self.map.len() + 64 {
+            let map = &self.map;
+            self.order
+                .retain(|(s, key)| map.get::<K>(key).is_some_and(|e| e.1 == *s));
+        }
+        let last = self.order.back().map(|r| r.0);
+        let present = self.map.get(k).map(|e| e.1);
+        if present.is_some() && present == last {
+            // Already the most recent (a burst from one IP, one user's
+            // run of events): no new record.
+            return &mut self.map.get_mut(k).expect("present").0;
+        }
+        self.stamp += 1;
+        let s = self.stamp;
+        let key: K = k.to_owned();
+        if present.is_some() {
+            self.order.push_back((s, key));
+            let e = self.map.get_mut(k).expect("present");
+            e.1 = s;
+            return &mut e.0;
+        }
+        self.order.push_back((s, key.clone()));
+        &mut self.map.entry(key).or_insert((make(), s)).0
+    }
+
+    /// The least recently touched entry, if `pred` holds for it: removed.
+    fn pop_oldest_if(&mut self, pred: impl Fn(&V) -> bool) -> Option<(K, V)> {
+        while let Some((s, k)) = self.order.front() {
+            match self.map.get(k) {
+                Some(e) if e.1 == *s => {
+                    if !pred(&e.0) {
+                        return None;
+                    }
+                    let (_, k) = self.order.pop_front().expect("front");
+                    let (v, _) = self.map.remove(&k).expect("live");
+                    return Some((k, v));
+                }
+                _ => {
+                    self.order.pop_front();
+                }
+            }
+        }
+        None
+    }
+}
+
+/// A user's devices (keyed by a hash of the device's text) and when each
+/// was last used, also ordered by that time: expiry and eviction take the
+/// oldest in O(log n), n ≤ `max_devices_per_user`.
+#[derive(Default)]
+struct Devices {
+    last: HashMap<u64, u64>,
+    by_time: BTreeSet<(u64, u64)>,
+}
+
+impl Devices {
+    /// Records a logon from `device` at `time`; whether the device is new
+    /// for a user with recent history (the `new_device` rule). Devices not
+    /// used within `window` before `time` are forgotten first.
+    fn logon(
+        &mut self,
+        device: u64,
+        time: u64,
+        window: u64,
+        cap: usize,
+        evicted: &mut u64,
+    ) -> bool {
+        let since = time.saturating_sub(window);
+        while let Some(&(t, d)) = self.by_time.first() {
+            if t >= since {
+                break;
+            }
+            self.by_time.pop_first();
+            self.last.remove(&d);
+        }
+        let history = !self.last.is_empty();
+        match self.last.get(&device).copied() {
+            Some(t0) => {
+                if time > t0 {
+                    self.by_time.remove(&(t0, device));
+                    self.by_time.insert((time, device));
+                    self.last.insert(device, time);
+                }
+                false
+            }
+            None => {
+                self.last.insert(device, time);
+                self.by_time.insert((time, device));
+                while self.last.len() > cap {
+                    let (_, d) = self.by_time.pop_first().expect("as many as last");
+                    self.last.remove(&d);
+                    *evicted += 1;
+                }
+                history
+            }
+        }
+    }
+}
+
+/// A finding raising a user's risk.
+struct Active {
+    time: u64,
+    rule: &'static str,
+    level: i64,
+    score: i64,
+    /// The first `MAX_REASON_EVIDENCE` evidence indices, of `evidence_total`.
+    evidence: Vec<u64>,
+    evidence_total: usize,
+}
+
+type Logon = (u64, u64, Option<(f64, f64)>);
+
+#[derive(Default)]
+struct User {
+    /// A uid user's latest name (for the name index).
+    name: Option<String>,
+    failures: VecDeque<(u64, u64)>,
+    push_denials: VecDeque<(u64, u64)>,
+    /// The last successful logon: time, index, location.
+    last_success: Option<Logon>,
+    devices: Devices,
+    /// The newest credential attack on this user: (time, evidence).
+    attack: Option<(u64, Vec<u64>)>,
+    /// Findings raising this user's risk, oldest first.
+    active: VecDeque<Active>,
+    last_mfa: Option<(u64, u64)>,
+    last_seen: u64,
+}
+
+/// A source IP's failed logons in the spray window: (time, user, index),
+/// the user as a keyed hash (24 bytes an entry, whatever the uid's
+/// length); and each user in the window with how many entries it has, so
+/// the distinct users are counted in O(1). Fewer than `spray_users` users
+/// are ever in the window: at that many the rule fires and empties it.
+#[derive(Default)]
+struct Ip {
+    failures: VecDeque<(u64, u64, u64)>,
+    users: HashMap<u64, (Identity, u32)>,
+}
+
+impl Ip {
+    fn pop_front(&mut self) {
+        if let Some((_, user, _)) = self.failures.pop_front() {
+            if let Some(n) = self.users.get_mut(&user) {
+                n.1 -= 1;
+                if n.1 == 0 {
+                    self.users.remove(&user);
+                }
+            }
+        }
+    }
+}
+
+/// A user's current risk, for step-up decisions.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Risk {
+    /// The uid or name asked about.
+    pub user: String,
+    /// The users it found: the one with that uid, the one with that name
+    /// and no uid, and those with a uid whose name it is.
+    pub matched: Vec<Value>,
+    pub risk_level_id: i64,
+    pub risk_score: i64,
+    /// The newest `MAX_REASONS` findings; `reasons_omitted` more.
+    pub reasons: Vec<Value>,
+    pub reasons_omitted: usize,
+    /// The last successful MFA authentication: its index and time.
+    pub last_mfa: Option<Value>,
+}
+
+/// The rules' state.
+pub struct Engine {
+    pub rules: Rules,
+    /// How far past the log's clock an event's time is believed.
+    pub max_future_skew_ms: u64,
+    clock: fn() -> u64,
+    users: Lru<Identity, User>,
+    /// uid users by name: name → uids (at most `MAX_UIDS_PER_NAME`, the
+    /// most recently named last).
+    names: HashMap<String, Vec<String>>,
+    ips: Lru<String, Ip>,
+    /// Device texts, and users in IP windows, are kept as keyed hashes
+    /// (the key is this process's, so collisions cannot be aimed).
+    hash: RandomState,
+    /// The newest event time seen (never past the clock + skew).
+    now: u64,
+    /// The clock + skew when last read.
+    bound: u64,
+    stats: Stats,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new(Rules::default())
+    }
+}
+
+/// The members of an event the rules read, and nothing else: parsing only
+/// these skips the rest of the event (metadata, endpoints' other members)
+/// instead of building a `Value` of all of it, which cost the detection
+/// follower ~10 % of the server's CPU under load.
+#[derive(Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Signals {
+    pub(crate) class_uid: u64,
+    time: u64,
+    status_id: Option<i64>,
+    activity_id: Option<i64>,
+    is_mfa: Option<bool>,
+    auth_factors: Vec<Factor>,
+    src_endpoint: Endpoint,
+    device: Device,
+    http_request: HttpRequest,
+    group: Named,
+    user: Named,
+}
+
+#[derive(Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+struct Factor {
+    factor_type_id: Option<i64>,
+}
+
+#[derive(Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+struct Endpoint {
+    ip: Option<String>,
+    location: Location,
+}
+
+#[derive(Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+struct Location {
+    lat: Option<f64>,
+    long: Option<f64>,
+}
+
+#[derive(Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+struct Device {
+    uid: Option<String>,
+    hostname: Option<String>,
+}
+
+#[derive(Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+struct HttpRequest {
+    user_agent: Option<String>,
+}
+
+/// A user (uid, name) or a group (name).
+#[derive(Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+struct Named {
+    uid: Option<String>,
+    name: Option<String>,
+}
+
+impl Signals {
+    /// The signals of an event's JSON; None if a member the rules read
+    /// has the wrong type (validated events never do).
+    pub fn parse(json: &[u8]) -> Option<Self> {
+        serde_json::from_slice(json).ok()
+    }
+
+    /// The signals of an event already parsed as `map`, whose canonical
+    /// JSON is `jcs`: taken from the map (no second parse of the text),
+    /// or, where the map's numbers are not of the type a signal wants
+    /// (say 1.0 where the text `1` parses as an integer), from `jcs`, so
+    /// that the answer is always `parse(jcs)`'s.
+    pub fn of_event(map: &serde_json::Map<String, Value>, jcs: &[u8]) -> Option<Self> {
+        Signals::deserialize(map)
+            .ok()
+            .or_else(|| Signals::parse(jcs))
+    }
+
+    fn identity(&self) -> Option<Identity> {
+        Identity::of(self.user.uid.as_deref(), self.user.name.as_deref())
+    }
+
+    fn step_up(&self) -> bool {
+        let factors: Vec<Option<i64>> =
+            self.auth_factors.iter().map(|f| f.factor_type_id).collect();
+        is_step_up(
+            self.class_uid,
+            self.activity_id,
+            self.status_id,
+            self.is_mfa,
+            &factors,
+        )
+    }
+}
+
+fn haversine_km(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (la1, lo1, la2, lo2) = (
+        a.0.to_radians(),
+        a.1.to_radians(),
+        b.0.to_radians(),
+        b.1.to_radians(),
+    );
+    let h = ((la2 - la1) / 2.0).sin().powi(2)
+        + la1.cos() * la2.cos() * ((lo2 - lo1) / 2.0).sin().powi(2);
+    2.0 * 6371.0 * h.sqrt().asin()
+}
+
+fn trim<T>(q: &mut VecDeque<(u64, T)>, from: u64) {
+    while q.front().is_some_and(|(t, _)| *t < from) {
+        q.pop_front();
+    }
+}
+
+/// Pushes onto a window queue, evicting the oldest beyond `cap`.
+fn push_capped<T>(q: &mut VecDeque<T>, x: T, cap: usize, evicted: &mut u64) {
+    q.push_back(x);
+    while q.len() > cap {
+        q.pop_front();
+        *evicted += 1;
+    }
+}
+
+impl Engine {
+    pub fn new(mut rules: Rules) -> Self {
+        // A cap of 0 would hold nothing the rules need; 1 is the least.
+        for cap in [
+            &mut rules.max_users,
+            &mut rules.max_ips,
+            &mut rules.max_window_events,
+            &mut rules.max_devices_per_user,
+            &mut rules.max_findings_per_user,
+        ] {
+            *cap = (*cap).max(1);
+        }
+        // A window must hold a threshold's worth of events, or its rule
+        // could never fire.
+        rules.max_window_events = (rules.max_window_events)
+            .max(rules.brute_force_failures)
+            .max(rules.mfa_denials)
+            .max(rules.spray_users);
+        Engine {
+            rules,
+            max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS,
+            clock: crate::sys::clock::now_ms,
+            users: Lru::default(),
+            names: HashMap::new(),
+            ips: Lru::default(),
+            hash: RandomState::new(),
+            now: 0,
+            bound: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The clock event times are bounded by (the log's, by default).
+    pub fn set_clock(&mut self, clock: fn() -> u64) {
+        self.clock = clock;
+    }
+
+    /// What the engine counted, and its state's size now.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            users: self.users.len() as u64,
+            ips: self.ips.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// The newest event time seen.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// `observe_signals` on a whole event, for the tests.
+    #[cfg(test)]
+    pub fn observe(&mut self, index: u64, v: &Value) -> Vec<Finding> {
+        match Signals::deserialize(v) {
+            Ok(s) => self.observe_signals(index, &s),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Feeds the committed event at `index` (the members the rules read);
+    /// returns the findings it fires.
+    pub fn observe_signals(&mut self, index: u64, v: &Signals) -> Vec<Finding> {
+        // The clock only moves forward: a time within the bound last read
+        // is within the clock's bound now, so the clock is read only for
+        // an event later than that.
+        if v.time > self.bound {
+            self.bound = (self.clock)().saturating_add(self.max_future_skew_ms);
+        }
+        let time = if v.time > self.bound {
+            self.stats.future_events += 1;
+            self.bound
+        } else {
+            v.time
+        };
+        self.now = self.now.max(time);
+        let mut out = Vec::new();
+        match v.class_uid {
+            3002 => self.authentication(index, time, v, &mut out),
+            3005 | 3006 => self.grant(index, time, v, &mut out),
+            _ => {}
+        }
+        for f in &out {
+            if let Some(u) = f.identity.as_ref().and_then(|id| self.users.get_mut(id)) {
+                let active = Active {
+                    time: f.time,
+                    rule: f.rule,
+                    level: f.risk_level_id,
+                    score: f.risk_score,
+                    evidence: f.evidence[..f.evidence.len().min(MAX_REASON_EVIDENCE)].to_vec(),
+                    evidence_total: f.evidence.len(),
+                };
+                let since = self.now.saturating_sub(self.rules.risk_window_ms);
+                add_active(
+                    u,
+                    active,
+                    since,
+                    self.rules.max_findings_per_user,
+                    &mut self.stats,
+                );
+            }
+        }
+        self.bound_state();
+        out
+    }
+
+    /// The user entry of `id`, now the most recently seen, with its name
+    /// indexed.
+    fn touch_user(&mut self, id: &Identity, name: Option<&str>, time: u64) -> &mut User {
+        let u = self.users.touch(id, User::default);
+        u.last_seen = u.last_seen.max(time);
+        if let (Identity::Uid(uid), Some(name)) = (id, name) {
+            if !name.is_empty() && u.name.as_deref() != Some(name) {
+                let old = u.name.replace(name.to_string());
+                unindex_name(&mut self.names, old.as_deref(), uid);
+                let uids = self.names.entry(name.to_string()).or_default();
+                uids.push(uid.clone());
+                if uids.len() > MAX_UIDS_PER_NAME {
+                    uids.remove(0);
+                    self.stats.evicted_name_uids += 1;
+                }
+            }
+        }
+        u
+    }
+
+    fn authentication(&mut self, index: u64, time: u64, v: &Signals, out: &mut Vec<Finding>) {
+        let Some(id) = v.identity() else { return };
+        let r = self.rules;
+        let status = v.status_id;
+        let logon = v.activity_id == Some(1);
+        let push = v
+            .auth_factors
+            .iter()
+            .any(|f| f.factor_type_id == Some(PUSH));
+        let mut evicted = 0;
+        let u = self.touch_user(&id, v.user.name.as_deref(), time);
+        if status == Some(2) && push {
+            trim(&mut u.push_denials, time.saturating_sub(r.mfa_window_ms));
+            push_capped(
+                &mut u.push_denials,
+                (time, index),
+                r.max_window_events,
+                &mut evicted,
+            );
+        }
+        let failure = status == Some(2) && logon && !push;
+        if failure {
+            trim(
+                &mut u.failures,
+                time.saturating_sub(r.brute_force_window_ms),
+            );
+            push_capped(
+                &mut u.failures,
+                (time, index),
+                r.max_window_events,
+                &mut evicted,
+            );
+            if u.failures.len() >= r.brute_force_failures {
+                let evidence: Vec<u64> = u.failures.drain(..).map(|(_, i)| i).collect();
+                u.attack = Some((time, evidence.clone()));
+                out.push(finding("brute_force", Some(&id), evidence, 3, 70, time));
+            }
+        }
+        self.stats.evicted_window_events += evicted;
+        if let (true, Some(ip)) = (failure, &v.src_endpoint.ip) {
+            self.spray(ip, &id, index, time, out);
+        }
+        let Some(u) = self.users.get_mut(&id) else {
+            return;
+        };
+        if status == Some(1) {
+            trim(&mut u.push_denials, time.saturating_sub(r.mfa_window_ms));
+            if push && u.push_denials.len() >= r.mfa_denials {
+                let mut evidence: Vec<u64> = u.push_denials.drain(..).map(|(_, i)| i).collect();
+                evidence.push(index);
+                u.attack = Some((time, evidence.clone()));
+                out.push(finding("mfa_fatigue", Some(&id), evidence, 4, 85, time));
+            }
+            if v.step_up() {
+                u.last_mfa = Some((time, index));
+            }
+            let at = &v.src_endpoint.location;
+            let geo = at.lat.zip(at.long);
+            if let (Some((t0, i0, Some(g0))), Some(g1)) = (u.last_success, geo) {
+                let hours = (time.saturating_sub(t0)) as f64 / HOUR as f64;
+                let km = haversine_km(g0, g1);
+                if km > 1.0 && (hours == 0.0 || km / hours > r.travel_kmh) {
+                    out.push(finding(
+                        "impossible_travel",
+                        Some(&id),
+                        vec![i0, index],
+                        3,
+                        65,
+                        time,
+                    ));
+                }
+            }
+            if logon {
+                u.last_success = Some((time, index, geo));
+                let device = (v.device.uid.as_deref())
+                    .or(v.device.hostname.as_deref())
+                    .or(v.http_request.user_agent.as_deref());
+                if let Some(d) = device {
+                    let key = self.hash.hash_one(d);
+                    let new = u.devices.logon(
+                        key,
+                        time,
+                        r.new_device_window_ms,
+                        r.max_devices_per_user,
+                        &mut self.stats.evicted_devices,
+                    );
+                    if new {
+                        out.push(finding("new_device", Some(&id), vec![index], 2, 30, time));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A failed logon of `user` from `ip`: at the `spray_users`-th distinct
+    /// user in the window, a finding on the IP, and a credential attack
+    /// on each of those users.
+    fn spray(&mut self, ip: &str, user: &Identity, index: u64, time: u64, out: &mut Vec<Finding>) {
+        let r = self.rules;
+        let key = self.hash.hash_one(user);
+        let q = self.ips.touch(ip, Ip::default);
+        let from = time.saturating_sub(r.spray_window_ms);
+        while q.failures.front().is_some_and(|f| f.0 < from) {
+            q.pop_front();
+        }
+        q.failures.push_back((time, key, index));
+        q.users.entry(key).or_insert_with(|| (user.clone(), 0)).1 += 1;
+        while q.failures.len() > r.max_window_events {
+            q.pop_front();
+            self.stats.evicted_window_events += 1;
+        }
+        if q.users.len() < r.spray_users {
+            return;
+        }
+        let evidence: Vec<u64> = q.failures.drain(..).map(|(_, _, i)| i).collect();
+        let victims: Vec<Identity> = q.users.drain().map(|(_, (u, _))| u).collect();
+        for victim in &victims {
+            let u = self.users.touch(victim, User::default);
+            u.attack = Some((time, evidence.clone()));
+        }
+        out.push(finding("password_spray", None, evidence, 3, 60, time));
+        out.last_mut().expect("pushed").subject = ip.to_string();
+    }
+
+    /// Privileges or an admin group granted: after a credential attack on
+    /// the user within the window, a finding.
+    fn grant(&mut self, index: u64, time: u64, v: &Signals, out: &mut Vec<Finding>) {
+        let activity = v.activity_id;
+        let granted = match v.class_uid {
+            3005 => activity == Some(1),
+            // Group Management: Assign Privileges (1) or Add User (3) to a
+            // group whose name says admin.
+            _ => {
+                activity == Some(1)
+                    || (activity == Some(3)
+                        && (v.group.name.as_deref())
+                            .is_some_and(|g| g.to_lowercase().contains("admin")))
+            }
+        };
+        let Some(id) = v.identity() else { return };
+        if !granted {
+            return;
+        }
+        let window = self.rules.privilege_window_ms;
+        let u = self.touch_user(&id, v.user.name.as_deref(), time);
+        if let Some((t, ev)) = &u.attack {
+            if *t >= time.saturating_sub(window) {
+                let mut evidence = ev.clone();
+                evidence.push(index);
+                out.push(finding(
+                    "privilege_after_attack",
+                    Some(&id),
+                    evidence,
+                    4,
+                    90,
+                    time,
+                ));
+            }
+        }
+    }
+
+    /// Drops users and IPs idle for longer than every window (oldest
+    /// first, while the oldest is idle), then evicts the least recently
+    /// seen beyond the caps. O(1) amortized: each entry is dropped once.
+    fn bound_state(&mut self) {
+        let r = &self.rules;
+        let keep = [
+            r.brute_force_window_ms,
+            r.spray_window_ms,
+            r.mfa_window_ms,
+            r.privilege_window_ms,
+            r.new_device_window_ms,
+            r.risk_window_ms,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(DAY);
+        let since = self.now.saturating_sub(keep);
+        let idle = |u: &User| u.last_seen < since && u.active.back().is_none_or(|a| a.time < since);
+        while let Some((id, u)) = self.users.pop_oldest_if(idle) {
+            self.forget_name(&id, u);
+        }
+        while self
+            .ips
+            .pop_oldest_if(|q| q.failures.back().is_none_or(|f| f.0 < since))
+            .is_some()
+        {}
+        while self.users.len() > self.rules.max_users {
+            match self.users.pop_oldest_if(|_| true) {
+                Some((id, u)) => {
+                    self.stats.evicted_users += 1;
+                    self.forget_name(&id, u);
+                }
+                None => break,
+            }
+        }
+        while self.ips.len() > self.rules.max_ips {
+            if self.ips.pop_oldest_if(|_| true).is_none() {
+                break;
+            }
+            self.stats.evicted_ips += 1;
+        }
+    }
+
+    fn forget_name(&mut self, id: &Identity, u: User) {
+        if let Identity::Uid(uid) = id {
+            unindex_name(&mut self.names, u.name.as_deref(), uid);
+        }
+    }
+
+    /// The risk of the user whose uid or name is `user`, now (as of the
+    /// newest event time seen). By name it finds every user so named (up
+    /// to `MAX_UIDS_PER_NAME` with a uid) and answers the highest risk of
+    /// them: a name shared by two users never hides the riskier one.
+    pub fn risk(&self, user: &str) -> Risk {
+        let since = self.now.saturating_sub(self.rules.risk_window_ms);
+        let mut ids = vec![
+            Identity::Uid(user.to_string()),
+            Identity::Name(user.to_string()),
+        ];
+        for uid in self.names.get(user).into_iter().flatten() {
+            if uid != user {
+                ids.push(Identity::Uid(uid.clone()));
+            }
+        }
+        let found: Vec<(&Identity, &User)> = ids
+            .iter()
+            .filter_map(|id| self.users.get(id).map(|u| (id, u)))
+            .collect();
+        let mut active: Vec<(&Identity, &Active)> = found
+            .iter()
+            .flat_map(|(id, u)| u.active.iter().map(move |a| (*id, a)))
+            .filter(|(_, a)| a.time >= since)
+            .collect();
+        active.sort_by_key(|a| std::cmp::Reverse(a.1.time));
+        let reasons = active
+            .iter()
+            .take(MAX_REASONS)
+            .map(|(id, a)| {
+                let shown = a.evidence.len();
+                serde_json::json!({
+                    "rule": a.rule,
+                    "time": a.time,
+                    "user": id.json(),
+                    "evidence": &a.evidence[..shown],
+                    "evidence_omitted": a.evidence_total - shown,
+                })
+            })
+            .collect();
+        let last_mfa = found
+            .iter()
+            .filter_map(|(id, u)| u.last_mfa.map(|m| (*id, m)))
+            .max_by_key(|(_, (t, i))| (*t, *i))
+            .map(|(id, (t, i))| serde_json::json!({"index": i, "time": t, "user": id.json()}));
+        Risk {
+            user: user.to_string(),
+            matched: found
+                .iter()
+                .map(|(id, u)| {
+                    let mut m = id.json();
+                    if let Some(n) = &u.name {
+                        m["name"] = Value::from(n.as_str());
+                    }
+                    m
+                })
+                .collect(),
+            risk_level_id: active.iter().map(|a| a.1.level).max().unwrap_or(0),
+            risk_score: active.iter().map(|a| a.1.score).sum::<i64>().min(100),
+            reasons_omitted: active.len().saturating_sub(MAX_REASONS),
+            reasons,
+            last_mfa,
+        }
+    }
+}
+
+/// Adds a finding to a user's active ones: drops those older than `since`
+/// and, beyond `cap`, evicts the oldest of the lowest level (so a flood of
+/// minor findings cannot push a critical one out).
+fn add_active(u: &mut User, a: Active, since: u64, cap: usize, stats: &mut Stats) {
+    while u.active.front().is_some_and(|x| x.time < since) {
+        u.active.pop_front();
+    }
+    if u.active.len() >= cap {
+        let lowest = (u.active.iter().enumerate())
+            .min_by_key(|(i, x)| (x.level, *i))
+            .map(|(i, _)| i);
+        if let Some(i) = lowest {
+            u.active.remove(i);
+            stats.evicted_findings += 1;
+        }
+    }
+    u.active.push_back(a);
+}
+
+/// Removes `uid` from the users named `name`.
+fn unindex_name(names: &mut HashMap<String, Vec<String>>, name: Option<&str>, uid: &str) {
+    let Some(name) = name else { return };
+    if let Some(uids) = names.get_mut(name) {
+        uids.retain(|u| u != uid);
+        if uids.is_empty() {
+            names.remove(name);
+        }
+    }
+}
+
+fn finding(
+    rule: &'static str,
+    identity: Option<&Identity>,
+    evidence: Vec<u64>,
+    level: i64,
+    score: i64,
+    time: u64,
+) -> Finding {
+    Finding {
+        rule,
+        subject: identity.map(|i| i.as_str().to_string()).unwrap_or_default(),
+        identity: identity.cloned(),
+        evidence,
+        risk_level_id: level,
+        risk_score: score,
+        time,
+    }
+}
+
+impl Finding {
+    /// The OCSF Detection Finding (2004) that puts this on the record. Its
+    /// `metadata.uid` is derived from rule, subject and evidence, so the
+    /// same finding re-derived after a restart is an idempotent retry.
+    pub fn event(&self) -> Value {
+        self.event_as(0)
+    }
+
+    /// The finding's event under its `attempt`-th `metadata.uid`: 0 is the
+    /// derived uid; a later attempt (when another event holds that uid)
+    /// appends `-<attempt>` to it, still derived, so that a restart's
+    /// replay meets its own record again.
+    pub fn event_as(&self, attempt: u32) -> Value {
+        use sha2::{Digest, Sha256};
+        let key = format!("{}|{}|{:?}", self.rule, self.subject, self.evidence);
+        let uid: String = Sha256::digest(key.as_bytes())[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let metadata_uid = match attempt {
+            0 => format!("sealog-finding-{uid}"),
+            n => format!("sealog-finding-{uid}-{n}"),
+        };
+        serde_json::json!({
+            "class_uid": 2004,
+            "activity_id": 1,
+            "severity_id": self.risk_level_id + 1,
+            "time": self.time.max(1),
+            "message": format!("{} on {}", self.rule, self.subject),
+            "risk_level_id": self.risk_level_id,
+            "risk_score": self.risk_score,
+            "finding_info": {
+                "uid": format!("sealog-{uid}"),
+                "title": self.rule,
+                "types": [self.rule],
+                "desc": format!("{} for {} from events {:?}", self.rule, self.subject, self.evidence),
+            },
+            "metadata": {
+                "version": crate::events::ocsf::schema().version,
+                "product": {"name": "sealog", "vendor_name": "sealog"},
+                "uid": metadata_uid,
+                "labels": ["sealog", "detection"],
+            },
+            "unmapped": {"sealog": {"rule": self.rule, "subject": self.subject, "evidence": self.evidence}},
+        })
+    }
+
+    /// Whether the stored event `v` records this finding (whatever uid
+    /// and format it was written with): the log's own Detection Finding
+    /// with the same rule, subject and evidence.
+    pub fn is_recorded_by(&self, v: &Value) -> bool {
+        let s = &v["unmapped"]["sealog"];
+        v["class_uid"] == 2004
+            && v["metadata"]["product"]["name"] == "sealog"
+            && s["rule"] == self.rule
+            && s["subject"] == self.subject.as_str()
+            && s["evidence"] == serde_json::json!(self.evidence)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn auth(user: &str, status: i64, time: u64, extra: Value) -> Value {
+        let mut v = json!({"class_uid": 3002, "activity_id": 1, "status_id": status, "time": time, "user": {"uid": user}});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        v
+    }
+
+    /// Feeds events from index 0; returns (index, rule) of each finding.
+    fn run(e: &mut Engine, events: &[Value]) -> Vec<(u64, &'static str)> {
+        let mut out = Vec::new();
+        for (i, v) in events.iter().enumerate() {
+            out.extend(
+                e.observe(i as u64, v)
+                    .into_iter()
+                    .map(|f| (i as u64, f.rule)),
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn signals_of_a_parsed_event_are_those_its_canonical_text_gives() {
+        let located =
+            json!({"src_endpoint": {"ip": "10.0.0.9", "location": {"lat": 48.85, "long": 2}}});
+        let events = [
+            auth("zoe", 1, 42, located),
+            auth(
+                "ann",
+                2,
+                43,
+                json!({"auth_factors": [{"factor_type_id": PUSH}, {}], "is_mfa": true}),
+            ),
+            auth(
+                "bob",
+                1,
+                44,
+                json!({"device": {"uid": "d-1", "hostname": "laptop"}, "http_request": {"user_agent": "curl"}}),
+            ),
+            json!({"class_uid": 3005, "activity_id": 1, "time": 45, "user": {"name": "eve"}, "group": {"name": "admins"}}),
+            json!({"class_uid": 2004, "activity_id": 1, "time": 46, "finding_info": {"uid": "f"}}),
+            // A float where the rules want an integer: the map refuses it,
+            // its canonical text ("1") does not; the text's answer wins.
+            auth("cat", 1, 47, json!({"status_id": 1.0})),
+            // A member of the wrong type: neither gives signals.
+            json!({"class_uid": 3002, "time": "soon"}),
+        ];
+        for v in &events {
+            let jcs = sealog_verify::jcs::to_vec(v);
+            let parsed = Signals::parse(&jcs);
+            assert_eq!(
+                Signals::of_event(v.as_object().unwrap(), &jcs),
+                parsed,
+                "{v}"
+            );
+        }
+        assert!(Signals::parse(&sealog_verify::jcs::to_vec(&events[5])).is_some());
+        assert!(
+            Signals::deserialize(&events[5]).is_err(),
+            "the map alone refuses 1.0"
+        );
+    }
+
+    #[test]
+    fn signals_read_from_stored_json_skip_every_other_member() {
+        // Members the rules do not read may hold anything; the ones they
+        // read come through from the event's bytes.
+        let extra = json!({
+            "metadata": {"uid": 7, "product": ["x"]}, "message": {"a": [1, 2]},
+            "src_endpoint": {"ip": "10.0.0.9", "hostname": 5, "location": {"lat": 48.8, "long": 2.3}},
+            "device": {"hostname": "laptop", "os": null},
+            "auth_factors": [{"factor_type_id": 5, "device": {"type_id": 5}}],
+        });
+        let bytes = serde_json::to_vec(&auth("zoe", 1, 42, extra)).unwrap();
+        let s = Signals::parse(&bytes).expect("parsed");
+        assert_eq!((s.class_uid, s.time, s.status_id), (3002, 42, Some(1)));
+        assert_eq!(s.identity(), Some(Identity::Uid("zoe".into())));
+        assert_eq!(s.src_endpoint.ip.as_deref(), Some("10.0.0.9"));
+        assert_eq!(
+            s.src_endpoint
+                .location
+                .lat
+                .zip(s.src_endpoint.location.long),
+            Some((48.8, 2.3))
+        );
+        assert_eq!(s.device.hostname.as_deref(), Some("laptop"));
+        assert_eq!(s.auth_factors[0].factor_type_id, Some(PUSH));
+        // A member the rules read with the wrong type: not observed.
+        assert!(Signals::parse(br#"{"class_uid": 3002, "time": "soon"}"#).is_none());
+    }
+
+    #[test]
+    fn brute_force_fires_at_the_tenth_failure_in_ten_minutes() {
+        let mut e = Engine::default();
+        let fails: Vec<Value> = (0..9)
+            .map(|i| auth("alice", 2, i * MIN, json!({})))
+            .collect();
+        assert!(
+            run(&mut e, &fails).is_empty(),
+            "not one event before the threshold"
+        );
+        let f = e.observe(9, &auth("alice", 2, 9 * MIN, json!({})));
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            (f[0].rule, f[0].subject.as_str(), f[0].evidence.len()),
+            ("brute_force", "alice", 10)
+        );
+        // Spread over more than 10 minutes: nothing.
+        let mut e = Engine::default();
+        let slow: Vec<Value> = (0..20)
+            .map(|i| auth("bob", 2, i * 2 * MIN, json!({})))
+            .collect();
+        assert!(run(&mut e, &slow).is_empty());
+    }
+
+    #[test]
+    fn password_spray_fires_at_the_fifth_distinct_user_from_one_ip() {
+        let mut e = Engine::default();
+        let ip = json!({"src_endpoint": {"ip": "198.51.100.9"}});
+        let mut evs: Vec<Value> = (0..4)
+            .map(|i| auth(&format!("u{i}"), 2, i * MIN, ip.clone()))
+            .collect();
+        evs.push(auth("u0", 2, 5 * MIN, ip.clone())); // the same user again
+        assert!(run(&mut e, &evs).is_empty());
+        let f = e.observe(5, &auth("u4", 2, 6 * MIN, ip.clone()));
+        assert_eq!(
+            (f[0].rule, f[0].subject.as_str()),
+            ("password_spray", "198.51.100.9")
+        );
+    }
+
+    #[test]
+    fn mfa_fatigue_fires_on_the_success_after_five_denied_pushes() {
+        let push = json!({"auth_factors": [{"factor_type_id": 5}]});
+        let mut e = Engine::default();
+        let mut evs: Vec<Value> = (0..4)
+            .map(|i| auth("carol", 2, i * MIN, push.clone()))
+            .collect();
+        evs.push(auth("carol", 1, 5 * MIN, push.clone()));
+        assert!(
+            run(&mut e, &evs).is_empty(),
+            "four denials then a success is not fatigue"
+        );
+        let mut e = Engine::default();
+        let mut evs: Vec<Value> = (0..5)
+            .map(|i| auth("carol", 2, i * MIN, push.clone()))
+            .collect();
+        assert!(run(&mut e, &evs).is_empty(), "denials alone do not fire");
+        evs.push(auth("carol", 1, 6 * MIN, push.clone()));
+        let f = e.observe(5, &evs[5]);
+        assert_eq!(f[0].rule, "mfa_fatigue");
+        assert_eq!(f[0].evidence, vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn impossible_travel_compares_consecutive_successes() {
+        let at =
+            |lat: f64, long: f64| json!({"src_endpoint": {"location": {"lat": lat, "long": long}}});
+        let mut e = Engine::default();
+        // Paris then Lyon (≈ 390 km) in 1 h: 390 km/h, fine.
+        let f = run(
+            &mut e,
+            &[
+                auth("dan", 1, 0, at(48.85, 2.35)),
+                auth("dan", 1, HOUR, at(45.76, 4.84)),
+            ],
+        );
+        assert!(f.is_empty());
+        // Then New York (≈ 6,000 km) 2 h later: far beyond 800 km/h.
+        let f = e.observe(2, &auth("dan", 1, 3 * HOUR, at(40.71, -74.0)));
+        assert_eq!(
+            (f[0].rule, f[0].evidence.clone()),
+            ("impossible_travel", vec![1, 2])
+        );
+    }
+
+    #[test]
+    fn privilege_grant_after_a_credential_attack_fires_within_three_hours() {
+        let grant = |user: &str, time: u64| json!({"class_uid": 3005, "activity_id": 1, "time": time, "user": {"uid": user}, "privileges": ["admin"]});
+        let mut e = Engine::default();
+        let fails: Vec<Value> = (0..10)
+            .map(|i| auth("erin", 2, i * 1000, json!({})))
+            .collect();
+        assert_eq!(run(&mut e, &fails).len(), 1);
+        let f = e.observe(10, &grant("erin", 2 * HOUR));
+        assert_eq!(f[0].rule, "privilege_after_attack");
+        assert!(
+            e.observe(11, &grant("frank", 2 * HOUR)).is_empty(),
+            "no attack on frank"
+        );
+        let f = e.observe(12, &grant("erin", 10 * HOUR));
+        assert!(f.is_empty(), "past the 3 h window");
+    }
+
+    #[test]
+    fn new_device_needs_history_and_a_device_unseen_for_14_days() {
+        let dev = |d: &str| json!({"device": {"uid": d}});
+        let mut e = Engine::default();
+        let f = run(
+            &mut e,
+            &[
+                auth("gus", 1, 0, dev("laptop")),
+                auth("gus", 1, HOUR, dev("laptop")),
+            ],
+        );
+        assert!(f.is_empty(), "the first device ever is not new");
+        assert_eq!(
+            e.observe(2, &auth("gus", 1, 2 * HOUR, dev("phone")))[0].rule,
+            "new_device"
+        );
+        assert!(e
+            .observe(3, &auth("gus", 1, 3 * HOUR, dev("phone")))
+            .is_empty());
+        // The laptop unseen for 15 days while the phone is in use: new again.
+        assert!(e
+            .observe(4, &auth("gus", 1, 10 * DAY, dev("phone")))
+            .is_empty());
+        assert_eq!(
+            e.observe(5, &auth("gus", 1, 15 * DAY + 4 * HOUR, dev("laptop")))[0].rule,
+            "new_device"
+        );
+    }
+
+    #[test]
+    fn risk_reflects_active_findings_and_the_last_mfa() {
+        let mut e = Engine::default();
+        e.observe(0, &auth("hal", 1, 0, json!({"is_mfa": true})));
+        let fails: Vec<Value> = (1..11)
+            .map(|i| auth("hal", 2, i * 1000, json!({})))
+            .collect();
+        for (i, v) in fails.iter().enumerate() {
+            e.observe(i as u64 + 1, v);
+        }
+        let r = e.risk("hal");
+        assert_eq!((r.risk_level_id, r.risk_score, r.reasons.len()), (3, 70, 1));
+        assert_eq!(r.last_mfa.unwrap()["index"], 0);
+        assert_eq!(e.risk("nobody").risk_level_id, 0);
+        // A day later the finding no longer raises the risk.
+        e.observe(20, &auth("other", 1, 2 * DAY, json!({})));
+        assert_eq!(e.risk("hal").risk_level_id, 0);
+    }
+
+    #[test]
+    fn findings_are_valid_ocsf_with_a_stable_uid() {
+        let alice = Identity::Uid("alice".into());
+        let f = finding("brute_force", Some(&alice), vec![1, 2, 3], 3, 70, 5);
+        let a = crate::events::prepare(f.event(), 9, crate::events::Appender::Log).unwrap();
+        let b = crate::events::prepare(f.event(), 10, crate::events::Appender::Log).unwrap();
+        assert_eq!(a.facets.uid, b.facets.uid);
+        assert_eq!(a.facets.class_uid, 2004);
+        // The alternate uid, for when another event holds the first: also
+        // stable, and different.
+        let c = crate::events::prepare(f.event_as(1), 9, crate::events::Appender::Log).unwrap();
+        assert_eq!(c.facets.uid, format!("{}-1", a.facets.uid));
+        assert_eq!(
+            c.facets.uid,
+            crate::events::prepare(f.event_as(1), 11, crate::events::Appender::Log)
+                .unwrap()
+                .facets
+                .uid
+        );
+        // Either is recognised as this finding's record; another is not.
+        let stored: Value = serde_json::from_slice(&c.jcs).unwrap();
+        assert!(f.is_recorded_by(&stored));
+        let other = finding("brute_force", Some(&alice), vec![1, 2, 4], 3, 70, 5);
+        assert!(!other.is_recorded_by(&stored));
+        let mut imitation = stored.clone();
+        imitation["metadata"]["product"]["name"] = json!("Example IdP");
+        assert!(
+            !f.is_recorded_by(&imitation),
+            "a producer's event is not the log's record"
+        );
+    }
+
+    const T0: u64 = 1_800_000_000_000;
+
+    fn fixed_clock() -> u64 {
+        T0
+    }
+
+    fn at_t0(rules: Rules) -> Engine {
+        let mut e = Engine::new(rules);
+        e.set_clock(fixed_clock);
+        e
+    }
+
+    #[test]
+    fn an_event_dated_past_the_clock_and_skew_cannot_move_now_past_them() {
+        let mut e = at_t0(Rules::default());
+        e.max_future_skew_ms = HOUR;
+        let fails: Vec<Value> = (0..10)
+            .map(|i| auth("hal", 2, T0 - 60_000 + i, json!({})))
+            .collect();
+        assert_eq!(run(&mut e, &fails).len(), 1);
+        assert_eq!(e.risk("hal").risk_level_id, 3);
+        // One event dated 100 days ahead: taken as dated at clock + skew
+        // (1 h here), counted; the day-long risk window still holds hal's
+        // finding (before, `now` jumped 100 days and aged it out).
+        e.observe(10, &auth("zed", 1, T0 + 100 * DAY, json!({})));
+        assert_eq!(e.now(), T0 + HOUR);
+        assert_eq!(e.stats().future_events, 1);
+        assert_eq!(e.risk("hal").risk_level_id, 3);
+        // Within the skew: believed.
+        e.observe(11, &auth("zed", 1, T0 + HOUR - 1, json!({})));
+        assert_eq!(e.stats().future_events, 1);
+        // A backfilled event (long past) is observed as dated.
+        let old: Vec<Value> = (0..10)
+            .map(|i| auth("ivy", 2, T0 - 30 * DAY + i, json!({})))
+            .collect();
+        let f: Vec<Finding> = (old.iter().enumerate())
+            .flat_map(|(i, v)| e.observe(20 + i as u64, v))
+            .collect();
+        assert_eq!((f.len(), f[0].time), (1, T0 - 30 * DAY + 9));
+    }
+
+    #[test]
+    fn a_uid_and_a_name_of_the_same_text_are_two_users() {
+        let mut e = Engine::default();
+        let mut evs = Vec::new();
+        for i in 0..5 {
+            evs.push(auth("bob", 2, i * 1000, json!({})));
+            let mut by_name = auth("x", 2, i * 1000 + 1, json!({}));
+            by_name["user"] = json!({"name": "bob"});
+            evs.push(by_name);
+        }
+        assert!(
+            run(&mut e, &evs).is_empty(),
+            "five failures each, not ten of one"
+        );
+        // A user with a uid and a name is found by either; the name only
+        // identifies a user that has no uid.
+        let mut e = Engine::default();
+        let evs: Vec<Value> = (0..10)
+            .map(|i| {
+                let mut v = auth("u-1", 2, i * 1000, json!({}));
+                v["user"]["name"] = json!("alice");
+                v
+            })
+            .collect();
+        let f = run(&mut e, &evs);
+        assert_eq!(f, vec![(9, "brute_force")]);
+        for q in ["u-1", "alice"] {
+            let r = e.risk(q);
+            assert_eq!(r.risk_level_id, 3, "{q}");
+            assert_eq!(r.matched, vec![json!({"uid": "u-1", "name": "alice"})]);
+        }
+        assert_eq!(e.risk("u-2").risk_level_id, 0);
+        // A second user named alice: asking by the name answers the
+        // riskier of them, never the calmer alone.
+        let mut calm = auth("u-2", 1, 20_000, json!({}));
+        calm["user"]["name"] = json!("alice");
+        e.observe(20, &calm);
+        let r = e.risk("alice");
+        assert_eq!((r.risk_level_id, r.matched.len()), (3, 2));
+        assert_eq!(e.risk("u-2").risk_level_id, 0);
+    }
+
+    #[test]
+    fn a_step_up_is_a_successful_logon_with_a_real_second_factor() {
+        let f = |ids: &[i64]| ids.iter().map(|&i| Some(i)).collect::<Vec<_>>();
+        assert!(is_step_up(3002, Some(1), Some(1), None, &f(&[10])));
+        assert!(is_step_up(3002, Some(1), Some(1), Some(true), &[]));
+        assert!(is_step_up(3002, Some(1), Some(1), None, &f(&[11, 7])));
+        for (what, ok) in [
+            (
+                "logoff",
+                is_step_up(3002, Some(2), Some(1), Some(true), &f(&[10])),
+            ),
+            (
+                "failure",
+                is_step_up(3002, Some(1), Some(2), Some(true), &f(&[10])),
+            ),
+            (
+                "unknown factor",
+                is_step_up(3002, Some(1), Some(1), Some(true), &f(&[0])),
+            ),
+            (
+                "other factor",
+                is_step_up(3002, Some(1), Some(1), Some(true), &f(&[99])),
+            ),
+            (
+                "untyped factor",
+                is_step_up(3002, Some(1), Some(1), Some(true), &[None]),
+            ),
+            (
+                "password only",
+                is_step_up(3002, Some(1), Some(1), Some(true), &f(&[11])),
+            ),
+            (
+                "is_mfa false",
+                is_step_up(3002, Some(1), Some(1), Some(false), &f(&[10])),
+            ),
+            ("no claim", is_step_up(3002, Some(1), Some(1), None, &[])),
+            (
+                "not authentication",
+                is_step_up(3005, Some(1), Some(1), Some(true), &f(&[10])),
+            ),
+        ] {
+            assert!(!ok, "{what}");
+        }
+        // The risk answer's last MFA follows the same rule.
+        let mut e = Engine::default();
+        e.observe(
+            0,
+            &auth(
+                "kim",
+                1,
+                0,
+                json!({"is_mfa": true, "auth_factors": [{"factor_type_id": 0}]}),
+            ),
+        );
+        e.observe(
+            1,
+            &auth("kim", 1, 1, json!({"activity_id": 2, "is_mfa": true})),
+        );
+        assert!(e.risk("kim").last_mfa.is_none());
+        e.observe(
+            2,
+            &auth(
+                "kim",
+                1,
+                2,
+                json!({"auth_factors": [{"factor_type_id": 4}]}),
+            ),
+        );
+        assert_eq!(e.risk("kim").last_mfa.unwrap()["index"], 2);
+    }
+
+    fn spray_burst(e: &mut Engine, users: u64, n: u64) -> Vec<Finding> {
+        let ip = json!({"src_endpoint": {"ip": "203.0.113.9"}});
+        (0..n)
+            .flat_map(|i| e.observe(i, &auth(&format!("u{}", i % users), 2, i, ip.clone())))
+            .collect()
+    }
+
+    #[test]
+    fn a_burst_from_one_ip_over_a_few_users_keeps_a_bounded_window() {
+        let rules = Rules {
+            max_window_events: 50,
+            ..Rules::default()
+        };
+        let mut e = Engine::new(rules);
+        let f = spray_burst(&mut e, 4, 20_000);
+        // Four users: never a spray; each user's brute force fires every
+        // 10 of their failures; the IP's window holds the newest 50.
+        assert!(f.iter().all(|f| f.rule == "brute_force"));
+        assert_eq!(f.len(), 20_000 / 10);
+        let ip = e.ips.get(&"203.0.113.9".to_string()).unwrap();
+        assert_eq!(ip.failures.len(), 50);
+        assert_eq!(ip.users.values().map(|n| n.1 as usize).sum::<usize>(), 50);
+        assert_eq!(e.stats().evicted_window_events, 20_000 - 50);
+        // A fifth user: the spray fires with at most the window as evidence.
+        let f = e.observe(
+            20_000,
+            &auth(
+                "u9",
+                2,
+                20_000,
+                json!({"src_endpoint": {"ip": "203.0.113.9"}}),
+            ),
+        );
+        assert_eq!(f[0].rule, "password_spray");
+        assert_eq!(f[0].evidence.len(), 50);
+        assert_eq!(e.stats().ips, 0, "its emptied window is dropped");
+    }
+
+    #[test]
+    fn a_burst_from_one_ip_over_many_users_evicts_the_least_recent_users() {
+        let rules = Rules {
+            max_users: 100,
+            ..Rules::default()
+        };
+        let mut e = Engine::new(rules);
+        let f = spray_burst(&mut e, 20_000, 20_000);
+        assert_eq!(f.len(), 20_000 / 5, "a spray per five users");
+        assert!(f
+            .iter()
+            .all(|f| f.rule == "password_spray" && f.evidence.len() == 5));
+        let s = e.stats();
+        assert_eq!(s.users, 100);
+        assert_eq!(s.evicted_users, 20_000 - 100);
+        // The newest users are the ones kept, with their attack.
+        assert!(e
+            .users
+            .get(&Identity::Uid("u19999".into()))
+            .unwrap()
+            .attack
+            .is_some());
+        assert!(e.users.get(&Identity::Uid("u0".into())).is_none());
+        // IPs likewise.
+        let mut e = Engine::new(Rules {
+            max_ips: 10,
+            ..Rules::default()
+        });
+        for i in 0..1000u64 {
+            let ip = json!({"src_endpoint": {"ip": format!("10.0.{}.{}", i / 256, i % 256)}});
+            e.observe(i, &auth("amy", 2, i, ip));
+        }
+        assert_eq!((e.stats().ips, e.stats().evicted_ips), (10, 990));
+    }
+
+    #[test]
+    fn idle_users_and_ips_are_dropped_as_time_moves_on() {
+        let mut e = at_t0(Rules::default());
+        let ip = json!({"src_endpoint": {"ip": "203.0.113.9"}});
+        // 48 users: the spray fires at each fifth, three stay in the window.
+        for i in 0..48 {
+            e.observe(i, &auth(&format!("u{i}"), 2, T0 - 20 * DAY, ip.clone()));
+        }
+        assert_eq!((e.stats().users, e.stats().ips), (48, 1));
+        e.observe(50, &auth("now", 1, T0, json!({})));
+        assert_eq!((e.stats().users, e.stats().ips), (1, 0));
+        assert_eq!(e.stats().evicted_users, 0, "expiry is not eviction");
+    }
+
+    #[test]
+    fn devices_and_findings_per_user_are_capped() {
+        let rules = Rules {
+            max_devices_per_user: 8,
+            max_findings_per_user: 5,
+            ..Rules::default()
+        };
+        let mut e = Engine::new(rules);
+        // A critical finding first (mfa fatigue), then a flood of new
+        // devices: each a Medium finding.
+        let push = json!({"auth_factors": [{"factor_type_id": 5}]});
+        for i in 0..5 {
+            e.observe(i, &auth("lee", 2, i, push.clone()));
+        }
+        assert_eq!(
+            e.observe(5, &auth("lee", 1, 5, push.clone()))[0].rule,
+            "mfa_fatigue"
+        );
+        let mut fired = 0;
+        for i in 0..1000u64 {
+            let dev = json!({"device": {"uid": format!("d{i}")}});
+            fired += e.observe(10 + i, &auth("lee", 1, 10 + i, dev)).len();
+        }
+        assert_eq!(fired, 999, "every device after the first is new");
+        let u = e.users.get(&Identity::Uid("lee".into())).unwrap();
+        assert_eq!(u.devices.last.len(), 8);
+        assert_eq!(u.devices.by_time.len(), 8);
+        let s = e.stats();
+        assert_eq!(s.evicted_devices, 1000 - 8);
+        assert_eq!(s.evicted_findings, 1 + 999 - 5);
+        // The critical finding outlived the minor ones.
+        let r = e.risk("lee");
+        assert_eq!(r.risk_level_id, 4);
+        assert_eq!(r.reasons.len() + r.reasons_omitted, 5);
+        // A device evicted for room is new again; a kept one is not.
+        assert!(e
+            .observe(
+                2000,
+                &auth("lee", 1, 2000, json!({"device": {"uid": "d999"}}))
+            )
+            .is_empty());
+        assert_eq!(
+            e.observe(
+                2001,
+                &auth("lee", 1, 2001, json!({"device": {"uid": "d0"}}))
+            )[0]
+            .rule,
+            "new_device"
+        );
+    }
+
+    #[test]
+    fn a_risk_answer_lists_at_most_max_reasons_newest_first() {
+        let mut e = Engine::default();
+        for i in 0..300u64 {
+            e.observe(i, &auth("max", 2, i * 10, json!({})));
+        }
+        let r = e.risk("max");
+        assert_eq!(
+            (r.reasons.len(), r.reasons_omitted),
+            (MAX_REASONS, 30 - MAX_REASONS)
+        );
+        assert_eq!(r.reasons[0]["time"], 2990);
+        assert_eq!(r.reasons[0]["user"], json!({"uid": "max"}));
+        // Evidence beyond MAX_REASON_EVIDENCE is counted, not listed.
+        let mut e = Engine::new(Rules {
+            brute_force_failures: 150,
+            ..Rules::default()
+        });
+        for i in 0..150u64 {
+            e.observe(i, &auth("max", 2, i, json!({})));
+        }
+        let r = e.risk("max");
+        assert_eq!(
+            r.reasons[0]["evidence"].as_array().unwrap().len(),
+            MAX_REASON_EVIDENCE
+        );
+        assert_eq!(r.reasons[0]["evidence_omitted"], 150 - MAX_REASON_EVIDENCE);
+    }
+
+    #[test]
+    fn the_lru_evicts_the_least_recently_touched_and_stays_compact() {
+        let mut l: Lru<u32, u32> = Lru::default();
+        for k in 0..3 {
+            *l.touch(&k, || 0) += 1;
+        }
+        *l.touch(&0, || 0) += 1; // 0 is now the newest
+        assert_eq!(l.pop_oldest_if(|_| true).map(|e| e.0), Some(1));
+        assert_eq!(l.pop_oldest_if(|v| *v > 1), None, "2 is not over 1");
+        assert_eq!(l.pop_oldest_if(|_| true).map(|e| e.0), Some(2));
+        assert_eq!(l.pop_oldest_if(|_| true), Some((0, 2)));
+        assert_eq!(l.pop_oldest_if(|_| true), None);
+        for i in 0..100_000 {
+            l.touch(&(i % 3), || 0);
+        }
+        assert!(l.order.len() <= 2 * l.len() + 65, "{}", l.order.len());
+        // Touching the most recent key again records nothing new.
+        *l.touch(&5, || 0) += 1;
+        let n = l.order.len();
+        for _ in 0..10 {
+            *l.touch(&5, || 0) += 1;
+        }
+        assert_eq!((l.order.len(), l.get(&5)), (n, Some(&11)));
+        let order: Vec<u32> =
+            std::iter::from_fn(|| l.pop_oldest_if(|_| true).map(|e| e.0)).collect();
+        assert_eq!(order, [1, 2, 0, 5]);
+    }
+}
