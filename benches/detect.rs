@@ -9,7 +9,8 @@
 //! the time per burst (divide by the burst's size for the time per event).
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
-use sealog::detect::engine::{Engine, Rules, Signals};
+use sealog::detect::engine::{Engine, Rules};
+use sealog::events::signals::Signals;
 
 /// The burst's size.
 const BURST: u64 = 20_000;

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sealog::ops::audit::{Auditor, Finding};
+use sealog::server;
 use sealog::server::auth::Scope;
 use sealog::server::config::ServeConfig;
 use sealog::sys::datadir::DataDir;
-use sealog::server;
 use sealog_verify::policy::Policy;
 use sealog_verify::receipt::Receipt;
 use sealog_verify::verify;
@@ -531,7 +531,9 @@ pub fn main() -> ExitCode {
         Command::Token { command } => token_command(command),
         Command::Backup { data, out, ca_file } => tokio::runtime::Runtime::new()
             .map_err(|e| e.to_string())
-            .and_then(|rt| rt.block_on(sealog::ops::backup::backup(&data, &out, ca_file.as_deref())))
+            .and_then(|rt| {
+                rt.block_on(sealog::ops::backup::backup(&data, &out, ca_file.as_deref()))
+            })
             .map(|s| {
                 println!(
                     "backup of size {} root {} in {}",

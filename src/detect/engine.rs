@@ -33,6 +33,8 @@ use std::hash::{BuildHasher, Hash};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::events::signals::Signals;
+
 const MIN: u64 = 60_000;
 const HOUR: u64 = 60 * MIN;
 const DAY: u64 = 24 * HOUR;
@@ -450,85 +452,7 @@ impl Default for Engine {
     }
 }
 
-/// The members of an event the rules read, and nothing else: parsing only
-/// these skips the rest of the event (metadata, endpoints' other members)
-/// instead of building a `Value` of all of it, which cost the detection
-/// follower ~10 % of the server's CPU under load.
-#[derive(Debug, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct Signals {
-    pub(crate) class_uid: u64,
-    time: u64,
-    status_id: Option<i64>,
-    activity_id: Option<i64>,
-    is_mfa: Option<bool>,
-    auth_factors: Vec<Factor>,
-    src_endpoint: Endpoint,
-    device: Device,
-    http_request: HttpRequest,
-    group: Named,
-    user: Named,
-}
-
-#[derive(Debug, Default, PartialEq, Deserialize)]
-#[serde(default)]
-struct Factor {
-    factor_type_id: Option<i64>,
-}
-
-#[derive(Debug, Default, PartialEq, Deserialize)]
-#[serde(default)]
-struct Endpoint {
-    ip: Option<String>,
-    location: Location,
-}
-
-#[derive(Debug, Default, PartialEq, Deserialize)]
-#[serde(default)]
-struct Location {
-    lat: Option<f64>,
-    long: Option<f64>,
-}
-
-#[derive(Debug, Default, PartialEq, Deserialize)]
-#[serde(default)]
-struct Device {
-    uid: Option<String>,
-    hostname: Option<String>,
-}
-
-#[derive(Debug, Default, PartialEq, Deserialize)]
-#[serde(default)]
-struct HttpRequest {
-    user_agent: Option<String>,
-}
-
-/// A user (uid, name) or a group (name).
-#[derive(Debug, Default, PartialEq, Deserialize)]
-#[serde(default)]
-struct Named {
-    uid: Option<String>,
-    name: Option<String>,
-}
-
 impl Signals {
-    /// The signals of an event's JSON; None if a member the rules read
-    /// has the wrong type (validated events never do).
-    pub fn parse(json: &[u8]) -> Option<Self> {
-        serde_json::from_slice(json).ok()
-    }
-
-    /// The signals of an event already parsed as `map`, whose canonical
-    /// JSON is `jcs`: taken from the map (no second parse of the text),
-    /// or, where the map's numbers are not of the type a signal wants
-    /// (say 1.0 where the text `1` parses as an integer), from `jcs`, so
-    /// that the answer is always `parse(jcs)`'s.
-    pub fn of_event(map: &serde_json::Map<String, Value>, jcs: &[u8]) -> Option<Self> {
-        Signals::deserialize(map)
-            .ok()
-            .or_else(|| Signals::parse(jcs))
-    }
-
     fn identity(&self) -> Option<Identity> {
         Identity::of(self.user.uid.as_deref(), self.user.name.as_deref())
     }

@@ -23,7 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::detect::engine::{Engine, Finding, Signals};
+use crate::detect::engine::{Engine, Finding};
+use crate::events::signals::Signals;
 use crate::events::{self, Committed, EventError};
 use crate::log::sequencer::{AppendError, Sequencer};
 use crate::log::signal_feed::SignalFeed;

@@ -8,6 +8,7 @@
 pub mod json;
 pub mod ocsf;
 pub mod records;
+pub mod signals;
 
 use std::sync::Arc;
 
@@ -15,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::detect::engine::Signals;
 use crate::events::ocsf::validate::{self, Violation};
+use crate::events::signals::Signals;
 use sealog_verify::commitment::{check_shape, ShapeError};
 use sealog_verify::tree::Hash;
 
@@ -24,6 +25,20 @@ use sealog_verify::tree::Hash;
 pub const MAX_UID_LEN: usize = 256;
 
 use sealog_verify::commitment::{commitment, SALT_LEN};
+
+/// An event's own key, drawn when it is prepared: the store seals the
+/// event's private rows under it and a redaction destroys it
+/// (spec/storage.md, "Event keys and erasure").
+pub type EventKey = [u8; KEY_LEN];
+/// The length of an [`EventKey`].
+pub const KEY_LEN: usize = 32;
+
+/// A fresh random key.
+pub fn new_key() -> EventKey {
+    let mut k = [0u8; KEY_LEN];
+    crate::sys::random::fill(&mut k);
+    k
+}
 
 /// Why an event was refused, with the JSON path of the offending field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -101,7 +116,7 @@ pub struct Committed {
     pub facets: Facets,
     /// The key its private rows are sealed under (`event_keys.rs`):
     /// destroyed when it is redacted.
-    pub key: crate::store::keys::EventKey,
+    pub key: EventKey,
     /// Its stored rows, when encoded ahead of the sequencer
     /// (`Store::encode_ahead`).
     pub rows: Option<Rows>,
@@ -132,7 +147,7 @@ impl Committed {
             salt,
             commitment,
             facets,
-            key: crate::store::keys::new_key(),
+            key: new_key(),
             rows: None,
             signals: None,
         }

@@ -2,7 +2,6 @@
 //! transactions and signs checkpoints, the caches in front of storage, and
 //! the deduplication of producer uids.
 
-pub mod hash_cache;
 pub mod sequencer;
 pub mod signal_feed;
 pub mod tile_cache;

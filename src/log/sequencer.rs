@@ -24,10 +24,10 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use crate::events::Committed;
-use crate::query::index::Index;
 use crate::log::signal_feed::SignalFeed;
-use crate::store::{EventRow, Outcome, Placed, Snapshot, Store, StoreError, TreeState, Write};
 use crate::log::uids::RecentUids;
+use crate::query::index::Index;
+use crate::store::{EventRow, Outcome, Placed, Snapshot, Store, StoreError, TreeState, Write};
 use sealog_verify::note::LogSigner;
 use sealog_verify::receipt::Receipt;
 use sealog_verify::tree::{self, Hash, HashReader};
@@ -327,7 +327,7 @@ pub fn stored_receipt(
 /// A hash reader that remembers what it read.
 pub struct MemoHashes<'a, R: HashReader> {
     inner: &'a R,
-    seen: std::cell::RefCell<crate::log::hash_cache::IndexMap<Hash>>,
+    seen: std::cell::RefCell<crate::store::hash_cache::IndexMap<Hash>>,
 }
 
 impl<'a, R: HashReader> MemoHashes<'a, R> {
@@ -559,7 +559,9 @@ impl Worker {
         crate::sys::metrics::METRICS
             .commit_seconds
             .observe(self.last_commit.as_secs_f64());
-        crate::sys::metrics::METRICS.batch_events.observe(count as f64);
+        crate::sys::metrics::METRICS
+            .batch_events
+            .observe(count as f64);
         for (write, outcome) in writes.iter().zip(&outcomes) {
             let appended = appended(write, outcome);
             for &(e, index) in &appended {
@@ -591,7 +593,7 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::engine::Signals;
+    use crate::events::signals::Signals;
     use crate::store::tests::event;
 
     #[test]
@@ -641,7 +643,11 @@ mod tests {
         };
         let (seq, thread, store, index) = started(dir.path(), config);
         let batch = |from: usize| (from..from + 10).map(event).collect::<Vec<_>>();
-        let pauses = || crate::sys::metrics::METRICS.index_pauses.load(Ordering::Relaxed);
+        let pauses = || {
+            crate::sys::metrics::METRICS
+                .index_pauses
+                .load(Ordering::Relaxed)
+        };
         // No follower runs: every batch leaves the index further behind.
         for from in [0, 10] {
             seq.append(batch(from)).await.unwrap();

@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use crate::detect::engine::Signals;
+use crate::events::signals::Signals;
 
 /// Entries held at most (~200-300 bytes each); beyond, new ones are
 /// dropped and the follower reads those events from the store.

@@ -13,11 +13,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::log::hash_cache::IndexMap;
 use crate::query::index::{Index, View};
 use crate::query::index_keys;
-use crate::store::{uid_hash, Claim, KnownUids, Snapshot, Store, StoreError};
 use crate::query::uid_filter::UidFilter;
+use crate::store::hash_cache::IndexMap;
+use crate::store::{uid_hash, Claim, KnownUids, Snapshot, Store, StoreError};
 
 /// A uid's leaf index and what the log keeps of its content.
 type Place = (u64, Claim);

@@ -514,3 +514,20 @@ mod tests {
         }
     }
 }
+
+/// Resolves on SIGTERM or SIGINT. The handlers are installed by this
+/// call, not when the future is first polled: a SIGTERM sent as soon as
+/// "serving" is logged must stop the server gracefully, and before its
+/// handler exists it killed the process (a test saw exit by signal).
+/// Call within the runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    }
+}

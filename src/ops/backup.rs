@@ -17,8 +17,8 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
-use crate::sys::datadir::DataDir;
 use crate::store::{Store, StoreError, TreeState};
+use crate::sys::datadir::DataDir;
 
 const BACKUP: TableDefinition<&str, &str> = TableDefinition::new("backup");
 const KEY_FILES: [&str; 3] = ["log.key", "log.vkey", "admin.token"];

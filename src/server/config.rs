@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::server::http::Limits;
-use crate::net::listener::NetLimits;
 use crate::log::sequencer;
+use crate::net::listener::NetLimits;
+use crate::server::http::Limits;
 use crate::server::Options;
 
 /// The options, each optional: one layer (flags, or the file).

@@ -9,16 +9,16 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::server::auth::{Scope, TokenRecord, Tokens};
-use crate::sys::datadir::{self, DataDir};
-use crate::events::{self, EventError};
-use http::{AppState, Limits};
-use crate::query::index::{Index, IndexError};
-use crate::log::sequencer::{self, Sequencer};
-use crate::store::{NoKnownUids, Outcome, Store, StoreError, TreeState, Write};
-use crate::witness::witnessing::Witnessing;
 use crate::events::records;
+use crate::events::{self, EventError};
+use crate::log::sequencer::{self, Sequencer};
+use crate::query::index::{Index, IndexError};
+use crate::server::auth::{Scope, TokenRecord, Tokens};
+use crate::store::{NoKnownUids, Outcome, Store, StoreError, TreeState, Write};
 use crate::sys::clock;
+use crate::sys::datadir::{self, DataDir};
+use crate::witness::witnessing::Witnessing;
+use http::{AppState, Limits};
 use sealog_verify::note::{self, LogSigner};
 use sealog_verify::policy::Policy;
 
@@ -287,7 +287,7 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
             }
         })
         .map_err(io_err("spawning the detections thread"))?;
-    let stop = shutdown_signal();
+    let stop = crate::net::listener::shutdown_signal();
     if tls.is_some() {
         tracing::info!("TLS on: the listener speaks HTTPS only");
     }
@@ -316,23 +316,6 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
         .join()
         .map_err(|_| ServeError::Refused("the index thread panicked".into()))?;
     Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT. The handlers are installed by this
-/// call, not when the future is first polled: a SIGTERM sent as soon as
-/// "serving" is logged must stop the server gracefully, and before its
-/// handler exists it killed the process (a test saw exit by signal).
-/// Call within the runtime.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    async move {
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
-        }
-    }
 }
 
 /// Creates a token straight in the store (the server must not be

@@ -31,18 +31,9 @@ use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use sha2::{Digest, Sha256};
 
-/// An event's key.
-pub type EventKey = [u8; KEY_LEN];
-pub const KEY_LEN: usize = 32;
+pub use crate::events::{EventKey, KEY_LEN};
 /// What sealing adds to a message: the GCM tag.
 pub const OVERHEAD: usize = 16;
-
-/// A fresh random key.
-pub fn new_key() -> EventKey {
-    let mut k = [0u8; KEY_LEN];
-    crate::sys::random::fill(&mut k);
-    k
-}
 
 /// Which of an event's rows a message is: each has its own nonce, so one
 /// key seals both without reusing a nonce.
@@ -222,6 +213,7 @@ impl KeyFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::new_key;
 
     #[test]
     fn a_sealed_row_opens_with_its_key_and_nonce_only() {

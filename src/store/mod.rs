@@ -43,6 +43,7 @@
 
 pub mod event_codec;
 pub mod facets_row;
+pub mod hash_cache;
 pub mod keys;
 pub mod tile_rows;
 
@@ -60,10 +61,10 @@ use sha2::{Digest, Sha256};
 use crate::events::{Committed, Facets};
 use event_codec::Dictionary;
 use keys::{EventKey, KeyFile, Sealed};
-use tile_rows::{BUNDLES, TILES};
 use sealog_verify::commitment::SALT_LEN;
 use sealog_verify::tiles::{TileRef, FULL_WIDTH};
 use sealog_verify::tree::{self, Hash, HashReader, HASH_SIZE};
+use tile_rows::{BUNDLES, TILES};
 
 /// Copies each table of the read transaction `$tx` into the database
 /// `$out`, 50,000 rows a transaction (an empty table is created too).
@@ -252,7 +253,7 @@ pub struct Store {
     /// None only while `reopen` swaps it.
     db: std::sync::RwLock<Option<Database>>,
     /// Upper-level stored hashes read from committed snapshots.
-    hash_cache: std::sync::Arc<crate::log::hash_cache::HashCache>,
+    hash_cache: std::sync::Arc<crate::store::hash_cache::HashCache>,
     /// The events' compression dictionary, once it is in the database.
     dict: std::sync::OnceLock<std::sync::Arc<Dictionary>>,
     /// The tree size at which to try training it next.
@@ -1477,7 +1478,7 @@ pub enum EventRow {
 pub struct Snapshot {
     tx: redb::ReadTransaction,
     hashes: ReadOnlyTable<u64, [u8; 32]>,
-    hash_cache: std::sync::Arc<crate::log::hash_cache::HashCache>,
+    hash_cache: std::sync::Arc<crate::store::hash_cache::HashCache>,
     dict: Option<std::sync::Arc<Dictionary>>,
     entries: OnceCell<ReadOnlyTable<u64, [u8; 32]>>,
     events: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
@@ -2553,10 +2554,7 @@ pub(crate) mod tests {
             panic!("{claim:?}")
         };
         assert_ne!(tag, evs[1].facets.content);
-        assert_eq!(
-            tag,
-            keys::content_tag(&evs[1].key, &evs[1].facets.content)
-        );
+        assert_eq!(tag, keys::content_tag(&evs[1].key, &evs[1].facets.content));
 
         // Keys that cannot be written: nothing commits.
         store.keys = std::sync::Arc::new(KeyFile::read_only(&keys::path_of(&path)).unwrap());

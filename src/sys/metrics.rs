@@ -123,8 +123,9 @@ pub struct Gauges {
     pub witness_lag: Option<u64>,
 }
 
-/// The text exposition.
-pub fn render(g: &Gauges) -> String {
+/// The text exposition; `detections` writes the detection runner's
+/// metrics (a layer above this one) in their place.
+pub fn render(g: &Gauges, detections: impl FnOnce(&mut String)) -> String {
     let m = &METRICS;
     let mut out = String::new();
     let _ = writeln!(out, "# HELP sealog_append_requests_total Append requests by outcome.\n# TYPE sealog_append_requests_total counter");
@@ -212,7 +213,7 @@ pub fn render(g: &Gauges) -> String {
         "sealog_commit_seconds",
         "Time to write and fsync a batch.",
     );
-    crate::detect::runner::render(&mut out);
+    detections(&mut out);
     let _ = writeln!(out, "# HELP sealog_tree_size Leaves under the latest checkpoint.\n# TYPE sealog_tree_size gauge\nsealog_tree_size {}", g.tree_size);
     let _ = writeln!(out, "# HELP sealog_queue_depth Events waiting for the sequencer.\n# TYPE sealog_queue_depth gauge\nsealog_queue_depth {}", g.queue_depth);
     let _ = writeln!(out, "# HELP sealog_indexed_size Leaves the lookup index covers (queries and lookups by leaf hash wait for it).\n# TYPE sealog_indexed_size gauge\nsealog_indexed_size {}", g.indexed);

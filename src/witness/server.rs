@@ -443,7 +443,7 @@ pub async fn serve(
             Some(t.acceptor())
         }
     };
-    let stop = crate::server::shutdown_signal();
+    let stop = crate::net::listener::shutdown_signal();
     if tls.is_some() {
         tracing::info!("TLS on: the listener speaks HTTPS only");
     }

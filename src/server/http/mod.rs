@@ -12,15 +12,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::server::auth::{self, AuthError, Scope, TokenRecord, Tokens};
-use crate::sys::clock;
-use crate::events::{self, Committed};
-use crate::query::index::{Index, IndexError, View};
 use crate::events::json;
-use crate::query::{self, Cursor, Query};
 use crate::events::records;
+use crate::events::{self, Committed};
 use crate::log::sequencer::{self, AppendError, Head, MemoHashes, Sequencer};
+use crate::query::index::{Index, IndexError, View};
+use crate::query::{self, Cursor, Query};
+use crate::server::auth::{self, AuthError, Scope, TokenRecord, Tokens};
 use crate::store::{EventRow, Outcome, Refusal, Store, StoreError, Write};
+use crate::sys::clock;
 use crate::witness::witnessing::Witnessing;
 use sealog_verify::note::LogSigner;
 use sealog_verify::receipt::{self, ConsistencyProof, InclusionProof};
@@ -925,7 +925,8 @@ async fn json_body(body: Body, limit: usize) -> Result<Value, ApiError> {
         ..Limits::default()
     };
     let bytes = read_body(body, &limits).await?;
-    crate::events::json::parse(&bytes).map_err(|e| ApiError::bad("body", format!("malformed JSON: {e}")))
+    crate::events::json::parse(&bytes)
+        .map_err(|e| ApiError::bad("body", format!("malformed JSON: {e}")))
 }
 
 /// `POST /v1/events/<index>/redact` with `{"reason": "…"}` (scope `admin`).
@@ -1200,7 +1201,15 @@ async fn assurance(
     let searched = json!({"user": user.as_str(), "user_by": user.member(), "session": session, "from": time.saturating_sub(window), "to": time, "window_ms": window});
     let reader = MemoHashes::new(&snap);
     let action_receipt = sequencer::stored_receipt(&snap, &reader, index, &head)?;
-    match crate::detect::assurance::find(&view, &snap, index, &user, session.as_deref(), time, window)? {
+    match crate::detect::assurance::find(
+        &view,
+        &snap,
+        index,
+        &user,
+        session.as_deref(),
+        time,
+        window,
+    )? {
         Some(i) => Ok(Json(json!({
             "action": action_receipt,
             "step_up": sequencer::stored_receipt(&snap, &reader, i, &head)?,
@@ -1267,7 +1276,9 @@ async fn stream(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let conn = extensions.get::<crate::net::listener::ConnHandle>().cloned();
+    let conn = extensions
+        .get::<crate::net::listener::ConnHandle>()
+        .cloned();
     let (end_tx, end_rx) = tokio::sync::watch::channel(None::<&'static str>);
     let polled = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = tokio::time::Instant::now();
@@ -1516,7 +1527,7 @@ async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::sys::metrics::render(&g),
+        crate::sys::metrics::render(&g, crate::detect::runner::render),
     )
         .into_response()
 }
