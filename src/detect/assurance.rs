@@ -50,7 +50,7 @@ pub fn is_step_up(v: &Value) -> bool {
 /// whose time lies in [time - window, time].
 pub fn find(
     view: &View,
-    snap: &Snapshot,
+    snap: &dyn Snapshot,
     index: u64,
     user: &Identity,
     session: Option<&str>,

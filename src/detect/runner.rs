@@ -28,7 +28,7 @@ use crate::events::signals::Signals;
 use crate::events::{self, Committed, EventError};
 use crate::log::sequencer::{AppendError, Sequencer};
 use crate::log::signal_feed::SignalFeed;
-use crate::store::{EventRow, Refusal, Snapshot, Store, StoreError};
+use crate::store::{EventRow, LogStore, Refusal, Snapshot, StoreError};
 use sealog_verify::receipt::Receipt;
 
 /// Events replayed at startup to rebuild rule state (covers every window
@@ -186,7 +186,7 @@ type Fed = (u64, Arc<Signals>);
 /// not wait on the store.
 fn read_signals(
     feed: &SignalFeed,
-    store: &Store,
+    store: &dyn LogStore,
     range: std::ops::Range<u64>,
 ) -> (Vec<Fed>, Option<(u64, StoreError)>) {
     let mut snap = None;
@@ -212,7 +212,7 @@ fn read_signals(
 /// The signals of the event at `index` as stored; none if it is redacted
 /// (skipped: it no longer stands) or, counted and logged, if it is
 /// absent or unreadable or a member the rules read has the wrong type.
-fn stored_signals(snap: &Snapshot, index: u64) -> Option<Arc<Signals>> {
+fn stored_signals(snap: &dyn Snapshot, index: u64) -> Option<Arc<Signals>> {
     let why = match snap.event(index) {
         Ok(EventRow::Present(e)) => match Signals::parse(&e.jcs) {
             Some(s) => return Some(Arc::new(s)),
@@ -253,7 +253,7 @@ fn observe(engine: &Mutex<Engine>, signals: &[Fed]) -> Vec<Finding> {
 pub async fn run(
     engine: Arc<Mutex<Engine>>,
     sequencer: Arc<Sequencer>,
-    store: Arc<Store>,
+    store: Arc<dyn LogStore>,
     from: u64,
 ) {
     let mut size = sequencer.watch_size();
@@ -317,7 +317,7 @@ fn prepare(f: &Finding, attempt: u32) -> Result<Committed, EventError> {
 
 /// Appends `findings`; false only if the log is shutting down. Each
 /// finding ends appended, already recorded, or counted and skipped.
-async fn record(sequencer: &Sequencer, store: &Store, findings: &[Finding]) -> bool {
+async fn record(sequencer: &Sequencer, store: &dyn LogStore, findings: &[Finding]) -> bool {
     let mut ready = Vec::new();
     for f in findings {
         tracing::info!(rule = f.rule, subject = %f.subject, evidence = ?f.evidence, "detection");
@@ -354,7 +354,12 @@ async fn record(sequencer: &Sequencer, store: &Store, findings: &[Finding]) -> b
 
 /// Appends one finding; when its uid is taken by an event that is not its
 /// record, under the alternate uid; false only if the log is stopping.
-async fn record_one(sequencer: &Sequencer, store: &Store, f: &Finding, c: Committed) -> bool {
+async fn record_one(
+    sequencer: &Sequencer,
+    store: &dyn LogStore,
+    f: &Finding,
+    c: Committed,
+) -> bool {
     let (uid, index) = match append(sequencer, vec![c]).await {
         Ok(receipts) => {
             count_receipts(&receipts);
@@ -388,7 +393,7 @@ async fn record_one(sequencer: &Sequencer, store: &Store, f: &Finding, c: Commit
 }
 
 /// Whether the event at `index` is the log's record of `f`.
-fn recorded_at(store: &Store, index: u64, f: &Finding) -> bool {
+fn recorded_at(store: &dyn LogStore, index: u64, f: &Finding) -> bool {
     let Ok(snap) = store.snapshot() else {
         return false;
     };
@@ -457,8 +462,10 @@ mod tests {
     use serde_json::json;
 
     /// A sequencer on a new log in `dir`, and its store.
-    fn started(dir: &std::path::Path) -> (Sequencer, std::thread::JoinHandle<()>, Arc<Store>) {
-        let store = Arc::new(Store::open(&dir.join("db")).unwrap());
+    fn started(
+        dir: &std::path::Path,
+    ) -> (Sequencer, std::thread::JoinHandle<()>, Arc<dyn LogStore>) {
+        let store = crate::store::engine::open(&dir.join("db")).unwrap();
         let index = Arc::new(Index::open(&dir.join("ix"), &store).unwrap());
         let (skey, _) = sealog_verify::note::generate_key("test").unwrap();
         let state = store.tree_state().unwrap();
@@ -485,7 +492,7 @@ mod tests {
     }
 
     /// The stored event at `index`.
-    fn stored(store: &Store, index: u64) -> serde_json::Value {
+    fn stored(store: &dyn LogStore, index: u64) -> serde_json::Value {
         match store.snapshot().unwrap().event(index).unwrap() {
             EventRow::Present(e) => serde_json::from_slice(&e.jcs).unwrap(),
             _ => panic!("no event at {index}"),

@@ -27,7 +27,7 @@ use crate::events::Committed;
 use crate::log::signal_feed::SignalFeed;
 use crate::log::uids::RecentUids;
 use crate::query::index::Index;
-use crate::store::{EventRow, Outcome, Placed, Snapshot, Store, StoreError, TreeState, Write};
+use crate::store::{EventRow, LogStore, Outcome, Placed, Snapshot, StoreError, TreeState, Write};
 use sealog_verify::note::LogSigner;
 use sealog_verify::receipt::Receipt;
 use sealog_verify::tree::{self, Hash, HashReader};
@@ -120,7 +120,7 @@ pub struct Sequencer {
     queued: Arc<AtomicUsize>,
     capacity: usize,
     head: Arc<RwLock<Arc<Head>>>,
-    store: Arc<Store>,
+    store: Arc<dyn LogStore>,
     /// The signed size, for followers (detections, streams).
     size: tokio::sync::watch::Receiver<u64>,
     /// The detection rules' signals of what each commit appended.
@@ -132,7 +132,7 @@ impl Sequencer {
     /// `state`, signing that state's checkpoint first. `index` is the
     /// lookup index (for uids) that a follower keeps.
     pub fn start(
-        store: Arc<Store>,
+        store: Arc<dyn LogStore>,
         index: Arc<Index>,
         signer: Arc<LogSigner>,
         state: TreeState,
@@ -288,7 +288,7 @@ fn new_receipt(index: u64, e: Committed, head: &Head, proof: Vec<Hash>) -> Recei
 /// The receipt of the stored leaf `index` under `head` (whose size must
 /// exceed `index`), with its event unless redacted.
 pub fn stored_receipt(
-    snap: &Snapshot,
+    snap: &dyn Snapshot,
     r: &impl HashReader,
     index: u64,
     head: &Head,
@@ -397,7 +397,7 @@ fn pause(behind: u64, max: u64, commit: Duration) -> Duration {
 }
 
 struct Worker {
-    store: Arc<Store>,
+    store: Arc<dyn LogStore>,
     signer: Arc<LogSigner>,
     state: TreeState,
     config: Config,
@@ -594,7 +594,7 @@ impl Worker {
 mod tests {
     use super::*;
     use crate::events::signals::Signals;
-    use crate::store::tests::event;
+    use crate::store::conformance::event;
 
     #[test]
     fn the_pause_grows_from_a_quarter_of_the_bound_to_nine_commits() {
@@ -619,8 +619,8 @@ mod tests {
     fn started(
         dir: &std::path::Path,
         config: Config,
-    ) -> (Sequencer, JoinHandle<()>, Arc<Store>, Arc<Index>) {
-        let store = Arc::new(Store::open(&dir.join("db")).unwrap());
+    ) -> (Sequencer, JoinHandle<()>, Arc<dyn LogStore>, Arc<Index>) {
+        let store = crate::store::engine::open(&dir.join("db")).unwrap();
         let index = Arc::new(Index::open(&dir.join("ix"), &store).unwrap());
         let (skey, _) = sealog_verify::note::generate_key("test").unwrap();
         let state = store.tree_state().unwrap();

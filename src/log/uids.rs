@@ -17,7 +17,7 @@ use crate::query::index::{Index, View};
 use crate::query::index_keys;
 use crate::query::uid_filter::UidFilter;
 use crate::store::hash_cache::IndexMap;
-use crate::store::{uid_hash, Claim, KnownUids, Snapshot, Store, StoreError};
+use crate::store::{uid_hash, Claim, KnownUids, LogStore, Snapshot, StoreError};
 
 /// A uid's leaf index and what the log keeps of its content.
 type Place = (u64, Claim);
@@ -32,7 +32,7 @@ type Place = (u64, Claim);
 /// gives the content hash; hits are retried appends, rare.
 pub struct RecentUids {
     index: Arc<Index>,
-    store: Arc<Store>,
+    store: Arc<dyn LogStore>,
     /// Memory holds the uid of every leaf from here on.
     from: u64,
     /// Key → the first leaf in memory whose uid has that key.
@@ -54,7 +54,7 @@ impl RecentUids {
     /// a cold log took 1 s at 10M events). The sequencer asks for no
     /// lookup while the index is more than its `max_unindexed` behind
     /// (`behind`): memory then never holds more than that many.
-    pub fn new(index: Arc<Index>, store: Arc<Store>, size: u64) -> Self {
+    pub fn new(index: Arc<Index>, store: Arc<dyn LogStore>, size: u64) -> Self {
         RecentUids {
             index,
             store,
@@ -156,7 +156,7 @@ fn index_err(e: crate::query::index::IndexError) -> StoreError {
 /// The whole log's uids, for one batch.
 pub struct Lookup<'a> {
     view: View,
-    log: Snapshot,
+    log: Box<dyn Snapshot>,
     recent: &'a RecentUids,
 }
 
@@ -205,14 +205,13 @@ impl KnownUids for Lookup<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::{event, store_with};
+    use crate::store::conformance::{event, store_with};
     use crate::store::{Placed, TreeState};
 
     /// A log of `n` test events and an empty index of it.
-    fn log_and_index(n: usize) -> (tempfile::TempDir, Arc<Store>, TreeState, Arc<Index>) {
+    fn log_and_index(n: usize) -> (tempfile::TempDir, Arc<dyn LogStore>, TreeState, Arc<Index>) {
         let dir = tempfile::tempdir().unwrap();
         let (store, s) = store_with(dir.path(), "db", n);
-        let store = Arc::new(store);
         let index = Arc::new(Index::open(&dir.path().join("ix"), &store).unwrap());
         (dir, store, s, index)
     }

@@ -3,24 +3,22 @@
 //!
 //! A backup file is a redb database with the log's tables as of one
 //! committed state, an `event_keys` table with the keys of its unredacted
-//! events (`Store::backup_to`), plus a `backup` table holding the log's
+//! events (`LogStore::backup_to`), plus a `backup` table holding the log's
 //! key files (`log.key`, `log.vkey`, `admin.token`): it must be kept as
 //! secret as the key (written 0600). A running log takes the snapshot
 //! itself (`POST /v1/admin/backup` writes it under `DIR/backups/`, which
 //! only the owner can read); a stopped log is read directly. Restoring
 //! copies it row by row into a fresh database and its event keys into
-//! the new log's key file (`store::restore_into`): a copy of the file
+//! the new log's key file (`store::Driver::restore`): a copy of the file
 //! would keep the keys in redb, where no later redaction could erase
 //! them.
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, TableDefinition};
-
-use crate::store::{Store, StoreError, TreeState};
+use crate::store::engine::driver;
+use crate::store::{StoreError, TreeState};
 use crate::sys::datadir::DataDir;
 
-const BACKUP: TableDefinition<&str, &str> = TableDefinition::new("backup");
 const KEY_FILES: [&str; 3] = ["log.key", "log.vkey", "admin.token"];
 
 fn e(x: impl std::fmt::Display) -> String {
@@ -34,9 +32,9 @@ pub async fn backup(data: &Path, out: &Path, ca_file: Option<&Path>) -> Result<T
     if out.exists() {
         return Err(format!("{} exists", out.display()));
     }
-    let state = match Store::open(&dir.db()) {
+    let state = match driver().open(&dir.db()) {
         Ok(store) => store.backup_to(out).map_err(e)?,
-        Err(StoreError::Redb(redb::Error::DatabaseAlreadyOpen)) => {
+        Err(StoreError::AlreadyOpen(_)) => {
             // The log is running: ask it for the snapshot. The admin token
             // goes to the address in serve.addr, so that file must be one
             // only this user could have written.
@@ -63,24 +61,17 @@ pub async fn backup(data: &Path, out: &Path, ca_file: Option<&Path>) -> Result<T
             }
             let file = v["file"].as_str().ok_or("no file in the answer")?;
             std::fs::rename(data.join("backups").join(file), out).map_err(e)?;
-            let store = Store::open(out).map_err(e)?;
+            let store = driver().open(out).map_err(e)?;
             store.tree_state().map_err(e)?
         }
         Err(x) => return Err(x.to_string()),
     };
     // The key files travel with the snapshot.
-    let db = Database::open(out).map_err(e)?;
-    let tx = db.begin_write().map_err(e)?;
-    {
-        let mut t = tx.open_table(BACKUP).map_err(e)?;
-        for f in KEY_FILES {
-            if let Ok(text) = std::fs::read_to_string(data.join(f)) {
-                t.insert(f, text.as_str()).map_err(e)?;
-            }
-        }
-    }
-    tx.commit().map_err(e)?;
-    drop(db);
+    let files: Vec<(&str, String)> = KEY_FILES
+        .iter()
+        .filter_map(|f| Some((*f, std::fs::read_to_string(data.join(f)).ok()?)))
+        .collect();
+    driver().put_backup_files(out, &files).map_err(e)?;
     set_private(out)?;
     Ok(state)
 }
@@ -165,36 +156,24 @@ fn restore_into(
     dir.create().map_err(e)?;
     crate::sys::datadir::check_private(dir).map_err(e)?;
     // Row by row into a fresh file, the events' keys into the key file
-    // (`store::restore_into`); the key files beside it.
+    // (`store::Driver::restore`); the key files beside it.
     written.push(dir.db());
     written.push(crate::store::keys::path_of(&dir.db()));
-    crate::store::restore_into(from, &dir.db()).map_err(e)?;
-    let db = redb::ReadOnlyDatabase::open(from).map_err(e)?;
-    let tx = db.begin_read().map_err(e)?;
-    {
-        let t = match tx.open_table(BACKUP) {
-            Ok(t) => Some(t),
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
-            Err(x) => return Err(e(x)),
-        };
-        for f in KEY_FILES {
-            let Some(t) = &t else { break };
-            if let Some(text) = t.get(f).map_err(e)? {
-                let path = dir.0.join(f);
-                let text = text.value().to_string();
-                let _ = std::fs::remove_file(&path);
-                written.push(path.clone());
-                if f == "log.vkey" {
-                    crate::sys::datadir::write_public(&path, &text).map_err(e)?;
-                } else {
-                    crate::sys::datadir::write_secret(&path, &text).map_err(e)?;
-                }
+    driver().restore(from, &dir.db()).map_err(e)?;
+    let files = driver().backup_files(from).map_err(e)?;
+    for f in KEY_FILES {
+        if let Some((_, text)) = files.iter().find(|(name, _)| name == f) {
+            let path = dir.0.join(f);
+            let _ = std::fs::remove_file(&path);
+            written.push(path.clone());
+            if f == "log.vkey" {
+                crate::sys::datadir::write_public(&path, text).map_err(e)?;
+            } else {
+                crate::sys::datadir::write_secret(&path, text).map_err(e)?;
             }
         }
     }
-    drop(tx);
-    drop(db);
-    let store = Store::open(&dir.db()).map_err(e)?;
+    let store = driver().open(&dir.db()).map_err(e)?;
     let state = store.tree_state().map_err(e)?;
     let skey = crate::sys::datadir::read_secret(&dir.key())
         .map_err(|x| format!("the backup holds no usable log.key: {x}"))?;

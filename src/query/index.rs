@@ -35,7 +35,8 @@ use redb::{
 
 use crate::query::index_keys::{self, Keys};
 use crate::query::postings;
-use crate::store::{be_u64, lazy, open_retrying, uid_hash, Claim, Snapshot, Store, StoreError};
+use crate::store::redb::lazy;
+use crate::store::{be_u64, open_retrying, uid_hash, Claim, LogStore, Snapshot, StoreError};
 use sealog_verify::tree::{self, Hash};
 
 // The lookup tables are keyed by (the first 8 bytes of a SHA-256 of the
@@ -143,14 +144,14 @@ impl IndexError {
 
 impl From<redb::Error> for IndexError {
     fn from(e: redb::Error) -> Self {
-        IndexError::Store(StoreError::Redb(e))
+        IndexError::Store(StoreError::from(e))
     }
 }
 
 macro_rules! redb_into {
     ($($t:ty),*) => {$(
         impl From<$t> for IndexError {
-            fn from(e: $t) -> Self { IndexError::Store(StoreError::Redb(e.into())) }
+            fn from(e: $t) -> Self { IndexError::Store(StoreError::from(redb::Error::from(e))) }
         }
     )*};
 }
@@ -193,7 +194,7 @@ impl Index {
 
     /// Opens the index at `path` for the log in `store`, dropping it when
     /// it is not an index of that log's tree.
-    pub fn open(path: &Path, store: &Store) -> Result<Self, IndexError> {
+    pub fn open(path: &Path, store: &dyn LogStore) -> Result<Self, IndexError> {
         let (db, indexed) = Self::open_db(path, store)?;
         Ok(Self::new(path, Some(db), indexed))
     }
@@ -208,7 +209,7 @@ impl Index {
     }
 
     /// Opens an `unopened` index as `open` does.
-    pub fn open_now(&self, store: &Store) -> Result<(), IndexError> {
+    pub fn open_now(&self, store: &dyn LogStore) -> Result<(), IndexError> {
         let (db, indexed) = Self::open_db(&self.path, store)?;
         *self.db.write().expect("not poisoned") = Some(db);
         self.indexed.send_replace(indexed);
@@ -218,7 +219,7 @@ impl Index {
 
     /// The database at `path` and what it has indexed, rebuilt from
     /// nothing when it is not an index of `store`'s tree.
-    fn open_db(path: &Path, store: &Store) -> Result<(Database, u64), IndexError> {
+    fn open_db(path: &Path, store: &dyn LogStore) -> Result<(Database, u64), IndexError> {
         if path.exists() {
             match Self::open_matching(path, store) {
                 Ok(Some(opened)) => return Ok(opened),
@@ -251,7 +252,10 @@ impl Index {
 
     /// The database at `path` and what it has indexed, if its (indexed,
     /// root) is a state of `store`'s tree.
-    fn open_matching(path: &Path, store: &Store) -> Result<Option<(Database, u64)>, IndexError> {
+    fn open_matching(
+        path: &Path,
+        store: &dyn LogStore,
+    ) -> Result<Option<(Database, u64)>, IndexError> {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
@@ -299,7 +303,7 @@ impl Index {
     /// covers (read from a log snapshot taken after the index's, so it
     /// holds every leaf the view indexes). The sequencer adds the uids it
     /// appends meanwhile itself. Returns the uids read.
-    pub fn fill_uid_filter(&self, store: &Store) -> Result<u64, IndexError> {
+    pub fn fill_uid_filter(&self, store: &dyn LogStore) -> Result<u64, IndexError> {
         let view = self.view()?;
         let indexed = view.indexed()?;
         let mut n = 0;
@@ -389,7 +393,12 @@ impl Index {
     /// most `CHUNK` of them) in one transaction, durable if `durable`, a
     /// `PART` of them at a time.
     /// Returns the new `indexed`.
-    pub fn index_up_to(&self, store: &Store, upto: u64, durable: bool) -> Result<u64, IndexError> {
+    pub fn index_up_to(
+        &self,
+        store: &dyn LogStore,
+        upto: u64,
+        durable: bool,
+    ) -> Result<u64, IndexError> {
         let from = self.indexed();
         let end = upto.min(from + CHUNK);
         if end <= from {
@@ -443,7 +452,11 @@ impl Index {
 /// Follows the log's signed size for ever, indexing what it appends; call
 /// on a thread of its own. Returns when the size stops being published
 /// (the sequencer stopped); every round it commits is durable.
-pub fn follow(index: Arc<Index>, store: Arc<Store>, mut size: tokio::sync::watch::Receiver<u64>) {
+pub fn follow(
+    index: Arc<Index>,
+    store: Arc<dyn LogStore>,
+    mut size: tokio::sync::watch::Receiver<u64>,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -551,7 +564,7 @@ impl Part {
     /// leaf hash only, logged and counted: retrying could never succeed,
     /// and an index that stops holds up every query and, past
     /// `max_unindexed`, the log's appends.
-    fn read_or_skip(store: &Store, range: std::ops::Range<u64>) -> Result<Self, StoreError> {
+    fn read_or_skip(store: &dyn LogStore, range: std::ops::Range<u64>) -> Result<Self, StoreError> {
         match Self::read(store, range.clone()) {
             Err(e) if !e.is_io() => {
                 tracing::warn!(error = %e, from = range.start, to = range.end, "index: rows unreadable; reading leaf by leaf");
@@ -584,7 +597,7 @@ impl Part {
         self.redacted.extend(p.redacted);
     }
 
-    fn read(store: &Store, range: std::ops::Range<u64>) -> Result<Self, StoreError> {
+    fn read(store: &dyn LogStore, range: std::ops::Range<u64>) -> Result<Self, StoreError> {
         let snap = store.snapshot()?;
         let (from, end) = (range.start, range.end);
         let leaves = range
@@ -774,7 +787,7 @@ impl View {
         &self,
         uid: &str,
         key: u64,
-        log: &Snapshot,
+        log: &dyn Snapshot,
     ) -> Result<Option<(u64, Claim)>, IndexError> {
         let uids = lazy(&self.uids, &self.tx, UIDS)?;
         let hash = uid_hash(uid);
@@ -792,7 +805,7 @@ impl View {
 
     /// The first index of the leaf with hash `leaf`, if indexed (checked
     /// against `log`, as for `uid`).
-    pub fn leaf_index(&self, leaf: Hash, log: &Snapshot) -> Result<Option<u64>, IndexError> {
+    pub fn leaf_index(&self, leaf: Hash, log: &dyn Snapshot) -> Result<Option<u64>, IndexError> {
         let leaves = lazy(&self.leaves, &self.tx, LEAVES)?;
         for i in candidates(leaves, index_keys::of_leaf(&leaf))? {
             let i = i?;
@@ -940,11 +953,11 @@ pub fn path_for(db: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::events::Facets;
-    use crate::store::tests::{event, store_with};
+    use crate::store::conformance::{event, store_with};
     use crate::store::{NoKnownUids, Write};
 
     /// `View::uid` for a uid whose key the test does not have at hand.
-    fn uid_in(view: &View, uid: &str, log: &Snapshot) -> Option<(u64, Claim)> {
+    fn uid_in(view: &View, uid: &str, log: &dyn Snapshot) -> Option<(u64, Claim)> {
         view.uid(uid, index_keys::of_str(uid), log).unwrap()
     }
 
@@ -955,7 +968,7 @@ mod tests {
             .collect()
     }
 
-    fn catch_up(index: &Index, store: &Store) {
+    fn catch_up(index: &Index, store: &dyn LogStore) {
         let size = store.tree_state().unwrap().size;
         while index.indexed() < size {
             index.index_up_to(store, size, false).unwrap();

@@ -144,7 +144,7 @@ impl Query {
     }
 
     /// Runs the query over the leaves below `size`.
-    pub fn run(&self, index: &View, snap: &Snapshot, size: u64) -> Result<Page, IndexError> {
+    pub fn run(&self, index: &View, snap: &dyn Snapshot, size: u64) -> Result<Page, IndexError> {
         let limit = self.limit.clamp(1, MAX_LIMIT);
         let mut events = Vec::new();
         let mut examined = 0;

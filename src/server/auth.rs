@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::store::{Store, StoreError};
+use crate::store::{LogStore, StoreError};
 
 /// Longest token name.
 pub const MAX_NAME_LEN: usize = 128;
@@ -97,7 +97,7 @@ fn token_hash(token: &str) -> [u8; 32] {
 
 impl Tokens {
     /// Loads every token record from the store.
-    pub fn load(store: &Store) -> Result<Self, StoreError> {
+    pub fn load(store: &dyn LogStore) -> Result<Self, StoreError> {
         let mut by_hash = HashMap::new();
         for (hash, record) in store.tokens()? {
             let record: TokenRecord = serde_json::from_slice(&record)
@@ -185,7 +185,7 @@ mod tests {
     #[test]
     fn scopes_are_enforced_and_admin_has_all() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
+        let store = crate::store::engine::open(&dir.path().join("db")).unwrap();
         let tokens = Tokens::load(&store).unwrap();
         let (admin, h1) = Tokens::mint();
         let (writer, h2) = Tokens::mint();

@@ -14,7 +14,7 @@ use crate::events::{self, EventError};
 use crate::log::sequencer::{self, Sequencer};
 use crate::query::index::{Index, IndexError};
 use crate::server::auth::{Scope, TokenRecord, Tokens};
-use crate::store::{NoKnownUids, Outcome, Store, StoreError, TreeState, Write};
+use crate::store::{LogStore, NoKnownUids, Outcome, StoreError, TreeState, Write};
 use crate::sys::clock;
 use crate::sys::datadir::{self, DataDir};
 use crate::witness::witnessing::Witnessing;
@@ -131,7 +131,7 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, Threads), ServeError> {
             }
         }
     }
-    let store = Arc::new(Store::open(&dir.db())?);
+    let store = crate::store::engine::open(&dir.db())?;
     store.bind_identity(signer.origin(), &vkey)?;
     if let Some(why) = store.fork_risk()? {
         tracing::warn!(%why, "FORK RISK: this log appends without evidence that it holds all its key signed");
@@ -321,7 +321,7 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
 /// Creates a token straight in the store (the server must not be
 /// running), with its audit event, and returns the token.
 pub fn create_token(
-    store: &Store,
+    store: &dyn LogStore,
     tokens: &Tokens,
     state: TreeState,
     name: &str,
@@ -355,13 +355,15 @@ pub fn create_token(
 }
 
 /// Opens the store of a stopped log for the `token` commands.
-fn open_offline(data: &std::path::Path) -> Result<(Store, Tokens, TreeState), ServeError> {
+fn open_offline(
+    data: &std::path::Path,
+) -> Result<(Arc<dyn LogStore>, Tokens, TreeState), ServeError> {
     let dir = DataDir(data.to_path_buf());
     if !dir.db().exists() {
         return Err(ServeError::Refused(format!("no log in {}", data.display())));
     }
-    let store = Store::open(&dir.db()).map_err(|e| match e {
-        StoreError::Redb(redb::Error::DatabaseAlreadyOpen) => ServeError::Refused(
+    let store = crate::store::engine::open(&dir.db()).map_err(|e| match e {
+        StoreError::AlreadyOpen(_) => ServeError::Refused(
             "the log is running; stop it, or use the admin API (POST /v1/tokens)".into(),
         ),
         e => e.into(),
@@ -421,10 +423,10 @@ pub fn token_revoke(data: &std::path::Path, name: &str) -> Result<(), ServeError
 }
 
 /// `sealog check`: verifies a stopped log's whole store (see
-/// `Store::verify_all`), printing progress.
+/// `LogStore::verify_all`), printing progress.
 pub fn check(data: &std::path::Path) -> Result<TreeState, ServeError> {
     let (store, _, _) = open_offline(data)?;
-    Ok(store.verify_all(|done, size| eprintln!("check: {done}/{size} leaves"))?)
+    Ok(store.verify_all(&mut |done, size| eprintln!("check: {done}/{size} leaves"))?)
 }
 
 /// Lowers the calling thread's priority by 10 nice levels. The index

@@ -4,7 +4,7 @@
 //! lines) the witness keeps the latest checkpoint it cosigned, and cosigns
 //! a new one only if it is consistent with that. What must stay true: the
 //! check against the stored checkpoint and the store of the new one are one
-//! atomic step (a mutex around a durable redb transaction), so concurrent
+//! atomic step (a mutex around a durable write of `store::WitnessState`), so concurrent
 //! requests can never roll the witness back (tlog-witness §add-checkpoint);
 //! and the new checkpoint is durable before the cosignature leaves.
 //!
@@ -25,15 +25,13 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use redb::{Database, ReadableDatabase, TableDefinition};
 use signed_note::{Note, StandardVerifier, Verifier, VerifierList};
 
+use crate::store::{StoreError, WitnessState};
 use crate::sys::clock;
 use sealog_verify::cosign::Cosigner;
 use sealog_verify::receipt::parse_hash;
 use sealog_verify::tree::{self, Hash};
-
-const LATEST: TableDefinition<&str, &[u8]> = TableDefinition::new("latest");
 
 /// Most consistency proof lines a request may carry (tlog-witness).
 pub const MAX_PROOF_LINES: usize = 63;
@@ -149,7 +147,8 @@ fn next_line<'a>(rest: &mut &'a [u8]) -> Result<&'a str, AddError> {
 pub struct Witness {
     cosigner: Cosigner,
     logs: HashMap<String, Vec<StandardVerifier>>,
-    db: Database,
+    /// The latest cosigned checkpoint of each log (`store::WitnessState`).
+    state: Box<dyn WitnessState>,
     /// Serializes check-and-update (see the module comment).
     lock: Mutex<()>,
 }
@@ -205,26 +204,22 @@ impl Witness {
         db: &Path,
         cosigner: Cosigner,
         logs: HashMap<String, Vec<StandardVerifier>>,
-    ) -> Result<Self, redb::Error> {
-        let db = Database::create(db)?;
-        let tx = db.begin_write()?;
-        tx.open_table(LATEST)?;
-        tx.commit()?;
+    ) -> Result<Self, StoreError> {
         Ok(Witness {
             cosigner,
             logs,
-            db,
+            state: crate::store::engine::driver().open_witness(db)?,
             lock: Mutex::new(()),
         })
     }
 
     /// The latest checkpoint cosigned for `origin`.
     pub fn latest(&self, origin: &str) -> Result<Option<Latest>, AddError> {
-        let storage = |e: redb::Error| AddError::Storage(e.to_string());
-        let tx = self.db.begin_read().map_err(|e| storage(e.into()))?;
-        let t = tx.open_table(LATEST).map_err(|e| storage(e.into()))?;
-        let v = t.get(origin).map_err(|e| storage(e.into()))?;
-        Ok(v.and_then(|v| Latest::decode(v.value())))
+        let v = self
+            .state
+            .latest(origin)
+            .map_err(|e| AddError::Storage(e.to_string()))?;
+        Ok(v.and_then(|v| Latest::decode(&v)))
     }
 
     /// Handles an add-checkpoint body; returns the cosignature lines.
@@ -286,13 +281,9 @@ impl Witness {
             root,
             note: req.checkpoint.to_vec(),
         };
-        let storage = |e: redb::Error| AddError::Storage(e.to_string());
-        let tx = self.db.begin_write().map_err(|e| storage(e.into()))?;
-        tx.open_table(LATEST)
-            .map_err(|e| storage(e.into()))?
-            .insert(cp.origin(), new.encode().as_slice())
-            .map_err(|e| storage(e.into()))?;
-        tx.commit().map_err(|e| storage(e.into()))?;
+        self.state
+            .set_latest(cp.origin(), &new.encode())
+            .map_err(|e| AddError::Storage(e.to_string()))?;
         // Durable: now the cosignature may leave.
         Ok(self.cosigner.cosign(note.text(), clock::now_ms() / 1000))
     }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::log::sequencer::{Head, Sequencer};
-use crate::store::Store;
+use crate::store::LogStore;
 use sealog_verify::policy::{Policy, Witness};
 use sealog_verify::tree;
 
@@ -59,7 +59,7 @@ impl Witnessing {
     /// is tried again for the same head after a wait that doubles up to
     /// `MAX_BACKOFF` (a witness down, or refusing for good, is asked less
     /// and less often); a new head is tried at the next interval.
-    pub async fn run(self: Arc<Self>, sequencer: Arc<Sequencer>, store: Arc<Store>) {
+    pub async fn run(self: Arc<Self>, sequencer: Arc<Sequencer>, store: Arc<dyn LogStore>) {
         const MAX_BACKOFF: Duration = Duration::from_secs(300);
         let mut done = None;
         let mut failed: Option<(u64, Duration, tokio::time::Instant)> = None;
@@ -88,7 +88,7 @@ impl Witnessing {
     }
 
     /// Asks every witness to cosign `head`; returns whether the quorum met.
-    pub async fn round(&self, head: &Head, store: &Store) -> bool {
+    pub async fn round(&self, head: &Head, store: &dyn LogStore) -> bool {
         let asks = self
             .policy
             .witnesses
@@ -134,7 +134,7 @@ impl Witnessing {
     /// other status; an answer that does not parse or verify) is logged,
     /// counted in `sealog_witness_errors_total`, and ends this ask: the
     /// round goes on with the other witnesses.
-    async fn ask(&self, w: &Witness, head: &Head, store: &Store) -> Option<String> {
+    async fn ask(&self, w: &Witness, head: &Head, store: &dyn LogStore) -> Option<String> {
         let r = self.ask_inner(w, head, store).await;
         if let Err(e) = &r {
             crate::sys::metrics::METRICS
@@ -159,7 +159,12 @@ impl Witnessing {
         r.ok()
     }
 
-    async fn ask_inner(&self, w: &Witness, head: &Head, store: &Store) -> Result<String, AskError> {
+    async fn ask_inner(
+        &self,
+        w: &Witness,
+        head: &Head,
+        store: &dyn LogStore,
+    ) -> Result<String, AskError> {
         let Some(base) = w.url.as_deref() else {
             return Err(AskError::Other("no URL".into()));
         };

@@ -19,7 +19,7 @@ use crate::log::sequencer::{self, AppendError, Head, MemoHashes, Sequencer};
 use crate::query::index::{Index, IndexError, View};
 use crate::query::{self, Cursor, Query};
 use crate::server::auth::{self, AuthError, Scope, TokenRecord, Tokens};
-use crate::store::{EventRow, Outcome, Refusal, Store, StoreError, Write};
+use crate::store::{EventRow, LogStore, Outcome, Refusal, StoreError, Write};
 use crate::sys::clock;
 use crate::witness::witnessing::Witnessing;
 use sealog_verify::note::LogSigner;
@@ -72,7 +72,7 @@ pub struct AppState {
     pub bench_floor: bool,
     /// The data directory (backups are written under it).
     pub data: std::path::PathBuf,
-    pub store: Arc<Store>,
+    pub store: Arc<dyn LogStore>,
     /// The lookup indexes, kept by a follower of the log.
     pub index: Arc<Index>,
     /// Full tiles already read.
@@ -702,7 +702,7 @@ fn path_index(s: &str) -> Result<u64, ApiError> {
 
 /// The stored event at `index` below the latest checkpoint, or 404/410.
 fn stored_event(
-    snap: &crate::store::Snapshot,
+    snap: &dyn crate::store::Snapshot,
     index: u64,
     size: u64,
 ) -> Result<crate::store::StoredEvent, ApiError> {

@@ -77,7 +77,7 @@ pub(crate) fn build_bundle(
     width: u32,
 ) -> Result<Vec<u8>, StoreError> {
     let start = index * u64::from(FULL_WIDTH);
-    let commitments = crate::store::commitments_in(entries, start, u64::from(width))?;
+    let commitments = commitments_in(entries, start, u64::from(width))?;
     Ok(commitments.iter().flat_map(|c| c.0).collect())
 }
 
@@ -129,4 +129,25 @@ pub(crate) fn stored_count(
     table: &impl ReadableTable<u64, &'static [u8]>,
 ) -> Result<u64, StoreError> {
     Ok(table.last()?.map_or(0, |(k, _)| (k.value() >> 2) + 1))
+}
+
+/// The commitments of leaves `start..start + count` in `entries`, of a
+/// read or a write transaction.
+pub fn commitments_in(
+    entries: &impl ReadableTable<u64, [u8; 32]>,
+    start: u64,
+    count: u64,
+) -> Result<Vec<Hash>, StoreError> {
+    let mut out = Vec::with_capacity(count as usize);
+    for row in entries.range(start..start.saturating_add(count))? {
+        out.push(Hash(row?.1.value()));
+    }
+    if out.len() as u64 != count {
+        return Err(StoreError::Corrupt(format!(
+            "entries {start}..{}: found {}",
+            start + count,
+            out.len()
+        )));
+    }
+    Ok(out)
 }
