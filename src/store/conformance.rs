@@ -71,15 +71,23 @@ pub fn events(range: std::ops::Range<usize>) -> Vec<Committed> {
 /// A store of this build's driver at `dir/name` holding test events
 /// `0..n`, and its state.
 pub fn store_with(dir: &Path, name: &str, n: usize) -> (Arc<dyn LogStore>, TreeState) {
-    open_with(crate::store::engine::driver(), &dir.join(name), n)
+    open_with(
+        crate::store::engine::driver(),
+        &dir.join(name),
+        &events(0..n),
+    )
 }
 
-/// A store of `driver` at `path` holding test events `0..n`, and its state.
-pub fn open_with(driver: &dyn Driver, path: &Path, n: usize) -> (Arc<dyn LogStore>, TreeState) {
+/// A store of `driver` at `path` holding `evs`, and its state.
+pub fn open_with(
+    driver: &dyn Driver,
+    path: &Path,
+    evs: &[Committed],
+) -> (Arc<dyn LogStore>, TreeState) {
     let store = driver.open(path).expect("the store opens");
     let state = store.tree_state().expect("a tree state");
     let (state, _) = store
-        .append(state, events(0..n), &NoKnownUids)
+        .append(state, evs.to_vec(), &NoKnownUids)
         .expect("the events append");
     (store, state)
 }
@@ -268,8 +276,8 @@ impl KnownUids for FailingLookup {
 /// the same batch then commits at the same indexes.
 pub fn a_batch_is_all_or_nothing(driver: &dyn Driver, dir: &Path) {
     let path = dir.join("log");
-    let (store, s) = open_with(driver, &path, 10);
     let before = events(0..10);
+    let (store, s) = open_with(driver, &path, &before);
     let batch = || {
         vec![
             Write::CreateToken {
@@ -317,8 +325,9 @@ pub fn a_batch_is_all_or_nothing(driver: &dyn Driver, dir: &Path) {
 /// changes nothing: no write lands on a stale state (two writers, or a
 /// writer that lost track, would fork the log).
 pub fn a_write_on_a_stale_state_is_refused(driver: &dyn Driver, dir: &Path) {
-    let (store, s) = open_with(driver, &dir.join("log"), 5);
-    let (s2, _) = store.append(s, events(5..8), &NoKnownUids).unwrap();
+    let evs = events(0..8);
+    let (store, s) = open_with(driver, &dir.join("log"), &evs[..5]);
+    let (s2, _) = store.append(s, evs[5..].to_vec(), &NoKnownUids).unwrap();
     for stale in [
         s,
         TreeState {
@@ -330,7 +339,7 @@ pub fn a_write_on_a_stale_state_is_refused(driver: &dyn Driver, dir: &Path) {
         assert!(r.is_err(), "a write after size {}", stale.size);
         assert_eq!(store.tree_state().unwrap(), s2);
     }
-    assert_holds(&*store.snapshot().unwrap(), &events(0..8));
+    assert_holds(&*store.snapshot().unwrap(), &evs);
 }
 
 /// A snapshot answers for the state it was taken at: later appends,
@@ -338,7 +347,8 @@ pub fn a_write_on_a_stale_state_is_refused(driver: &dyn Driver, dir: &Path) {
 /// redacted since reads as redacted (its key is gone), nothing else of
 /// the redaction shows.
 pub fn snapshots_are_isolated_from_later_writes(driver: &dyn Driver, dir: &Path) {
-    let (store, s) = open_with(driver, &dir.join("log"), 300);
+    let evs = events(0..300);
+    let (store, s) = open_with(driver, &dir.join("log"), &evs);
     let snap = store.snapshot().unwrap();
     let (s2, _) = store.append(s, events(300..600), &NoKnownUids).unwrap();
     let (s3, out, _) = store
@@ -361,7 +371,6 @@ pub fn snapshots_are_isolated_from_later_writes(driver: &dyn Driver, dir: &Path)
         snap.tile(&tile(Some(0), 1, 256)).is_err(),
         "tile 1 completed after the snapshot"
     );
-    let evs = events(0..300);
     let mem = tree_of(&evs);
     for t in [
         tile(Some(0), 1, 44),
@@ -394,7 +403,7 @@ fn present(e: &Committed) -> StoredEvent {
 /// answers "redacted" whatever the content; all of it after reopening.
 pub fn redaction_erases_the_event_and_keeps_the_leaf(driver: &dyn Driver, dir: &Path) {
     let path = dir.join("log");
-    let (store, s) = open_with(driver, &path, 6);
+    let (store, s) = open_with(driver, &path, &events(0..6));
     let before = store.snapshot().unwrap().commitments(0, 6).unwrap();
     let (s2, out, _) = store
         .write(
@@ -452,6 +461,7 @@ pub fn redaction_erases_the_event_and_keeps_the_leaf(driver: &dyn Driver, dir: &
         assert_eq!(leaves, [0, 1, 2, 4, 5, 6], "all but 3's");
         let (_, claim, hash) = snap.uid_rows(3..4).unwrap()[0];
         assert_eq!((claim, hash), (Claim::Redacted, uid_hash("uid-3")));
+        drop(snap);
         assert_eq!(store.verify_all(&mut |_, _| {}).unwrap(), s2);
     };
     check(&*store);
@@ -543,7 +553,7 @@ pub fn uids_tell_a_retry_from_a_reuse(driver: &dyn Driver, dir: &Path) {
 /// refused), all of it after reopening.
 pub fn tokens_change_with_their_audit_event(driver: &dyn Driver, dir: &Path) {
     let path = dir.join("log");
-    let (store, s) = open_with(driver, &path, 2);
+    let (store, s) = open_with(driver, &path, &events(0..2));
     let create = |name: &str, hash: u8, audit: usize| Write::CreateToken {
         hash: [hash; 32],
         record: format!(r#"{{"name":"{name}","scopes":["read"]}}"#).into_bytes(),
@@ -617,7 +627,7 @@ pub fn tokens_change_with_their_audit_event(driver: &dyn Driver, dir: &Path) {
 pub fn flags_and_identity_persist(driver: &dyn Driver, dir: &Path) {
     let path = dir.join("log");
     {
-        let (store, s) = open_with(driver, &path, 3);
+        let (store, s) = open_with(driver, &path, &events(0..3));
         assert_eq!(store.read_only().unwrap(), None);
         assert_eq!(store.fork_risk().unwrap(), None);
         store.bind_identity("example.org/log", "vkey-1").unwrap();
@@ -651,7 +661,8 @@ pub fn flags_and_identity_persist(driver: &dyn Driver, dir: &Path) {
 /// not those of redacted events), with the files put beside it; restored,
 /// it reads back the same and checks clean. Neither writes over a file.
 pub fn backup_and_restore_round_trip(driver: &dyn Driver, dir: &Path) {
-    let (store, s) = open_with(driver, &dir.join("log"), 300);
+    let evs = events(0..300);
+    let (store, s) = open_with(driver, &dir.join("log"), &evs);
     let (s2, _, _) = store
         .write(
             s,
@@ -696,7 +707,6 @@ pub fn backup_and_restore_round_trip(driver: &dyn Driver, dir: &Path) {
     assert_eq!(a.uid_rows(0..301).unwrap(), b.uid_rows(0..301).unwrap());
     assert_eq!(b.redactions(0..400).unwrap(), [(300, 7)]);
     assert_eq!(b.event(7).unwrap(), EventRow::Redacted(300));
-    let evs = events(0..300);
     for i in [0, 6, 8, 299] {
         assert_eq!(
             b.event(i).unwrap(),
@@ -716,7 +726,7 @@ pub fn backup_and_restore_round_trip(driver: &dyn Driver, dir: &Path) {
 /// `AlreadyOpen`, and succeeds once it is closed.
 pub fn a_second_writer_is_refused(driver: &dyn Driver, dir: &Path) {
     let path = dir.join("log");
-    let (store, s) = open_with(driver, &path, 3);
+    let (store, s) = open_with(driver, &path, &events(0..3));
     match driver.open(&path) {
         Err(StoreError::AlreadyOpen(_)) => {}
         Err(e) => panic!("a second open failed otherwise: {e}"),

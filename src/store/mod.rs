@@ -300,7 +300,8 @@ pub trait LogStore: Send + Sync {
     /// Checks everything the store holds against everything else (the
     /// engine's own integrity check, every stored hash from the entries,
     /// every event against its commitment, the root, the tiles stored
-    /// whole, the keys of redacted leaves). Slow: for `sealog check`.
+    /// whole, the keys of redacted leaves). Slow: for `sealog check`, on
+    /// a stopped log (a driver may refuse while snapshots are open).
     /// Calls `progress(done, size)`.
     fn verify_all(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<TreeState, StoreError>;
 }
