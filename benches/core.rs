@@ -13,7 +13,7 @@ mod events;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use sealog::events::{self as event, Committed};
-use sealog::store::Store;
+use sealog::store::LogStore;
 use sealog_verify::note::{self, LogSigner};
 use sealog_verify::tree::{self, MemoryHashes};
 
@@ -136,7 +136,7 @@ fn signing(c: &mut Criterion) {
 /// One event's stored form: zstd with a dictionary trained, as the log
 /// trains it, on its first 4,096 events (the load generator's).
 fn compression(c: &mut Criterion) {
-    use sealog::store::event_codec::{self, Dictionary, Samples};
+    use sealog::store::redb::event_codec::{self, Dictionary, Samples};
     let jcs: Vec<Vec<u8>> = (0..event_codec::TRAIN_AT)
         .map(|n| {
             let mut body = Vec::new();
@@ -177,7 +177,7 @@ fn compression(c: &mut Criterion) {
 
 fn batch_append(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
+    let store = sealog::store::engine::open(&dir.path().join("db")).unwrap();
     let mut state = store.tree_state().unwrap();
     let mut g = c.benchmark_group("store");
     g.sample_size(30);

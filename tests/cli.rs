@@ -105,7 +105,7 @@ fn a_store_created_with_one_key_refuses_another() {
     .status
     .success());
     // Make a's store, then swap in b's key of the same name.
-    let store = sealog::store::Store::open(&a.join("sealog.redb")).unwrap();
+    let store = sealog::store::engine::open(&a.join("sealog.redb")).unwrap();
     let vkey_a = std::fs::read_to_string(a.join("log.vkey")).unwrap();
     store
         .bind_identity("same.example/log", vkey_a.trim())

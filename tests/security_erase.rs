@@ -116,7 +116,7 @@ async fn a_redacted_event_leaves_no_byte_on_disk_in_backups_or_after_a_restart()
     );
     s.stop();
     {
-        let store = sealog::store::Store::open(&dir.join("sealog.redb")).unwrap();
+        let store = sealog::store::engine::open(&dir.join("sealog.redb")).unwrap();
         let sealog::store::EventRow::Present(e) = store.snapshot().unwrap().event(target).unwrap()
         else {
             panic!("event {target} is present")

@@ -320,7 +320,7 @@ async fn restore_appends_only_with_outside_evidence_of_all_that_was_signed() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("FORK RISK"), "{}", stderr(&o));
-    let store = sealog::store::Store::open(&p("r8").join("sealog.redb")).unwrap();
+    let store = sealog::store::engine::open(&p("r8").join("sealog.redb")).unwrap();
     assert!(store.fork_risk().unwrap().is_some());
     // ... and cannot be combined with evidence that refuses.
     let o = sealog(&[

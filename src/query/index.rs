@@ -23,57 +23,15 @@
 //! - a redaction removes the event's rows: the follower reads the log's
 //!   `redactions` table and deletes what it had indexed for that event.
 
-use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redb::{
-    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition,
-    WriteTransaction,
-};
-
 use crate::query::index_keys::{self, Keys};
-use crate::query::postings;
-use crate::store::redb::lazy;
-use crate::store::{be_u64, open_retrying, uid_hash, Claim, LogStore, Snapshot, StoreError};
+use crate::store::engine::driver;
+pub use crate::store::IndexKey;
+use crate::store::{uid_hash, Claim, IndexStore, IndexView, LogStore, Snapshot, StoreError};
 use sealog_verify::tree::{self, Hash};
-
-// The lookup tables are keyed by (the first 8 bytes of a SHA-256 of the
-// looked-up value, leaf index), not by the value: a fixed 16-byte key packs
-// ~200 rows in a page where a 32-byte hash or a 36-byte uid with its value
-// packed ~60, and each scattered insert dirties a page. Two values may
-// share a prefix, so every lookup checks its candidates against the log
-// (`View::leaf_index`, `View::uid`, and queries re-check each event's
-// facets).
-
-/// (leaf hash prefix, leaf index).
-const LEAVES: TableDefinition<(u64, u64), ()> = TableDefinition::new("leaves");
-/// (key of metadata.uid, leaf index).
-const UIDS: TableDefinition<(u64, u64), ()> = TableDefinition::new("uids");
-/// leaf index → the keys it was indexed under (`Keys`), to remove them again.
-const KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("keys");
-/// (key of user.uid or user.name, first leaf index) → a posting block of
-/// the key's leaves (`postings`); the same for the actor's user,
-/// src_endpoint.ip and class_uid.
-const BY_USER: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("by_user");
-const BY_ACTOR: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("by_actor");
-const BY_IP: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("by_ip");
-const BY_CLASS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("by_class");
-/// (event time, leaf index).
-const BY_TIME: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_time");
-/// "indexed", "root", "format".
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-
-/// The layout above; an index of another layout is rebuilt (format 2
-/// had a row per leaf where `by_user`, `by_actor`, `by_ip` and `by_class`
-/// now have posting blocks).
-const FORMAT: u64 = 3;
-
-/// redb's page cache for the index: full by ~1M events, so that memory
-/// stays nearly flat beyond (512 MiB took RSS from 1.26 GiB at 1M to 1.93
-/// at 10M; proofs at 10M ran as fast at 128, BENCHMARKS.md session 5).
-const CACHE_BYTES: usize = 128 << 20;
 
 /// Leaves indexed at most in one transaction.
 const CHUNK: u64 = 524_288;
@@ -105,22 +63,6 @@ const PART: u64 = 7;
 /// during those batches waited about as long as with 3 s (p50 0.7-1.0 s).
 const PACE: Duration = Duration::from_millis(10000);
 
-/// Which index a query walks.
-#[derive(Clone, Debug, PartialEq)]
-pub enum IndexKey {
-    User(String),
-    Actor(String),
-    Ip(String),
-    Class(u32),
-    /// Every event with time in the range, in time order.
-    Time {
-        from: u64,
-        to: u64,
-    },
-    /// Every unredacted event, in index order.
-    All,
-}
-
 /// Why an index read was not answered.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -142,33 +84,11 @@ impl IndexError {
     }
 }
 
-impl From<redb::Error> for IndexError {
-    fn from(e: redb::Error) -> Self {
-        IndexError::Store(StoreError::from(e))
-    }
-}
-
-macro_rules! redb_into {
-    ($($t:ty),*) => {$(
-        impl From<$t> for IndexError {
-            fn from(e: $t) -> Self { IndexError::Store(StoreError::from(redb::Error::from(e))) }
-        }
-    )*};
-}
-redb_into!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::SetDurabilityError
-);
-
 /// The index database and how far it has got.
 pub struct Index {
     path: PathBuf,
-    /// None only while `reopen` swaps it.
-    db: std::sync::RwLock<Option<Database>>,
+    /// None until opened (`unopened`, `open_now`).
+    db: std::sync::RwLock<Option<Arc<dyn IndexStore>>>,
     indexed: tokio::sync::watch::Sender<u64>,
     /// Signalled by a reader waiting for leaves not yet indexed.
     hurry: tokio::sync::Notify,
@@ -180,7 +100,7 @@ pub struct Index {
 }
 
 impl Index {
-    fn new(path: &Path, db: Option<Database>, indexed: u64) -> Self {
+    fn new(path: &Path, db: Option<Arc<dyn IndexStore>>, indexed: u64) -> Self {
         Index {
             path: path.to_path_buf(),
             opened: std::sync::Mutex::new(db.is_some()),
@@ -217,9 +137,12 @@ impl Index {
         Ok(())
     }
 
-    /// The database at `path` and what it has indexed, rebuilt from
+    /// The index at `path` and what it has indexed, rebuilt from
     /// nothing when it is not an index of `store`'s tree.
-    fn open_db(path: &Path, store: &dyn LogStore) -> Result<(Database, u64), IndexError> {
+    fn open_db(
+        path: &Path,
+        store: &dyn LogStore,
+    ) -> Result<(Arc<dyn IndexStore>, u64), IndexError> {
         if path.exists() {
             match Self::open_matching(path, store) {
                 Ok(Some(opened)) => return Ok(opened),
@@ -236,33 +159,22 @@ impl Index {
                 .map_err(|e| StoreError::Corrupt(format!("removing {}: {e}", path.display())))?;
         }
         // It holds event fields: private (0600) from its creation, not
-        // left to redb and the umask.
+        // left to the driver and the umask.
         crate::sys::datadir::create_secret(path)
             .map_err(|e| StoreError::Corrupt(format!("creating {}: {e}", path.display())))?;
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)?;
-        let tx = db.begin_write()?;
-        Tables::open(&tx)?
-            .meta
-            .insert("format", FORMAT.to_be_bytes().as_slice())?;
-        tx.commit()?;
-        Ok((db, 0))
+        Ok((driver().create_index(path)?.into(), 0))
     }
 
-    /// The database at `path` and what it has indexed, if its (indexed,
+    /// The index at `path` and what it has indexed, if its (indexed,
     /// root) is a state of `store`'s tree.
     fn open_matching(
         path: &Path,
         store: &dyn LogStore,
-    ) -> Result<Option<(Database, u64)>, IndexError> {
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)?;
-        if stored_format(&db)? != FORMAT {
+    ) -> Result<Option<(Arc<dyn IndexStore>, u64)>, IndexError> {
+        let Some(db) = driver().open_index(path)? else {
             return Ok(None);
-        }
-        let (indexed, root) = stored_progress(&db)?;
+        };
+        let (indexed, root) = db.progress()?;
         let snap = store.snapshot().map_err(IndexError::Log)?;
         let size = store.tree_state().map_err(IndexError::Log)?.size;
         if indexed > size {
@@ -276,7 +188,7 @@ impl Index {
                 return Ok(None);
             }
         }
-        Ok(Some((db, indexed)))
+        Ok(Some((db.into(), indexed)))
     }
 
     /// Wakes `wait_open`: the index is open, or will not be.
@@ -307,10 +219,10 @@ impl Index {
         let view = self.view()?;
         let indexed = view.indexed()?;
         let mut n = 0;
-        for row in lazy(&view.uids, &view.tx, UIDS)?.iter()? {
-            self.uid_filter.insert(row?.0.value().0);
+        view.inner.each_uid_key(&mut |key| {
+            self.uid_filter.insert(key);
             n += 1;
-        }
+        })?;
         let log = store.snapshot().map_err(IndexError::Log)?;
         let mut from = indexed;
         loop {
@@ -351,41 +263,28 @@ impl Index {
         }
     }
 
-    fn begin_read(&self) -> Result<redb::ReadTransaction, IndexError> {
+    /// The index's storage, once open.
+    fn db(&self) -> Result<Arc<dyn IndexStore>, IndexError> {
         let guard = self.db.read().expect("not poisoned");
-        Ok(guard.as_ref().ok_or(StoreError::Closed)?.begin_read()?)
+        Ok(guard.clone().ok_or(StoreError::Closed)?)
     }
 
-    fn begin_write(&self) -> Result<WriteTransaction, IndexError> {
-        let guard = self.db.read().expect("not poisoned");
-        Ok(guard.as_ref().ok_or(StoreError::Closed)?.begin_write()?)
-    }
-
-    /// Closes and opens the database again, as redb wants after an I/O
-    /// error (disk full), and goes on from what it holds: the last durable
-    /// round, which may be behind the rounds since (they are redone, and
-    /// the sequencer reloads the uids it had forgotten: `uids.rs`).
+    /// Closes and opens the database again, as the driver wants after an
+    /// I/O error (disk full), and goes on from what it holds: the last
+    /// durable round, which may be behind the rounds since (they are
+    /// redone, and the sequencer reloads the uids it had forgotten:
+    /// `uids.rs`).
     fn reopen(&self) -> Result<(), IndexError> {
-        drop(self.db.write().expect("not poisoned").take());
-        // The lock is not held while waiting for readers to let go.
-        let (indexed, db) = open_retrying(|| {
-            let db = Database::builder()
-                .set_cache_size(CACHE_BYTES)
-                .create(&self.path)?;
-            Ok::<_, IndexError>((stored_progress(&db)?.0, db))
-        })?;
-        *self.db.write().expect("not poisoned") = Some(db);
-        self.indexed.send_replace(indexed);
+        let db = self.db()?;
+        db.reopen()?;
+        self.indexed.send_replace(db.progress()?.0);
         Ok(())
     }
 
     /// A consistent view of the index.
     pub fn view(&self) -> Result<View, IndexError> {
         Ok(View {
-            tx: self.begin_read()?,
-            leaves: OnceCell::new(),
-            uids: OnceCell::new(),
-            keys: OnceCell::new(),
+            inner: self.db()?.view()?,
         })
     }
 
@@ -404,46 +303,30 @@ impl Index {
         if end <= from {
             return Ok(from);
         }
-        let mut tx = self.begin_write()?;
-        if durable {
-            // A crash then reopens from this commit without a repair.
-            tx.set_quick_repair(true);
-        } else {
-            tx.set_durability(Durability::None)?;
-        }
-        {
-            let mut t = Tables::open(&tx)?;
-            let mut start = from;
-            while start < end {
-                // One commit for the whole round (its pages are what it
-                // costs), read and inserted a `PART` at a time (its rows
-                // are what it holds in memory).
-                let range = start..end.min(start + PART);
-                let part = Part::read_or_skip(store, range.clone()).map_err(IndexError::Log)?;
-                // Lookups take the lowest matching index: a leaf hash or
-                // uid that ever repeated keeps its first claim.
-                insert_sorted(&mut t.leaves, part.leaves.into_iter())?;
-                insert_sorted(&mut t.uids, part.uids.into_iter())?;
-                for (i, keys) in &part.keys {
-                    t.keys.insert(i, keys.encode().as_slice())?;
-                }
-                t.add_all(&part.keys)?;
-                // A redaction's record comes after the leaf it redacts, so
-                // that leaf's keys are in `keys` by now.
-                for redacted in part.redacted {
-                    let old = t.keys.remove(redacted)?.map(|v| v.value().to_vec());
-                    if let Some(bytes) = old {
-                        t.remove(redacted, &Keys::decode(redacted, &bytes)?)?;
-                    }
-                }
-                start = range.end;
+        let db = self.db()?;
+        let mut round = db.begin_round(durable)?;
+        let mut start = from;
+        while start < end {
+            // One commit for the whole round (its pages are what it
+            // costs), read and inserted a `PART` at a time (its rows are
+            // what it holds in memory).
+            let range = start..end.min(start + PART);
+            let part = Part::read_or_skip(store, range.clone()).map_err(IndexError::Log)?;
+            // Lookups take the lowest matching index: a leaf hash or uid
+            // that ever repeated keeps its first claim.
+            round.add_leaves(part.leaves)?;
+            round.add_uids(part.uids)?;
+            round.add_events(&part.keys)?;
+            // A redaction's record comes after the leaf it redacts, so
+            // that leaf's keys are in the index by now.
+            for redacted in part.redacted {
+                round.remove_event(redacted)?;
             }
-            let root = tree::root(end, &store.snapshot().map_err(IndexError::Log)?)
-                .map_err(|e| StoreError::Corrupt(format!("root at {end}: {e}")))?;
-            t.meta.insert("indexed", end.to_be_bytes().as_slice())?;
-            t.meta.insert("root", root.0.as_slice())?;
+            start = range.end;
         }
-        tx.commit()?;
+        let root = tree::root(end, &store.snapshot().map_err(IndexError::Log)?)
+            .map_err(|e| StoreError::Corrupt(format!("root at {end}: {e}")))?;
+        round.finish(end, root)?;
         self.indexed.send_replace(end);
         Ok(end)
     }
@@ -619,162 +502,17 @@ impl Part {
     }
 }
 
-/// The layout of an index database (absent before there were two).
-fn stored_format(db: &Database) -> Result<u64, IndexError> {
-    let tx = db.begin_read()?;
-    let meta = tx.open_table(META)?;
-    Ok(meta.get("format")?.map(|v| be_u64(v.value())).unwrap_or(1))
-}
-
-/// The (indexed, root) an index database holds.
-fn stored_progress(db: &Database) -> Result<(u64, Option<Vec<u8>>), IndexError> {
-    let tx = db.begin_read()?;
-    let meta = tx.open_table(META)?;
-    let indexed = meta.get("indexed")?.map(|v| be_u64(v.value())).unwrap_or(0);
-    let root = meta.get("root")?.map(|v| v.value().to_vec());
-    Ok((indexed, root))
-}
-
-/// The tables of one index transaction.
-struct Tables<'tx> {
-    leaves: Table<'tx, (u64, u64), ()>,
-    uids: Table<'tx, (u64, u64), ()>,
-    keys: Table<'tx, u64, &'static [u8]>,
-    by_user: Table<'tx, (u64, u64), &'static [u8]>,
-    by_actor: Table<'tx, (u64, u64), &'static [u8]>,
-    by_ip: Table<'tx, (u64, u64), &'static [u8]>,
-    by_class: Table<'tx, (u32, u64), &'static [u8]>,
-    by_time: Table<'tx, (u64, u64), ()>,
-    meta: Table<'tx, &'static str, &'static [u8]>,
-}
-
-impl<'tx> Tables<'tx> {
-    fn open(tx: &'tx WriteTransaction) -> Result<Self, IndexError> {
-        Ok(Tables {
-            leaves: tx.open_table(LEAVES)?,
-            uids: tx.open_table(UIDS)?,
-            keys: tx.open_table(KEYS)?,
-            by_user: tx.open_table(BY_USER)?,
-            by_actor: tx.open_table(BY_ACTOR)?,
-            by_ip: tx.open_table(BY_IP)?,
-            by_class: tx.open_table(BY_CLASS)?,
-            by_time: tx.open_table(BY_TIME)?,
-            meta: tx.open_table(META)?,
-        })
-    }
-
-    /// Indexes each (leaf index, keys), table by table in key order.
-    fn add_all(&mut self, keys: &[(u64, Keys)]) -> Result<(), IndexError> {
-        let each = || keys.iter().map(|(n, k)| (*n, k));
-        insert_blocks(
-            &mut self.by_user,
-            each().flat_map(|(n, k)| k.users.iter().map(move |u| (*u, n))),
-        )?;
-        insert_blocks(
-            &mut self.by_actor,
-            each().flat_map(|(n, k)| k.actors.iter().map(move |a| (*a, n))),
-        )?;
-        insert_blocks(
-            &mut self.by_ip,
-            each().filter_map(|(n, k)| Some((k.ip?, n))),
-        )?;
-        insert_blocks(&mut self.by_class, each().map(|(n, k)| (k.class_uid, n)))?;
-        insert_sorted(&mut self.by_time, each().map(|(n, k)| (k.time, n)))?;
-        Ok(())
-    }
-
-    /// Removes leaf `n`, indexed under `k`.
-    fn remove(&mut self, n: u64, k: &Keys) -> Result<(), IndexError> {
-        for u in &k.users {
-            remove_posting(&mut self.by_user, *u, n)?;
-        }
-        for a in &k.actors {
-            remove_posting(&mut self.by_actor, *a, n)?;
-        }
-        if let Some(ip) = k.ip {
-            remove_posting(&mut self.by_ip, ip, n)?;
-        }
-        remove_posting(&mut self.by_class, k.class_uid, n)?;
-        self.by_time.remove((k.time, n))?;
-        Ok(())
-    }
-}
-
-/// A (key, first leaf index) → posting block table.
-type Postings<'tx, K> = Table<'tx, (K, u64), &'static [u8]>;
-
-/// Inserts `rows` (key, leaf index), all above the table's leaves, as
-/// posting blocks in key order.
-fn insert_blocks<K>(
-    table: &mut Postings<'_, K>,
-    rows: impl Iterator<Item = (K, u64)>,
-) -> Result<(), IndexError>
-where
-    K: Ord + Copy + redb::Key + 'static + for<'a> redb::Value<SelfType<'a> = K>,
-{
-    for (k, first, rest) in postings::blocks(rows.collect()) {
-        table.insert((k, first), rest.as_slice())?;
-    }
-    Ok(())
-}
-
-/// Removes leaf `n` from `k`'s postings: from the block it lies in (the
-/// last that starts at or below it), which moves under its next leaf when
-/// `n` was its first.
-fn remove_posting<K>(table: &mut Postings<'_, K>, k: K, n: u64) -> Result<(), IndexError>
-where
-    K: Copy + redb::Key + 'static + for<'a> redb::Value<SelfType<'a> = K>,
-{
-    let (first, mut leaves) = {
-        let Some(row) = table.range((k, 0)..=(k, n))?.next_back() else {
-            return Ok(());
-        };
-        let (key, value) = row?;
-        let first = key.value().1;
-        (first, postings::decode(first, value.value())?)
-    };
-    let Some(at) = leaves.iter().position(|&i| i == n) else {
-        return Ok(());
-    };
-    leaves.remove(at);
-    table.remove((k, first))?;
-    if let Some((&first, rest)) = leaves.split_first() {
-        let value = postings::encode(first, rest.iter().copied());
-        table.insert((k, first), value.as_slice())?;
-    }
-    Ok(())
-}
-
-/// Inserts `rows` in key order: a run of inserts then walks the B-tree
-/// once, left to right, not once per row.
-fn insert_sorted<K: Ord + Copy + redb::Key + for<'a> redb::Value<SelfType<'a> = K>>(
-    table: &mut Table<'_, K, ()>,
-    rows: impl Iterator<Item = K>,
-) -> Result<(), IndexError> {
-    let mut rows: Vec<K> = rows.collect();
-    rows.sort_unstable();
-    for row in rows {
-        table.insert(row, ())?;
-    }
-    Ok(())
-}
-
 type Scan<'a> = Box<dyn Iterator<Item = Result<(u64, u64), IndexError>> + 'a>;
 
-/// A read transaction over the index. Tables open on first use: the
-/// sequencer's uid lookups need one, a lookup by leaf hash another.
+/// A read transaction over the index.
 pub struct View {
-    tx: redb::ReadTransaction,
-    leaves: OnceCell<ReadOnlyTable<(u64, u64), ()>>,
-    uids: OnceCell<ReadOnlyTable<(u64, u64), ()>>,
-    keys: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+    inner: Box<dyn IndexView>,
 }
 
 impl View {
     /// Leaves below this are in this view.
     pub fn indexed(&self) -> Result<u64, IndexError> {
-        let meta = self.tx.open_table(META)?;
-        Ok(meta.get("indexed")?.map(|v| be_u64(v.value())).unwrap_or(0))
+        Ok(self.inner.indexed()?)
     }
 
     /// The (leaf index, what the log keeps of its content) of the event
@@ -789,10 +527,8 @@ impl View {
         key: u64,
         log: &dyn Snapshot,
     ) -> Result<Option<(u64, Claim)>, IndexError> {
-        let uids = lazy(&self.uids, &self.tx, UIDS)?;
         let hash = uid_hash(uid);
-        for i in candidates(uids, key)? {
-            let i = i?;
+        for i in self.inner.uid_candidates(key)? {
             let row = log.uid_rows(i..i + 1).map_err(IndexError::Log)?;
             match row.first() {
                 Some((_, claim, logged)) if *logged == hash => return Ok(Some((i, *claim))),
@@ -806,9 +542,7 @@ impl View {
     /// The first index of the leaf with hash `leaf`, if indexed (checked
     /// against `log`, as for `uid`).
     pub fn leaf_index(&self, leaf: Hash, log: &dyn Snapshot) -> Result<Option<u64>, IndexError> {
-        let leaves = lazy(&self.leaves, &self.tx, LEAVES)?;
-        for i in candidates(leaves, index_keys::of_leaf(&leaf))? {
-            let i = i?;
+        for i in self.inner.leaf_candidates(index_keys::of_leaf(&leaf))? {
             let c = log.commitments(i, 1).map_err(IndexError::Log)?[0];
             if tree::leaf_hash(&c.0) == leaf {
                 return Ok(Some(i));
@@ -826,122 +560,9 @@ impl View {
         newest_first: bool,
         after: Option<(u64, u64)>,
     ) -> Result<Scan<'_>, IndexError> {
-        fn ordered<'a, I>(it: I, newest_first: bool) -> Scan<'a>
-        where
-            I: DoubleEndedIterator<Item = Result<(u64, u64), IndexError>> + 'a,
-        {
-            if newest_first {
-                Box::new(it.rev())
-            } else {
-                Box::new(it)
-            }
-        }
-        /// The leaf indexes in `k`'s posting blocks, in index order or its
-        /// reverse, beyond `after`.
-        fn postings<'a, K>(
-            t: ReadOnlyTable<(K, u64), &'static [u8]>,
-            k: K,
-            newest_first: bool,
-            after: Option<u64>,
-        ) -> Result<Scan<'a>, IndexError>
-        where
-            K: redb::Key + Copy + 'static + for<'b> redb::Value<SelfType<'b> = K>,
-        {
-            let blocks = match (newest_first, after) {
-                // From the block holding `a`, if any: the last that starts
-                // at or below it.
-                (false, Some(a)) => {
-                    let start = match t.range((k, 0)..=(k, a))?.next_back() {
-                        Some(row) => row?.0.value().1,
-                        None => a,
-                    };
-                    t.range((k, start)..=(k, u64::MAX))?
-                }
-                (true, Some(a)) => t.range((k, 0)..(k, a))?,
-                (_, None) => t.range((k, 0)..=(k, u64::MAX))?,
-            };
-            let keep = move |i: &u64| match after {
-                None => true,
-                Some(a) if newest_first => *i < a,
-                Some(a) => *i > a,
-            };
-            // A block's leaves, in the order asked, beyond `after`.
-            let leaves = move |row: Result<_, redb::StorageError>| {
-                let block = row.map_err(IndexError::from).and_then(
-                    |(key, value): (redb::AccessGuard<(K, u64)>, redb::AccessGuard<&[u8]>)| {
-                        Ok(postings::decode(key.value().1, value.value())?)
-                    },
-                );
-                match block {
-                    Ok(mut leaves) => {
-                        if newest_first {
-                            leaves.reverse();
-                        }
-                        leaves
-                            .into_iter()
-                            .filter(keep)
-                            .map(|i| Ok((0, i)))
-                            .collect()
-                    }
-                    Err(e) => vec![Err(e)],
-                }
-            };
-            Ok(if newest_first {
-                Box::new(blocks.rev().flat_map(leaves))
-            } else {
-                Box::new(blocks.flat_map(leaves))
-            })
-        }
-        let after_index = after.map(|a| a.1);
-        // Another value with the same key is filtered out by the query,
-        // which checks each candidate's facets.
-        let by_str = |def, value: &str| {
-            postings(
-                self.tx.open_table(def)?,
-                index_keys::of_str(value),
-                newest_first,
-                after_index,
-            )
-        };
-        match key {
-            IndexKey::User(u) => by_str(BY_USER, u),
-            IndexKey::Actor(a) => by_str(BY_ACTOR, a),
-            IndexKey::Ip(ip) => by_str(BY_IP, ip),
-            IndexKey::Class(c) => {
-                postings(self.tx.open_table(BY_CLASS)?, *c, newest_first, after_index)
-            }
-            IndexKey::All => {
-                let keys = lazy(&self.keys, &self.tx, KEYS)?;
-                let range = match (newest_first, after_index) {
-                    (false, Some(a)) => keys.range(a.saturating_add(1)..)?,
-                    (true, Some(a)) => keys.range(..a)?,
-                    (_, None) => keys.range(0..)?,
-                };
-                let it = range.map(|r| r.map(|(k, _)| (0, k.value())).map_err(IndexError::from));
-                Ok(ordered(it, newest_first))
-            }
-            IndexKey::Time { from, to } => {
-                let t = self.tx.open_table(BY_TIME)?;
-                let (lo, hi) = ((*from, 0u64), (*to, u64::MAX));
-                let range = match (newest_first, after) {
-                    (false, Some(a)) if a >= lo => t.range((a.0, a.1.saturating_add(1))..=hi)?,
-                    (true, Some(a)) if a <= hi => t.range(lo..a)?,
-                    _ => t.range(lo..=hi)?,
-                };
-                let it = range.map(|r| r.map(|(k, _)| k.value()).map_err(IndexError::from));
-                Ok(ordered(it, newest_first))
-            }
-        }
+        let it = self.inner.scan(key, newest_first, after)?;
+        Ok(Box::new(it.map(|r| r.map_err(IndexError::from))))
     }
-}
-
-/// The leaf indexes stored under `key`, lowest first.
-fn candidates(
-    t: &ReadOnlyTable<(u64, u64), ()>,
-    key: u64,
-) -> Result<impl Iterator<Item = Result<u64, IndexError>> + '_, IndexError> {
-    Ok(t.range((key, 0)..=(key, u64::MAX))?
-        .map(|r| Ok(r?.0.value().1)))
 }
 
 /// The index file beside the log's database.
@@ -1051,20 +672,21 @@ mod tests {
         let leaf17 = tree::leaf_hash(&snap.commitments(17, 1).unwrap()[0].0);
         // As if another leaf's hash and another uid had the same 8-byte
         // prefix as leaf 17's and uid-12's, at lower indexes.
-        let tx = index.begin_write().unwrap();
-        {
-            let mut t = Tables::open(&tx).unwrap();
-            t.leaves
-                .insert((index_keys::of_leaf(&leaf17), 3), ())
-                .unwrap();
-            t.uids
-                .insert((index_keys::of_str("uid-12"), 4), ())
-                .unwrap();
-            t.uids
-                .insert((index_keys::of_str("uid-99"), 5), ())
-                .unwrap();
-        }
-        tx.commit().unwrap();
+        let db = index.db().unwrap();
+        let (indexed, _) = db.progress().unwrap();
+        let mut round = db.begin_round(false).unwrap();
+        round
+            .add_leaves(vec![(index_keys::of_leaf(&leaf17), 3)])
+            .unwrap();
+        round
+            .add_uids(vec![
+                (index_keys::of_str("uid-12"), 4),
+                (index_keys::of_str("uid-99"), 5),
+            ])
+            .unwrap();
+        round
+            .finish(indexed, tree::root(indexed, &snap).unwrap())
+            .unwrap();
         let view = index.view().unwrap();
         assert_eq!(view.leaf_index(leaf17, &snap).unwrap(), Some(17));
         let (i, content) = uid_in(&view, "uid-12", &snap).unwrap();
@@ -1235,10 +857,8 @@ mod tests {
         drop(index);
         let index = Index::open(&path, &store).unwrap();
         assert_eq!(index.indexed(), 8, "its own index is kept");
-        let tx = index.begin_write().unwrap();
-        tx.open_table(META).unwrap().remove("format").unwrap();
-        tx.commit().unwrap();
         drop(index);
+        crate::store::redb::index::forget_format(&path);
         let index = Index::open(&path, &store).unwrap();
         assert_eq!(index.indexed(), 0, "an index of the first layout: dropped");
     }

@@ -34,6 +34,7 @@
 
 pub mod engine;
 pub mod hash_cache;
+pub mod index_keys;
 pub mod keys;
 pub mod redb;
 
@@ -47,6 +48,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::events::{Committed, Facets};
+use index_keys::Keys;
 use sealog_verify::commitment::SALT_LEN;
 use sealog_verify::tiles::TileRef;
 use sealog_verify::tree::{self, Hash, HashReader};
@@ -467,6 +469,84 @@ pub trait WitnessState: Send + Sync {
     fn set_latest(&self, origin: &str, value: &[u8]) -> Result<(), StoreError>;
 }
 
+/// Which index a query walks.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IndexKey {
+    User(String),
+    Actor(String),
+    Ip(String),
+    Class(u32),
+    /// Every event with time in the range, in time order.
+    Time {
+        from: u64,
+        to: u64,
+    },
+    /// Every unredacted event, in index order.
+    All,
+}
+
+/// Leaf indexes an index scan yields: (time, index) for `IndexKey::Time`,
+/// (0, index) otherwise.
+pub type IndexScan<'a> = Box<dyn Iterator<Item = Result<(u64, u64), StoreError>> + 'a>;
+
+/// The lookup index's storage (`query::index` decides what goes in it).
+/// Unlike the log, it is derived: it may lag the log by any number of
+/// leaves, and a driver may lose it (the index is then rebuilt from the
+/// log). What it must keep: a round is atomic (its rows and its progress
+/// commit together, or none of it), and a view is one committed state.
+pub trait IndexStore: Send + Sync {
+    /// Leaves below the first are indexed; the second is the log's root
+    /// at that size, as the round that reached it stored it.
+    fn progress(&self) -> Result<(u64, Option<Vec<u8>>), StoreError>;
+
+    /// A round: one write transaction, durable at `finish` if `durable`.
+    fn begin_round(&self, durable: bool) -> Result<Box<dyn IndexRound + '_>, StoreError>;
+
+    /// A consistent read-only view of the index.
+    fn view(&self) -> Result<Box<dyn IndexView>, StoreError>;
+
+    /// Closes and opens the index again, after an I/O error.
+    fn reopen(&self) -> Result<(), StoreError>;
+}
+
+/// One round of the index follower: rows in, then `finish`; dropped
+/// without `finish`, nothing of it is kept.
+pub trait IndexRound {
+    /// (leaf hash key, leaf index) rows; a lookup takes the lowest index.
+    fn add_leaves(&mut self, rows: Vec<(u64, u64)>) -> Result<(), StoreError>;
+    /// (uid key, leaf index) rows; a lookup takes the lowest index.
+    fn add_uids(&mut self, rows: Vec<(u64, u64)>) -> Result<(), StoreError>;
+    /// Unredacted leaves and the keys each is indexed under, in leaf
+    /// order, all above every leaf added before.
+    fn add_events(&mut self, keys: &[(u64, Keys)]) -> Result<(), StoreError>;
+    /// Removes what leaf `leaf` was indexed under (by `add_events`; its
+    /// leaf hash and uid rows stay).
+    fn remove_event(&mut self, leaf: u64) -> Result<(), StoreError>;
+    /// Records the progress (`IndexStore::progress`) and commits.
+    fn finish(self: Box<Self>, indexed: u64, root: Hash) -> Result<(), StoreError>;
+}
+
+/// A read transaction over the index.
+pub trait IndexView: Send {
+    /// Leaves below this are in this view.
+    fn indexed(&self) -> Result<u64, StoreError>;
+    /// Calls `f` with the key of every indexed uid.
+    fn each_uid_key(&self, f: &mut dyn FnMut(u64)) -> Result<(), StoreError>;
+    /// The leaves with a uid of key `key`, lowest first (candidates: the
+    /// caller checks them against the log).
+    fn uid_candidates(&self, key: u64) -> Result<Vec<u64>, StoreError>;
+    /// The leaves with a leaf hash of key `key`, lowest first (candidates).
+    fn leaf_candidates(&self, key: u64) -> Result<Vec<u64>, StoreError>;
+    /// Leaf indexes under `key`, in (key, index) order or its reverse,
+    /// starting after `after` (the last (time, index) or index seen).
+    fn scan(
+        &self,
+        key: &IndexKey,
+        newest_first: bool,
+        after: Option<(u64, u64)>,
+    ) -> Result<IndexScan<'_>, StoreError>;
+}
+
 /// A storage engine: how to open its stores and move a log through a
 /// backup file. The conformance suite takes one.
 pub trait Driver: Send + Sync {
@@ -490,6 +570,14 @@ pub trait Driver: Send + Sync {
 
     /// Opens (or creates) a witness's state at `path`.
     fn open_witness(&self, path: &Path) -> Result<Box<dyn WitnessState>, StoreError>;
+
+    /// Opens the lookup index at `path`; None if it is an index of
+    /// another layout (it is then rebuilt).
+    fn open_index(&self, path: &Path) -> Result<Option<Box<dyn IndexStore>>, StoreError>;
+
+    /// Makes an empty lookup index at `path` (a file that is empty or
+    /// absent: the caller creates it private).
+    fn create_index(&self, path: &Path) -> Result<Box<dyn IndexStore>, StoreError>;
 }
 
 /// Opens a store again after an I/O error: readers still holding

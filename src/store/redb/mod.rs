@@ -50,6 +50,9 @@
 
 pub mod event_codec;
 pub mod facets_row;
+pub mod index;
+pub mod postings;
+pub mod tables;
 pub mod tile_rows;
 pub mod witness;
 
@@ -66,13 +69,14 @@ use redb::{
 use crate::events::{Committed, Facets};
 use crate::store::keys::{self, EventKey, KeyFile, Sealed};
 use crate::store::{
-    be_u64, open_retrying, uid_hash, Claim, Driver, EventRow, KnownUids, LogStore, Outcome, Placed,
-    Refusal, Snapshot, StoreError, StoredEvent, TreeState, WitnessState, Write,
+    be_u64, open_retrying, uid_hash, Claim, Driver, EventRow, IndexStore, KnownUids, LogStore,
+    Outcome, Placed, Refusal, Snapshot, StoreError, StoredEvent, TreeState, WitnessState, Write,
 };
 use event_codec::Dictionary;
 use sealog_verify::commitment::SALT_LEN;
 use sealog_verify::tiles::{TileRef, FULL_WIDTH};
 use sealog_verify::tree::{self, Hash, HashReader, HASH_SIZE};
+use tables::lazy;
 use tile_rows::{BUNDLES, TILES};
 
 /// Copies each table of the read transaction `$tx` into the database
@@ -1357,19 +1361,6 @@ impl RedbSnapshot {
     }
 }
 
-/// Opens `def` in `tx` once, into `cell`.
-pub(crate) fn lazy<'c, K: redb::Key + 'static, V: redb::Value + 'static>(
-    cell: &'c OnceCell<ReadOnlyTable<K, V>>,
-    tx: &redb::ReadTransaction,
-    def: TableDefinition<K, V>,
-) -> Result<&'c ReadOnlyTable<K, V>, StoreError> {
-    if let Some(t) = cell.get() {
-        return Ok(t);
-    }
-    let table = tx.open_table(def)?;
-    Ok(cell.get_or_init(|| table))
-}
-
 impl RedbSnapshot {
     fn entries(&self) -> Result<&ReadOnlyTable<u64, [u8; 32]>, StoreError> {
         lazy(&self.entries, &self.tx, ENTRIES)
@@ -1617,6 +1608,14 @@ impl Driver for Redb {
 
     fn open_witness(&self, path: &Path) -> Result<Box<dyn WitnessState>, StoreError> {
         Ok(Box::new(witness::RedbWitness::open(path)?))
+    }
+
+    fn open_index(&self, path: &Path) -> Result<Option<Box<dyn IndexStore>>, StoreError> {
+        Ok(index::RedbIndex::open(path)?.map(|i| Box::new(i) as Box<dyn IndexStore>))
+    }
+
+    fn create_index(&self, path: &Path) -> Result<Box<dyn IndexStore>, StoreError> {
+        Ok(Box::new(index::RedbIndex::create(path)?))
     }
 }
 

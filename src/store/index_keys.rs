@@ -9,7 +9,6 @@
 use sha2::{Digest, Sha256};
 
 use crate::events::Facets;
-use crate::store::StoreError;
 use sealog_verify::tree::Hash;
 
 /// The key of a string value.
@@ -73,8 +72,9 @@ impl Keys {
         out
     }
 
-    pub fn decode(i: u64, bytes: &[u8]) -> Result<Keys, StoreError> {
-        let bad = || StoreError::Corrupt(format!("index keys of {i}"));
+    /// The keys `encode` gave for leaf `i`; what is wrong, if they are not.
+    pub fn decode(i: u64, bytes: &[u8]) -> Result<Keys, String> {
+        let bad = || format!("index keys of {i}");
         if bytes.len() < 12 || (bytes.len() - 12) % 9 != 0 {
             return Err(bad());
         }
