@@ -14,9 +14,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::query::index::{Index, View};
-use crate::query::index_keys;
 use crate::query::uid_filter::UidFilter;
 use crate::store::hash_cache::IndexMap;
+use crate::store::index_keys;
 use crate::store::{uid_hash, Claim, KnownUids, LogStore, Snapshot, StoreError};
 
 /// A uid's leaf index and what the log keeps of its content.

@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::query::index_keys::{self, Keys};
 use crate::store::engine::driver;
+use crate::store::index_keys::{self, Keys};
 pub use crate::store::IndexKey;
 use crate::store::{uid_hash, Claim, IndexStore, IndexView, LogStore, Snapshot, StoreError};
 use sealog_verify::tree::{self, Hash};

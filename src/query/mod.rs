@@ -14,10 +14,6 @@
 pub mod index;
 pub mod uid_filter;
 
-/// The keys an event is indexed under (they belong to the storage seam,
-/// which stores them).
-pub use crate::store::index_keys;
-
 use base64::prelude::{Engine, BASE64_URL_SAFE_NO_PAD};
 
 use crate::events::Facets;

@@ -67,7 +67,7 @@ impl UidFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::index_keys::of_str;
+    use crate::store::index_keys::of_str;
 
     #[test]
     fn holds_what_it_was_given_and_rarely_more() {
