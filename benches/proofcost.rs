@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use sealog::{store::Store, sys::datadir::DataDir};
+use sealog::{store::engine, sys::datadir::DataDir};
 use sealog_verify::tree;
 
 /// xorshift64: the same draws in every run.
@@ -41,7 +41,7 @@ fn main() {
             .unwrap_or_else(|| usage(&format!("{s:?} is not a positive count"))),
     };
     let (per_round, rounds) = (count(1, 200_000), count(2, 5));
-    let store = Store::open(&DataDir(data.into()).db()).expect("open the log");
+    let store = engine::open(&DataDir(data.into()).db()).expect("open the log");
     let n = store.tree_state().expect("tree state").size;
     if n == 0 {
         usage("the log is empty: nothing to prove");

@@ -84,6 +84,9 @@ impl IndexError {
     }
 }
 
+/// An opened index and what it has indexed.
+type Opened = (Arc<dyn IndexStore>, u64);
+
 /// The index database and how far it has got.
 pub struct Index {
     path: PathBuf,
@@ -139,10 +142,7 @@ impl Index {
 
     /// The index at `path` and what it has indexed, rebuilt from
     /// nothing when it is not an index of `store`'s tree.
-    fn open_db(
-        path: &Path,
-        store: &dyn LogStore,
-    ) -> Result<(Arc<dyn IndexStore>, u64), IndexError> {
+    fn open_db(path: &Path, store: &dyn LogStore) -> Result<Opened, IndexError> {
         if path.exists() {
             match Self::open_matching(path, store) {
                 Ok(Some(opened)) => return Ok(opened),
@@ -167,10 +167,7 @@ impl Index {
 
     /// The index at `path` and what it has indexed, if its (indexed,
     /// root) is a state of `store`'s tree.
-    fn open_matching(
-        path: &Path,
-        store: &dyn LogStore,
-    ) -> Result<Option<(Arc<dyn IndexStore>, u64)>, IndexError> {
+    fn open_matching(path: &Path, store: &dyn LogStore) -> Result<Option<Opened>, IndexError> {
         let Some(db) = driver().open_index(path)? else {
             return Ok(None);
         };

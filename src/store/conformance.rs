@@ -14,10 +14,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::events::{Committed, Facets};
+use crate::store::index_keys::{of_str, Keys};
 use crate::store::keys;
 use crate::store::{
-    uid_hash, Claim, Driver, EventRow, KnownUids, LogStore, NoKnownUids, Outcome, Placed, Refusal,
-    Snapshot, StoreError, StoredEvent, TreeState, Write,
+    uid_hash, Claim, Driver, EventRow, IndexKey, IndexView, KnownUids, LogStore, NoKnownUids,
+    Outcome, Placed, Refusal, Snapshot, StoreError, StoredEvent, TreeState, Write,
 };
 use sealog_verify::tiles::TileRef;
 use sealog_verify::tree::{self, Hash, MemoryHashes};
@@ -40,6 +41,7 @@ macro_rules! store_conformance {
             backup_and_restore_round_trip,
             a_second_writer_is_refused,
             witness_state_is_durable,
+            index_rounds_commit_whole_and_views_hold_still,
         );
     };
     (@each $driver:expr; $($check:ident),* $(,)?) => {$(
@@ -759,4 +761,142 @@ pub fn witness_state_is_durable(driver: &dyn Driver, dir: &Path) {
         Some(&b""[..])
     );
     assert_eq!(w.latest("third.org/log").unwrap(), None);
+}
+
+/// The index keys of test leaf `i`: class 3002 or 3003, time 1000 + i,
+/// user `user{i % 3}`, the IP of every fifth.
+fn index_keys_of(i: u64) -> Keys {
+    Keys {
+        class_uid: 3002 + (i % 2) as u32,
+        time: 1000 + i,
+        users: vec![of_str(&format!("user{}", i % 3))],
+        actors: vec![],
+        ip: i.is_multiple_of(5).then(|| of_str("10.0.0.1")),
+    }
+}
+
+/// The leaves `view` lists under `key`.
+fn scanned(
+    view: &dyn IndexView,
+    key: IndexKey,
+    newest_first: bool,
+    after: Option<(u64, u64)>,
+) -> Vec<(u64, u64)> {
+    (view.scan(&key, newest_first, after).unwrap())
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+fn leaves(items: Vec<(u64, u64)>) -> Vec<u64> {
+    items.into_iter().map(|i| i.1).collect()
+}
+
+/// The lookup index: a round commits whole (dropped unfinished, nothing
+/// of it stays), a view is one committed state, scans list the leaves of
+/// a key in order either way from a cursor, a removed event leaves the
+/// scans (its leaf hash and uid rows stay), and the progress survives
+/// reopening.
+pub fn index_rounds_commit_whole_and_views_hold_still(driver: &dyn Driver, dir: &Path) {
+    let path = dir.join("index");
+    let index = driver.create_index(&path).unwrap();
+    assert_eq!(index.progress().unwrap(), (0, None));
+    {
+        let mut round = index.begin_round(true).unwrap();
+        round.add_leaves(vec![(100, 0)]).unwrap();
+        round.add_uids(vec![(200, 0)]).unwrap();
+        round.add_events(&[(0, index_keys_of(0))]).unwrap();
+        // Dropped unfinished.
+    }
+    assert_eq!(index.progress().unwrap(), (0, None));
+    let empty = index.view().unwrap();
+    assert_eq!(empty.indexed().unwrap(), 0);
+    assert!(empty.leaf_candidates(100).unwrap().is_empty());
+    assert_eq!(scanned(&*empty, IndexKey::All, false, None), []);
+    drop(empty);
+
+    let round_of = |range: std::ops::Range<u64>, remove: &[u64], root: u8, durable: bool| {
+        let mut round = index.begin_round(durable).unwrap();
+        round
+            .add_leaves(range.clone().map(|i| (100 + i % 4, i)).collect())
+            .unwrap();
+        round
+            .add_uids(range.clone().map(|i| (200 + i, i)).collect())
+            .unwrap();
+        let keys: Vec<(u64, Keys)> = range.clone().map(|i| (i, index_keys_of(i))).collect();
+        round.add_events(&keys).unwrap();
+        for &leaf in remove {
+            round.remove_event(leaf).unwrap();
+        }
+        round.finish(range.end, Hash([root; 32])).unwrap();
+    };
+    round_of(0..10, &[], 1, true);
+    let old = index.view().unwrap();
+    round_of(10..20, &[4], 2, false);
+    round_of(20..20, &[], 3, true);
+    assert_eq!(index.progress().unwrap(), (20, Some(vec![3; 32])));
+
+    // The view from before holds still.
+    assert_eq!(old.indexed().unwrap(), 10);
+    let user1 = || IndexKey::User("user1".into());
+    assert_eq!(leaves(scanned(&*old, user1(), false, None)), [1, 4, 7]);
+    assert!(old.uid_candidates(210).unwrap().is_empty());
+    drop(old);
+
+    let view = index.view().unwrap();
+    assert_eq!(view.indexed().unwrap(), 20);
+    let asc = leaves(scanned(&*view, user1(), false, None));
+    assert_eq!(asc, [1, 7, 10, 13, 16, 19], "4 removed");
+    let desc = leaves(scanned(&*view, user1(), true, None));
+    assert_eq!(desc, [19, 16, 13, 10, 7, 1]);
+    let after = |a| Some((0, a));
+    assert_eq!(
+        leaves(scanned(&*view, user1(), false, after(7))),
+        [10, 13, 16, 19]
+    );
+    assert_eq!(
+        leaves(scanned(&*view, user1(), true, after(13))),
+        [10, 7, 1]
+    );
+    let odd: Vec<u64> = (0..20).filter(|i| i % 2 == 1).collect();
+    assert_eq!(
+        leaves(scanned(&*view, IndexKey::Class(3003), false, None)),
+        odd
+    );
+    let ip = IndexKey::Ip("10.0.0.1".into());
+    assert_eq!(leaves(scanned(&*view, ip, false, None)), [0, 5, 10, 15]);
+    let time = IndexKey::Time {
+        from: 1003,
+        to: 1006,
+    };
+    assert_eq!(
+        scanned(&*view, time.clone(), false, None),
+        [(1003, 3), (1005, 5), (1006, 6)],
+        "4 removed"
+    );
+    assert_eq!(
+        scanned(&*view, time, true, Some((1006, 6))),
+        [(1005, 5), (1003, 3)]
+    );
+    let all: Vec<u64> = (0..20).filter(|&i| i != 4).collect();
+    assert_eq!(leaves(scanned(&*view, IndexKey::All, false, None)), all);
+    assert_eq!(
+        leaves(scanned(&*view, IndexKey::All, true, after(3))),
+        [2, 1, 0]
+    );
+    assert_eq!(view.leaf_candidates(100).unwrap(), [0, 4, 8, 12, 16]);
+    assert_eq!(view.uid_candidates(204).unwrap(), [4], "the uid row stays");
+    let mut uids = Vec::new();
+    view.each_uid_key(&mut |k| uids.push(k)).unwrap();
+    uids.sort_unstable();
+    assert_eq!(uids, (200..220).collect::<Vec<u64>>());
+    drop(view);
+
+    index.reopen().unwrap();
+    assert_eq!(index.progress().unwrap(), (20, Some(vec![3; 32])));
+    drop(index);
+    let index = driver
+        .open_index(&path)
+        .unwrap()
+        .expect("an index of this layout");
+    assert_eq!(index.progress().unwrap(), (20, Some(vec![3; 32])));
 }

@@ -65,7 +65,7 @@ pub enum StoreError {
     Engine(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Another writer holds the store (another process, or another open
     /// in this one): a store has one writer.
-    #[error("storage: the store is open elsewhere: {0}")]
+    #[error("storage: {0}")]
     AlreadyOpen(String),
     #[error("store is corrupt: {0}")]
     Corrupt(String),
@@ -221,6 +221,9 @@ impl KnownUids for HashMap<String, (u64, Claim)> {
     }
 }
 
+/// A stored token: SHA-256 of the token, and its record (JSON).
+pub type TokenRow = ([u8; 32], Vec<u8>);
+
 /// The log's store: the one writer's side and the whole-store operations.
 /// Its contract is the module's (and spec/storage.md's).
 pub trait LogStore: Send + Sync {
@@ -297,7 +300,7 @@ pub trait LogStore: Send + Sync {
     fn last_logged_time(&self) -> Result<u64, StoreError>;
 
     /// Every token record with its hash (SHA-256 of the token).
-    fn tokens(&self) -> Result<Vec<([u8; 32], Vec<u8>)>, StoreError>;
+    fn tokens(&self) -> Result<Vec<TokenRow>, StoreError>;
 
     /// Checks everything the store holds against everything else (the
     /// engine's own integrity check, every stored hash from the entries,
@@ -417,7 +420,7 @@ impl LogStore for Arc<dyn LogStore> {
     fn last_logged_time(&self) -> Result<u64, StoreError> {
         (**self).last_logged_time()
     }
-    fn tokens(&self) -> Result<Vec<([u8; 32], Vec<u8>)>, StoreError> {
+    fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
         (**self).tokens()
     }
     fn verify_all(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<TreeState, StoreError> {

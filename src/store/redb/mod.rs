@@ -619,7 +619,7 @@ impl LogStore for RedbStore {
     }
 
     /// Every token record with its hash.
-    fn tokens(&self) -> Result<Vec<([u8; 32], Vec<u8>)>, StoreError> {
+    fn tokens(&self) -> Result<Vec<crate::store::TokenRow>, StoreError> {
         let tx = self.begin_read()?;
         let t = tx.open_table(TOKENS)?;
         let mut out = Vec::new();
@@ -1074,7 +1074,7 @@ fn appendable(w: &Write) -> Box<dyn Iterator<Item = &Committed> + '_> {
 
 /// A key file failure: an I/O error of the log's storage.
 fn io_err(e: std::io::Error) -> StoreError {
-    StoreError::Io(Box::new(e))
+    redb::Error::Io(e).into()
 }
 
 /// redb's failures as the seam's: I/O ones want a reopen, a second open
@@ -1082,8 +1082,7 @@ fn io_err(e: std::io::Error) -> StoreError {
 impl From<redb::Error> for StoreError {
     fn from(e: redb::Error) -> Self {
         match e {
-            redb::Error::Io(e) => StoreError::Io(Box::new(e)),
-            e @ redb::Error::PreviousIo => StoreError::Io(Box::new(e)),
+            e @ (redb::Error::Io(_) | redb::Error::PreviousIo) => StoreError::Io(Box::new(e)),
             e @ redb::Error::DatabaseAlreadyOpen => StoreError::AlreadyOpen(e.to_string()),
             e => StoreError::Engine(Box::new(e)),
         }
