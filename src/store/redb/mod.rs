@@ -1083,6 +1083,9 @@ impl From<redb::Error> for StoreError {
     fn from(e: redb::Error) -> Self {
         match e {
             e @ (redb::Error::Io(_) | redb::Error::PreviousIo) => StoreError::Io(Box::new(e)),
+            // A read of a snapshot whose database `reopen` has closed: the
+            // store is being reopened, not damaged (try again).
+            redb::Error::DatabaseClosed => StoreError::Closed,
             e @ redb::Error::DatabaseAlreadyOpen => StoreError::AlreadyOpen(e.to_string()),
             e => StoreError::Engine(Box::new(e)),
         }
