@@ -22,8 +22,10 @@ pub const COSIGNATURE_TYPE: u8 = 0x04;
 /// Why a cosigner key is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// The key is not `name+id+base64(type || public key)` of an Ed25519 cosigner key.
     #[error("malformed cosigner key")]
     Format,
+    /// The key id is not the one the name and key determine.
     #[error("key id does not match the key")]
     Id,
 }
@@ -105,6 +107,7 @@ impl Cosigner {
         })
     }
 
+    /// The witness name the key signs for.
     pub fn name(&self) -> &str {
         &self.name
     }

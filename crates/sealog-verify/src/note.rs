@@ -11,14 +11,24 @@ use crate::tree::Hash;
 /// Why a note or key was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum NoteError {
+    /// The private key is not a C2SP signed-note Ed25519 key.
     #[error("malformed private key")]
     PrivateKey,
+    /// The verifier key is not a C2SP signed-note Ed25519 key.
     #[error("malformed verifier key")]
     VerifierKey,
+    /// The note body is not a C2SP tlog-checkpoint (origin, size, root).
     #[error("malformed checkpoint")]
     Checkpoint,
+    /// The checkpoint names another origin than the key.
     #[error("checkpoint origin {origin:?} is not the key name {key:?}")]
-    Origin { origin: String, key: String },
+    Origin {
+        /// The checkpoint's origin.
+        origin: String,
+        /// The key's name.
+        key: String,
+    },
+    /// The note is not signed by the key (or is not a signed note).
     #[error("note signature: {0}")]
     Signature(#[from] signed_note::NoteError),
 }
@@ -26,8 +36,11 @@ pub enum NoteError {
 /// A checkpoint body: the log's origin, tree size and root hash.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
+    /// The log's origin line, also the name of its key.
     pub origin: String,
+    /// The number of leaves in the tree.
     pub size: u64,
+    /// The RFC 6962 root hash of the tree of `size` leaves.
     pub root: Hash,
 }
 
