@@ -5,3 +5,4 @@ pub mod clock;
 pub mod datadir;
 pub mod metrics;
 pub mod random;
+pub mod varint;
