@@ -81,17 +81,7 @@ impl Cosigner {
 
     /// Loads `PRIVATE+KEY+<name>+<id>+<base64(0x04 || seed)>`.
     pub fn new(skey: &str) -> Result<Self, KeyError> {
-        let mut parts = skey.trim().splitn(5, '+');
-        let (Some("PRIVATE"), Some("KEY"), Some(name), Some(id), Some(key)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return Err(KeyError::Format);
-        };
-        let key = BASE64_STANDARD.decode(key).map_err(|_| KeyError::Format)?;
+        let (name, id, key) = crate::note::private_key_fields(skey).ok_or(KeyError::Format)?;
         if !valid_name(name) || key.len() != 33 || key[0] != COSIGNATURE_TYPE || id.len() != 8 {
             return Err(KeyError::Format);
         }
