@@ -47,7 +47,7 @@ async fn writer(id: u64, sh: Arc<Shared>, token: String) {
     let mut seq = 0u64;
     // A steady load, bounded so that checking every receipt stays cheap.
     while !sh.stop.load(Ordering::Relaxed) {
-        let n = if seq % 3 == 0 { 5 } else { 1 };
+        let n = if seq.is_multiple_of(3) { 5 } else { 1 };
         let events: Vec<Value> = (0..n)
             .map(|j| {
                 let mut e = auth_event(id, json!({"w": id, "seq": seq, "j": j}));
@@ -141,7 +141,7 @@ async fn check(
             cp.size <= head.size,
             "a receipt is ahead of the log: acknowledged data was lost"
         );
-        if !consistent.contains_key(&cp.size) {
+        if let std::collections::hash_map::Entry::Vacant(e) = consistent.entry(cp.size) {
             let p: ConsistencyProof = s
                 .get_json(
                     &c,
@@ -150,7 +150,7 @@ async fn check(
                 .await;
             verify::verify_consistency(&p, &cp, &head)
                 .expect("consistent with the newest checkpoint");
-            consistent.insert(cp.size, true);
+            e.insert(true);
         }
     }
     for r in receipts.iter().step_by(7) {

@@ -696,7 +696,7 @@ async fn queries_match_a_brute_force_filter() {
     let mut checked = 0;
     for q in 0..60u64 {
         let mut params: Vec<(String, String)> = Vec::new();
-        let pick = |k: u64| (q / k) % 3 == 0;
+        let pick = |k: u64| (q / k).is_multiple_of(3);
         if pick(1) {
             params.push(("user".into(), format!("u{}", q % 20)));
         }

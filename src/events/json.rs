@@ -381,7 +381,7 @@ mod tests {
         assert!(e.contains("event 0 would take over"), "{e}");
         assert!(events(&one, 128 << 10, 10).is_ok());
         // The budget is per event: many events each within it pass.
-        let many = format!("[{}]", vec![one.as_str(); 8].join(","));
+        let many = format!("[{}]", [one.as_str(); 8].join(","));
         assert_eq!(events(&many, 128 << 10, 10).unwrap().1.len(), 8);
         let e = events(&format!("[{{}},{one}]"), 32 << 10, 10).unwrap_err();
         assert!(e.contains("event 1 would take over"), "{e}");

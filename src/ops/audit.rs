@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::events;
 use sealog_verify::note::Checkpoint;
 use sealog_verify::policy::Policy;
 use sealog_verify::receipt::ConsistencyProof;

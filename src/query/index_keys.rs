@@ -75,7 +75,7 @@ impl Keys {
 
     pub fn decode(i: u64, bytes: &[u8]) -> Result<Keys, StoreError> {
         let bad = || StoreError::Corrupt(format!("index keys of {i}"));
-        if bytes.len() < 12 || (bytes.len() - 12) % 9 != 0 {
+        if bytes.len() < 12 || !(bytes.len() - 12).is_multiple_of(9) {
             return Err(bad());
         }
         let mut keys = Keys {

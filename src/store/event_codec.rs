@@ -113,7 +113,7 @@ fn blank(v: &mut serde_json::Value) {
     let words = crate::events::ocsf::vocabulary();
     match v {
         Value::String(s) => s.clear(),
-        Value::Number(n) if !n.as_u64().is_some_and(|n| n < 100) => *v = Value::from(0),
+        Value::Number(n) if n.as_u64().is_none_or(|n| n >= 100) => *v = Value::from(0),
         Value::Array(a) => a.iter_mut().for_each(blank),
         Value::Object(m) => {
             // A member name the schema does not know is the producer's.

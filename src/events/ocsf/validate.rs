@@ -117,9 +117,9 @@ pub fn validate(event: &mut Map<String, Value>) -> Result<u32, Violation> {
         return Err(violation("metadata.version", "required string is missing"));
     }
     let product_name = metadata.get("product").and_then(|p| p.get("name"));
-    if !product_name
+    if product_name
         .and_then(Value::as_str)
-        .is_some_and(|n| !n.is_empty())
+        .is_none_or(|n| n.is_empty())
     {
         return Err(violation(
             "metadata.product.name",
