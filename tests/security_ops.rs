@@ -344,7 +344,13 @@ fn serve_refuses_a_data_directory_others_can_reach() {
     let cwd = dir.parent().unwrap().to_path_buf();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700);
-    for f in ["log.key", "admin.token", "sealog.redb", "index.redb"] {
+    for f in [
+        "log.key",
+        "admin.token",
+        "sealog.redb",
+        "sealog.keys",
+        "index.redb",
+    ] {
         assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
     }
     let chmod =
@@ -362,10 +368,15 @@ fn serve_refuses_a_data_directory_others_can_reach() {
     let e = serve_refused(SEALOG, &cwd, &args, &[]);
     assert!(e.contains("sealog.redb"), "{e}");
     chmod(&dir.join("sealog.redb"), 0o600);
-    // Symlinks to the key or the database are refused, not followed.
+    // The event keys open every event: the same rule.
+    chmod(&dir.join("sealog.keys"), 0o644);
+    let e = serve_refused(SEALOG, &cwd, &args, &[]);
+    assert!(e.contains("sealog.keys") && e.contains("chmod 600"), "{e}");
+    chmod(&dir.join("sealog.keys"), 0o600);
+    // Symlinks to the keys or the database are refused, not followed.
     let elsewhere = cwd.join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
-    for f in ["log.key", "sealog.redb"] {
+    for f in ["log.key", "sealog.redb", "sealog.keys"] {
         std::fs::rename(dir.join(f), elsewhere.join(f)).unwrap();
         std::os::unix::fs::symlink(elsewhere.join(f), dir.join(f)).unwrap();
         let e = serve_refused(SEALOG, &cwd, &args, &[]);
