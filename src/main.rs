@@ -383,7 +383,7 @@ enum TokenCommand {
     Create {
         #[arg(long, default_value = "./sealog-data")]
         data: PathBuf,
-        /// Scopes, comma-separated: append, read, admin.
+        /// Scopes, comma-separated: append, read, admin, risk.
         #[arg(long, value_delimiter = ',', required = true)]
         scope: Vec<String>,
         #[arg(long)]
