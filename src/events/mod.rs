@@ -175,7 +175,7 @@ impl Committed {
 /// (so inside what the leaf commits to) as the last entry of
 /// `metadata.loggers`, like `metadata.logged_time`: an auditor reading any
 /// event can tell which token appended it, and the log's own records from
-/// everything a token holder posted (spec/leaves.md, "Provenance").
+/// everything a token holder posted (spec/leaves.md, "What the log sets").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Appender<'a> {
     /// `POST /v1/events` by the token with this name.
