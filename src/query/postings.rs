@@ -2,12 +2,12 @@
 //! IP, a class) holds, stored a run at a time.
 //!
 //! Why: one row per (key, leaf index) cost the index follower a B-tree
-//! insert per leaf and key, ~7 % of its time each (BENCHMARKS.md, session
-//! 10), although a round holds many leaves of one user or class. A round
-//! now writes one row per key it saw: (key, first leaf index) → the
+//! insert per leaf and key, ~7 % of its time each, although a round holds
+//! many leaves of one user or class (BENCHMARKS.md, "Posting blocks in the
+//! lookup tables"). A round writes one row per key it saw: (key, first leaf index) → the
 //! others, ascending, each as its LEB128 distance from the one before.
-//! A key seen once in a round costs what its row cost before (the value
-//! is empty).
+//! A key seen once in a round costs one row, as a row per leaf would (the
+//! value is empty).
 //!
 //! What must stay true: a block's indexes are ascending and all above its
 //! first, and blocks of one key never interleave (each round's indexes lie

@@ -1,5 +1,6 @@
-//! What every layer may use: the clock, randomness, the data directory's
-//! files and the process's metrics counters. Imports nothing of the crate.
+//! What every layer may use: the clock, randomness, LEB128 varints, the
+//! data directory's files and the process's metrics counters. Imports
+//! nothing of the crate.
 
 pub mod clock;
 pub mod datadir;

@@ -22,7 +22,9 @@ pub const DEEP: [u32; 8] = [3001, 3002, 3003, 3004, 3005, 3006, 6003, 2004];
 /// A rule an event breaks, at a field path like `auth_factors[0].factor_type_id`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Violation {
+    /// The path of the field, empty for the event itself.
     pub field: String,
+    /// The rule it broke, in words a producer can act on.
     pub message: String,
 }
 
