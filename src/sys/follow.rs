@@ -14,7 +14,7 @@
 //!   sent after each checkpoint is signed over a durable state);
 //! - **lag**: `sealog_follower_lag_leaves{follower}` on `/metrics` is the
 //!   published size minus the position (for streams, the slowest open one),
-//!   updated once per chunk and when it waits;
+//!   both read when `/metrics` is: current even while a follower rests;
 //! - **errors**: a transient failure (the store, the index database, a
 //!   witness round) is reported with `failed`: counted in
 //!   `sealog_follower_retries_total{follower}`, and the same position is
@@ -38,8 +38,8 @@
 //! It lives here, below every layer, because its users span the layers
 //! (`query` sits below `log`): it knows only sizes, not the store, and its
 //! consumers read what it hands them. Its cost is per chunk (a watch
-//! borrow, an atomic store), never per leaf: the index and the detection
-//! runner run it on the hot path of sustained appends.
+//! borrow, an atomic store of the position), never per leaf: the index
+//! and the detection runner run it on the hot path of sustained appends.
 
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -142,7 +142,8 @@ pub struct Follower {
     next: u64,
     published: watch::Receiver<u64>,
     stop: Option<StopSignal>,
-    lag: Arc<AtomicU64>,
+    /// What `/metrics` reads of this follower.
+    shared: Arc<Shared>,
     registry: &'static Registry,
     backoff: Backoff,
     /// After a failure: when the position may be handed out again, and
@@ -168,20 +169,18 @@ impl Follower {
         if let Follows::Leaves { chunk } = follows {
             assert!(chunk > 0, "a chunk holds a leaf at least");
         }
-        let lag = registry.register(role);
-        let f = Follower {
+        let shared = registry.register(role, from, published.clone());
+        Follower {
             role,
             follows,
             next: from,
             published,
             stop: None,
-            lag,
+            shared,
             registry,
             backoff: Backoff::default(),
             retry: None,
-        };
-        f.report_lag();
-        f
+        }
     }
 
     /// Waits between retries per `backoff` instead of the default.
@@ -218,18 +217,13 @@ impl Follower {
             || self.stop.as_ref().is_some_and(|s| s.borrow().is_some())
     }
 
-    fn report_lag(&self) {
-        self.lag.store(self.lag(), Relaxed);
-    }
-
     /// What to take next: from the position up to the published size, at
     /// most a chunk of leaves. Waits while there is nothing new, and after
     /// a failure for its backoff. `None` once the follower must stop.
     pub async fn next(&mut self) -> Option<Range<u64>> {
-        match self.retry {
+        if self.retry.is_none() {
             // The last step went through: the next failure waits little.
-            None => self.backoff.reset(),
-            Some(_) => {}
+            self.backoff.reset();
         }
         loop {
             if self.stopped() {
@@ -242,10 +236,11 @@ impl Follower {
                     self.retry = None;
                     self.backoff.reset();
                 } else if tokio::time::Instant::now() < at {
-                    let checkpoints = self.follows == Follows::Checkpoints;
+                    // Woken by a new size too: a newer checkpoint ends the
+                    // wait, and a sequencer that stopped ends the follower.
                     tokio::select! {
                         _ = tokio::time::sleep_until(at) => {}
-                        r = self.published.changed(), if checkpoints => {
+                        r = self.published.changed() => {
                             if r.is_err() {
                                 return None;
                             }
@@ -262,10 +257,8 @@ impl Follower {
                     Follows::Leaves { chunk } => published.min(self.next.saturating_add(chunk)),
                     Follows::Checkpoints => published,
                 };
-                self.lag.store(published - self.next, Relaxed);
                 return Some(self.next..end);
             }
-            self.lag.store(0, Relaxed);
             tokio::select! {
                 r = self.published.changed() => {
                     if r.is_err() {
@@ -283,14 +276,14 @@ impl Follower {
     pub fn advance_to(&mut self, to: u64) {
         debug_assert!(to >= self.next, "a follower never moves back");
         self.next = self.next.max(to);
-        self.report_lag();
+        self.shared.position.store(self.next, Relaxed);
     }
 
     /// Puts the position at `at`, which the consumer read back from where
     /// it stores it (say, after reopening its database).
     pub fn resume_at(&mut self, at: u64) {
         self.next = at;
-        self.report_lag();
+        self.shared.position.store(at, Relaxed);
     }
 
     /// The consumer could not take what `next` handed out (or its rest,
@@ -318,35 +311,55 @@ async fn stopped(stop: &mut Option<StopSignal>) {
     }
 }
 
+/// A follower's position and the sizes it follows, for its lag.
+struct Shared {
+    role: Role,
+    position: AtomicU64,
+    published: watch::Receiver<u64>,
+}
+
+impl Shared {
+    fn lag(&self) -> u64 {
+        (*self.published.borrow()).saturating_sub(self.position.load(Relaxed))
+    }
+}
+
 /// The followers' lags and retry counts, for `/metrics`.
 #[derive(Default)]
 pub struct Registry {
-    lags: Mutex<Vec<(Role, Weak<AtomicU64>)>>,
+    followers: Mutex<Vec<Weak<Shared>>>,
     retries: [AtomicU64; 4],
 }
 
 /// Every follower of the process.
 pub static FOLLOWERS: Registry = Registry {
-    lags: Mutex::new(Vec::new()),
+    followers: Mutex::new(Vec::new()),
     retries: [const { AtomicU64::new(0) }; 4],
 };
 
 impl Registry {
-    /// A lag gauge for a new follower of `role`; forgotten once dropped.
-    fn register(&self, role: Role) -> Arc<AtomicU64> {
-        let lag = Arc::new(AtomicU64::new(0));
-        let mut lags = self.lags.lock().expect("not poisoned");
-        lags.retain(|(_, w)| w.strong_count() > 0);
-        lags.push((role, Arc::downgrade(&lag)));
-        lag
+    /// The shared state of a new follower of `role` at `position`;
+    /// forgotten once the follower is dropped.
+    fn register(&self, role: Role, position: u64, published: watch::Receiver<u64>) -> Arc<Shared> {
+        let shared = Arc::new(Shared {
+            role,
+            position: AtomicU64::new(position),
+            published,
+        });
+        let mut all = self.followers.lock().expect("not poisoned");
+        all.retain(|w| w.strong_count() > 0);
+        all.push(Arc::downgrade(&shared));
+        shared
     }
 
-    /// The largest lag among the live followers of `role`, if any.
+    /// The largest lag among the live followers of `role`, if any: the
+    /// size published now minus each one's position.
     pub fn lag(&self, role: Role) -> Option<u64> {
-        let lags = self.lags.lock().expect("not poisoned");
-        (lags.iter())
-            .filter(|(r, _)| *r == role)
-            .filter_map(|(_, w)| Some(w.upgrade()?.load(Relaxed)))
+        let all = self.followers.lock().expect("not poisoned");
+        (all.iter())
+            .filter_map(Weak::upgrade)
+            .filter(|f| f.role == role)
+            .map(|f| f.lag())
             .max()
     }
 
@@ -576,5 +589,19 @@ mod tests {
         let waiter = tokio::spawn(async move { next(&mut f).await });
         stop_tx.send_replace(Some("client read nothing"));
         assert_eq!(waiter.await.unwrap(), None);
+        let (f, tx) = leaves(registry(), 5, 5, 2);
+        let mut f = f.with_backoff(Backoff::new(
+            Duration::from_secs(300),
+            Duration::from_secs(300),
+        ));
+        f.failed();
+        tx.send_replace(6);
+        assert!(
+            f.next().now_or_never().is_none(),
+            "a new size does not end a leaf's backoff"
+        );
+        let waiter = tokio::spawn(async move { next(&mut f).await });
+        drop(tx);
+        assert_eq!(waiter.await.unwrap(), None, "the sequencer stopped");
     }
 }
