@@ -213,8 +213,14 @@ impl Follower {
     /// Whether the follower must stop: the size is no longer published
     /// (the sequencer stopped) or a stop signal is set.
     pub fn stopped(&self) -> bool {
-        self.published.has_changed().is_err()
-            || self.stop.as_ref().is_some_and(|s| s.borrow().is_some())
+        self.published.has_changed().is_err() || self.stop_signalled()
+    }
+
+    /// Whether its stop signal is set (not whether the size is still
+    /// published): a consumer that holds what it has taken checks this
+    /// before handing more of it on.
+    pub fn stop_signalled(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.borrow().is_some())
     }
 
     /// What to take next: from the position up to the published size, at

@@ -1447,7 +1447,9 @@ impl StreamState {
     ) -> Option<axum::response::sse::Event> {
         use axum::response::sse::Event;
         loop {
-            if self.done || self.follower.stopped() {
+            // What was read goes out unless the watchdog ends the stream;
+            // once it is sent, a log that stopped ends it (`next`).
+            if self.done || self.follower.stop_signalled() {
                 return None;
             }
             if let Some((i, v)) = self.buf.pop() {
