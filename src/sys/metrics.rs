@@ -240,6 +240,7 @@ pub fn render(g: &Gauges, detections: impl FnOnce(&mut String)) -> String {
         "Time to write and fsync a batch.",
     );
     detections(&mut out);
+    crate::sys::follow::FOLLOWERS.render(&mut out);
     let _ = writeln!(out, "# HELP sealog_tree_size Leaves under the latest checkpoint.\n# TYPE sealog_tree_size gauge\nsealog_tree_size {}", g.tree_size);
     let _ = writeln!(out, "# HELP sealog_queue_depth Events waiting for the sequencer.\n# TYPE sealog_queue_depth gauge\nsealog_queue_depth {}", g.queue_depth);
     let _ = writeln!(out, "# HELP sealog_indexed_size Leaves the lookup index covers (queries and lookups by leaf hash wait for it).\n# TYPE sealog_indexed_size gauge\nsealog_indexed_size {}", g.indexed);
