@@ -6,14 +6,16 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use common::{auth_event, Server};
+use common::{auth_event, eventually, sealog, Server, PATIENCE};
 use serde_json::json;
 
-fn sealog(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_sealog"))
-        .args(args)
-        .output()
-        .unwrap()
+/// Waits until the writer has counted more than `n` appends.
+async fn appended_past(appended: &AtomicU64, n: u64, what: &str) {
+    eventually(PATIENCE, what, async || {
+        let got = appended.load(Ordering::Relaxed);
+        (got > n).then_some(()).ok_or(format!("{got} appends"))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -50,7 +52,8 @@ async fn an_online_backup_restores_to_a_log_consistent_with_the_live_one() {
             }
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The backup starts while appends are going on.
+    appended_past(&appended, 0, "the writer appends").await;
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("snap.backup");
     let data = live.data_dir().to_str().unwrap().to_string();
@@ -61,7 +64,9 @@ async fn an_online_backup_restores_to_a_log_consistent_with_the_live_one() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // And go on after it: the live log grows past the snapshot.
+    let at_end = appended.load(Ordering::Relaxed);
+    appended_past(&appended, at_end, "appends go on after the backup").await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
     assert!(

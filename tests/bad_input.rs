@@ -37,7 +37,16 @@ async fn appends_refuse_bad_tokens_and_bad_bodies() {
     let ok = auth_event(2, json!("x")).to_string();
 
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(4096));
-    let cases: Vec<(&str, Option<&str>, String, u16, &str, Option<&str>)> = vec![
+    // (what, token, body, status, error code, field)
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        String,
+        u16,
+        &'a str,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
         ("no token", None, "{}".into(), 401, "unauthorized", None),
         (
             "wrong token",

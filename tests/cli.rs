@@ -1,14 +1,9 @@
 //! The command line: keygen for operators who manage keys, and the
 //! refusals that protect a log's identity.
 
-use std::process::Command;
+mod common;
 
-fn sealog(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_sealog"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::sealog;
 
 #[test]
 fn keygen_makes_a_key_that_serve_uses_and_identity_mismatches_are_refused() {

@@ -6,27 +6,15 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{auth_event, receipts, Server};
+use common::{auth_event, eventually, receipts, sealog, Server, PATIENCE};
 use serde_json::{json, Value};
-
-fn sealog(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_sealog"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-async fn size(s: &Server, c: &reqwest::Client) -> u64 {
-    let text = s.get_text(c, "/checkpoint").await;
-    sealog::note::verify_checkpoint(text.as_bytes(), &s.vkey)
-        .unwrap()
-        .size
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_drains_the_pending_batch_answers_and_exits_0() {
-    // Batches linger 400 ms, so requests are queued when SIGTERM comes.
-    let mut s = Server::start(&["--batch-wait-us", "400000"]);
+    // A batch lingers 5 s after its first event: the ten requests are
+    // queued (seen in /healthz) when SIGTERM comes, and the drain answers
+    // them once the batch commits.
+    let mut s = Server::start(&["--batch-wait-us", "5000000"]);
     let c = Server::client();
     let mut tasks = Vec::new();
     for i in 0..10 {
@@ -42,7 +30,11 @@ async fn sigterm_drains_the_pending_batch_answers_and_exits_0() {
             (r.status().as_u16(), r.text().await.unwrap())
         }));
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually(PATIENCE, "ten events queued", async || {
+        let h: Value = s.get_json(&c, "/healthz").await;
+        (h["queued"] == 10).then_some(()).ok_or(h.to_string())
+    })
+    .await;
     let code = s.stop();
     let mut acked = 0;
     for t in tasks {
@@ -55,7 +47,7 @@ async fn sigterm_drains_the_pending_batch_answers_and_exits_0() {
     }
     assert_eq!(code, Some(0), "graceful stop exits 0");
     s.restart_after_stop();
-    assert_eq!(size(&s, &c).await, acked + 1);
+    assert_eq!(s.size(&c).await, acked + 1);
 }
 
 /// A size-limited tmpfs for the data directory; None where mounting is
@@ -125,7 +117,7 @@ async fn a_full_disk_answers_503_stays_consistent_and_resumes() {
         }
     }
     assert!(full > 0, "the disk never filled");
-    let before = size(&s, &c).await;
+    let before = s.size(&c).await;
     assert_eq!(
         before,
         ok.len() as u64 + 1,
@@ -188,7 +180,7 @@ async fn a_full_disk_answers_503_stays_consistent_and_resumes() {
         String::from_utf8_lossy(&out.stderr)
     );
     s.restart_after_stop();
-    assert_eq!(size(&s, &c).await, after.size);
+    assert_eq!(s.size(&c).await, after.size);
 }
 
 /// Flips the first byte of every copy of `needle` in the file.
@@ -330,5 +322,5 @@ async fn logged_times_stay_monotonic_when_the_clock_steps_back() {
     assert!(t2 >= t1, "logged_time went back: {t2} < {t1}");
     let t3 = logged(&s.append(&c, auth_event(3, json!(3))).await);
     assert!(t3 >= t2);
-    assert_eq!(size(&s, &c).await, 4, "checkpoints keep growing");
+    assert_eq!(s.size(&c).await, 4, "checkpoints keep growing");
 }

@@ -14,26 +14,12 @@ async fn post(
     token: &str,
     body: &Value,
 ) -> (u16, Value) {
-    let r = c
-        .post(format!("{}{path}", s.url))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    s.post_as(c, path, Some(token), body).await
 }
 
 async fn get(c: &reqwest::Client, s: &Server, path: &str, token: &str) -> (u16, Value) {
-    let r = c
-        .get(format!("{}{path}", s.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    let (status, body) = s.get_as(c, path, Some(token)).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 /// A token named `name` with `scopes`, made with the admin token.
@@ -487,12 +473,8 @@ async fn a_maximum_size_body_costs_at_most_about_three_times_its_size() {
     assert!(over.is_empty(), "{over:#?}");
 }
 
-/// The value of the `/metrics` line that starts with `series`.
 async fn metric(s: &Server, c: &reqwest::Client, series: &str) -> u64 {
-    let text = s.get_text(c, "/metrics").await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+    s.metric(c, series).await
 }
 
 #[tokio::test]

@@ -10,15 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{auth_event, send_signal, Server};
+use common::{auth_event, sealog, send_signal, Server};
 use serde_json::json;
 
 const SEALOG: &str = env!("CARGO_BIN_EXE_sealog");
 const SEALOG_TEST: &str = env!("CARGO_BIN_EXE_sealog-test");
-
-fn sealog(args: &[&str]) -> Output {
-    Command::new(SEALOG).args(args).output().unwrap()
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

@@ -5,15 +5,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{auth_event, receipts, Server};
+use common::{auth_event, now_ms, receipts, Server};
 use serde_json::{json, Value};
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 fn mfa_logon(user: &str, session: &str, time: u64) -> Value {
     json!({
