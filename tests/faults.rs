@@ -4,7 +4,6 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
 use common::{auth_event, eventually, receipts, sealog, Server, PATIENCE};
 use serde_json::{json, Value};
@@ -126,8 +125,7 @@ async fn a_full_disk_answers_503_stays_consistent_and_resumes() {
     let cp_before = s.checkpoint(&c).await;
     // Space returns: appends resume without a restart.
     disk.grow(64);
-    let mut resumed = false;
-    for _ in 0..20 {
+    let resumed = eventually(PATIENCE, "appends resume when space returns", async || {
         let r = c
             .post(format!("{}/v1/events", s.url))
             .bearer_auth(&s.token)
@@ -135,21 +133,22 @@ async fn a_full_disk_answers_503_stays_consistent_and_resumes() {
             .send()
             .await
             .unwrap();
-        if r.status() == 200 {
-            ok.extend(receipts(&r.text().await.unwrap()));
-            resumed = true;
-            break;
+        match r.status().as_u16() {
+            200 => Ok(receipts(&r.text().await.unwrap())),
+            status => Err(format!("{status}")),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(resumed, "appends resume when space returns");
+    })
+    .await;
+    ok.extend(resumed);
     let after = s.checkpoint(&c).await;
     s.assert_consistent(&c, &cp_before, &after).await;
     for r in &ok {
         sealog::client::verify_receipt(r, &s.vkey).unwrap();
     }
-    // The lookup index (same disk) came back too: a query sees every
-    // acknowledged event of user u-7, the newest included.
+    // The lookup index (same disk) comes back too (it may lag while it
+    // recovers: queries then answer 503 index_catching_up): a query sees
+    // every acknowledged event of user u-7, the newest included.
+    s.index_caught_up(&c).await;
     let page: Value = s.get_json_auth(&c, "/v1/events?user=u-7&limit=1000").await;
     let found: std::collections::HashSet<u64> = page["events"]
         .as_array()

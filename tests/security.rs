@@ -495,11 +495,13 @@ async fn a_leaf_the_index_cannot_read_is_skipped_not_retried_for_ever() {
     s.restart_after_stop();
     // The index covers the whole tree despite the leaf it cannot read.
     let size = s.checkpoint(&c).await.size;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while metric(&s, &c, "sealog_indexed_size").await < size {
-        assert!(std::time::Instant::now() < deadline, "the index stalled");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    common::eventually(common::PATIENCE, "the index covers the tree", async || {
+        let indexed = metric(&s, &c, "sealog_indexed_size").await;
+        (indexed >= size)
+            .then_some(())
+            .ok_or(format!("indexed {indexed} of {size}"))
+    })
+    .await;
     assert_eq!(metric(&s, &c, "sealog_index_skipped_leaves_total").await, 1);
     let (status, page) = get(&c, &s, "/v1/events?user=u-6&order=oldest", &s.token).await;
     assert_eq!(status, 200, "{page}");

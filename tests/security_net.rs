@@ -593,28 +593,23 @@ async fn the_logs_witnessing_client_reports_a_fork_the_witness_refuses() {
     };
     let (child, honest) = serve(p("honest"));
     let _h = Kill(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while c
-        .get(format!("{honest}/checkpoint"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        != 200
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the honest log was never cosigned"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(PATIENCE, "the honest log is cosigned", async || {
+        let st = c
+            .get(format!("{honest}/checkpoint"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        (st == 200).then_some(()).ok_or(st.to_string())
+    })
+    .await;
     let (child, fork) = serve(p("fork"));
     let _f = Kill(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while metric(&c, &fork, "sealog_witness_forks_total").await < 1.0 {
-        assert!(Instant::now() < deadline, "the fork was never reported");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(PATIENCE, "the fork is reported", async || {
+        let forks = metric(&c, &fork, "sealog_witness_forks_total").await;
+        (forks >= 1.0).then_some(()).ok_or(forks.to_string())
+    })
+    .await;
     assert_eq!(
         c.get(format!("{fork}/checkpoint"))
             .send()
@@ -661,17 +656,10 @@ async fn the_server_stops_gracefully_with_a_stream_open() {
         "10 s after SIGTERM",
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(st) = k.0.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running 10 s after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = eventually(Duration::from_secs(10), "exit after SIGTERM", async || {
+        k.0.try_wait().unwrap().ok_or("still running".to_string())
+    })
+    .await;
     assert!(status.success(), "{status:?}");
 }
 

@@ -7,9 +7,8 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use common::{auth_event, receipts, spawn_serving, terminate, Kill, Server};
+use common::{auth_event, eventually, receipts, spawn_serving, terminate, Kill, Server, PATIENCE};
 use sealog::cosign::CosignatureVerifier;
 use sealog::note::{self, LogSigner};
 use sealog::policy::Policy;
@@ -257,23 +256,20 @@ fn free_port() -> u16 {
 }
 
 async fn wait_for_cosigned(c: &reqwest::Client, url: &str, policy: &Policy, size: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let what = format!("a cosigned checkpoint of size {size}");
+    eventually(PATIENCE, &what, async || {
         let r = c.get(format!("{url}/checkpoint")).send().await.unwrap();
-        if r.status() == 200 {
-            let note = r.text().await.unwrap();
-            if let Ok((cp, _)) = policy.check(note.as_bytes()) {
-                if cp.size >= size {
-                    return note;
-                }
-            }
+        if r.status() != 200 {
+            return Err(r.status().to_string());
         }
-        assert!(
-            Instant::now() < deadline,
-            "no cosigned checkpoint of size {size}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        let note = r.text().await.unwrap();
+        match policy.check(note.as_bytes()) {
+            Ok((cp, _)) if cp.size >= size => Ok(note),
+            Ok((cp, _)) => Err(format!("size {}", cp.size)),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

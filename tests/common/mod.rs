@@ -293,7 +293,13 @@ pub fn auth_event(user: u64, tag: serde_json::Value) -> serde_json::Value {
 /// Runs `sealog ARGS` until it logs `serving addr=…`; returns the child
 /// and its base URL. The caller kills it (or drops a guard that does).
 pub fn spawn_serving(args: &[&str]) -> (Child, String) {
+    spawn_serving_in(Path::new("."), args)
+}
+
+/// `spawn_serving` with the working directory `cwd`.
+pub fn spawn_serving_in(cwd: &Path, args: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .current_dir(cwd)
         .args(args)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
@@ -360,25 +366,28 @@ pub fn try_start(data: &str) -> Result<Server, String> {
 /// reaches it.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Polls `check` every 20 ms until it returns `Ok`, and returns that; panics
-/// after `within` with `what` and the last `Err` (what was seen instead).
-/// Every wait on the server's background work goes through here: a slow
-/// machine only waits longer, a broken server fails the test instead of
-/// hanging it.
+/// Polls `check` until it returns `Ok`, and returns that; panics after
+/// `within` with `what` and the last `Err` (what was seen instead). Polls
+/// every 10 ms at first, backing off to every 250 ms, so a struggling
+/// server is not hammered. Every wait on the server's background work goes
+/// through here: a slow machine only waits longer, a broken server fails
+/// the test instead of hanging it.
 pub async fn eventually<T>(
     within: Duration,
     what: &str,
     mut check: impl AsyncFnMut() -> Result<T, String>,
 ) -> T {
     let deadline = Instant::now() + within;
+    let mut pause = Duration::from_millis(10);
     loop {
         match check().await {
             Ok(v) => return v,
             Err(seen) if Instant::now() >= deadline => {
                 panic!("{what}: not within {within:?}; last seen: {seen}")
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => tokio::time::sleep(pause).await,
         }
+        pause = (pause * 2).min(Duration::from_millis(250));
     }
 }
 
@@ -389,14 +398,16 @@ pub fn eventually_blocking<T>(
     mut check: impl FnMut() -> Result<T, String>,
 ) -> T {
     let deadline = Instant::now() + within;
+    let mut pause = Duration::from_millis(10);
     loop {
         match check() {
             Ok(v) => return v,
             Err(seen) if Instant::now() >= deadline => {
                 panic!("{what}: not within {within:?}; last seen: {seen}")
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => std::thread::sleep(pause),
         }
+        pause = (pause * 2).min(Duration::from_millis(250));
     }
 }
 
@@ -528,6 +539,20 @@ impl Server {
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// Waits until the lookup index covers the latest checkpoint
+    /// (`sealog_indexed_size`): queries then answer at once, never 503
+    /// `index_catching_up`.
+    pub async fn index_caught_up(&self, c: &reqwest::Client) {
+        let size = self.size(c).await;
+        eventually(PATIENCE, "the index covers the log", async || {
+            let indexed = self.metric(c, "sealog_indexed_size").await;
+            (indexed >= size)
+                .then_some(())
+                .ok_or(format!("indexed {indexed} of {size}"))
+        })
+        .await
+    }
+
     /// Waits until the detection rules have observed every event under
     /// the latest checkpoint and recorded what they found: after this, a
     /// finding that has not appeared will not. The runner counts what it
@@ -614,4 +639,36 @@ pub async fn read_sse_until(
             Err(_) => panic!("not within {within:?}; read {out:?}"),
         }
     }
+}
+
+/// Runs `sealog ARGS` in `cwd`, which must exit with a failure within
+/// PATIENCE (a server that starts instead is killed and fails the test);
+/// what it printed on stderr.
+pub fn refused_in(cwd: &Path, args: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .current_dir(cwd)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually_blocking(PATIENCE, "sealog exits", || {
+            child.try_wait().unwrap().ok_or("running".to_string())
+        })
+    }));
+    let status = exited.unwrap_or_else(|_| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("sealog {args:?} ran instead of refusing");
+    });
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success(), "sealog {args:?} exited 0: {err}");
+    err
 }
