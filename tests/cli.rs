@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{refused_in, sealog, spawn_serving_in, Kill, Server};
+use common::{free_port, refused_in, sealog, spawn_serving_in, Kill, Server};
 use serde_json::{json, Value};
 
 /// `sealog ARGS`, which must refuse (exit non-zero) rather than serve.
@@ -128,15 +128,6 @@ fn a_store_created_with_one_key_refuses_another() {
         "127.0.0.1:0",
     ]);
     assert!(err.contains("another log"), "{err}");
-}
-
-/// A port free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Appends `n` events in one request with `token`; the status.

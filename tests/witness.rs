@@ -9,7 +9,8 @@ use std::path::Path;
 
 use base64::prelude::{Engine, BASE64_STANDARD};
 use common::{
-    auth_event, eventually, receipts, sealog, spawn_serving, terminate, Kill, Server, PATIENCE,
+    auth_event, eventually, free_port, receipts, sealog, spawn_serving, terminate, Kill, Server,
+    PATIENCE,
 };
 use sealog::cosign::CosignatureVerifier;
 use sealog::note::{self, LogSigner};
@@ -240,14 +241,6 @@ async fn the_witness_answers_every_case_of_the_spec() {
 /// The body of a GET, whatever its status.
 async fn get_text(c: &reqwest::Client, url: String) -> String {
     c.get(url).send().await.unwrap().text().await.unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn wait_for_cosigned(c: &reqwest::Client, url: &str, policy: &Policy, size: u64) -> String {

@@ -672,3 +672,23 @@ pub fn refused_in(cwd: &Path, args: &[&str]) -> String {
     assert!(!status.success(), "sealog {args:?} exited 0: {err}");
     err
 }
+
+/// A port that was free a moment ago (for a server told to listen there).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The indices of the events of a query page (`{"events": [...]}`), in
+/// the page's order.
+pub fn indices(page: &serde_json::Value) -> Vec<u64> {
+    page["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a page: {page}"))
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect()
+}
