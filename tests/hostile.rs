@@ -58,14 +58,8 @@ async fn ambiguous_deep_and_huge_json_get_4xx() {
     // A long string within the limits is an event like any other.
     let mut big = auth_event(2, json!("y".repeat(sealog::event::MAX_EVENT_BYTES - 4096)));
     big["message"] = json!("z".repeat(1000));
-    let r = c
-        .post(format!("{}/v1/events", s.url))
-        .bearer_auth(&s.token)
-        .json(&big)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let (status, v) = s.post_as(&c, "/v1/events", Some(&s.token), &big).await;
+    assert_eq!(status, 200, "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

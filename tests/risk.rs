@@ -81,17 +81,7 @@ async fn brute_force_fires_at_ten_is_on_the_record_and_raises_risk() {
     assert_eq!(calm["risk_level_id"], 0);
 
     // A risk-only token reads risk and nothing else.
-    let r = c
-        .post(format!("{}/v1/tokens", s.url))
-        .bearer_auth(&s.token)
-        .json(&json!({"name": "engine", "scopes": ["risk"]}))
-        .send()
-        .await
-        .unwrap();
-    let token = r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = s.new_token(&c, "engine", &["risk"]).await;
     let r = c
         .get(format!("{}/v1/risk?user=u-7", s.url))
         .bearer_auth(&token)
@@ -267,15 +257,8 @@ async fn no_producer_can_take_a_findings_uid_and_detections_keep_flowing() {
     // A producer cannot take it: the range is the log's own. (A log
     // written before it was reserved may hold one: the runner then records
     // the finding under an alternate uid, `detecting`'s unit tests.)
-    let r = c
-        .post(format!("{}/v1/events", s.url))
-        .bearer_auth(&s.token)
-        .json(&squatter)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 422);
-    let v: Value = r.json().await.unwrap();
+    let (status, v) = post(&s, &c, &squatter).await;
+    assert_eq!(status, 422);
     assert_eq!(v["error"]["field"], "metadata.uid");
     squatter["metadata"]["uid"] = json!("someone-else-1");
     let at = receipts(&s.append(&c, squatter).await)[0].index;

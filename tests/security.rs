@@ -24,16 +24,7 @@ async fn get(c: &reqwest::Client, s: &Server, path: &str, token: &str) -> (u16, 
 
 /// A token named `name` with `scopes`, made with the admin token.
 async fn token(c: &reqwest::Client, s: &Server, name: &str, scopes: &[&str]) -> String {
-    let (status, v) = post(
-        c,
-        s,
-        "/v1/tokens",
-        &s.token,
-        &json!({"name": name, "scopes": scopes}),
-    )
-    .await;
-    assert_eq!(status, 201, "{v}");
-    v["token"].as_str().unwrap().to_string()
+    s.new_token(c, name, scopes).await
 }
 
 fn with(mut v: Value, path: &[&str], x: Value) -> Value {

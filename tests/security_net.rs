@@ -31,16 +31,6 @@ fn healthz_keep_alive(t: &mut TcpStream) {
     }
 }
 
-async fn create_token(c: &reqwest::Client, s: &Server, name: &str, scopes: Value) -> String {
-    let scopes: Vec<&str> = scopes
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    s.new_token(c, name, &scopes).await
-}
-
 /// Sample `series` of `/metrics`, 0 when absent.
 async fn metric(c: &reqwest::Client, url: &str, series: &str) -> f64 {
     metric_at(c, url, series).await.unwrap_or(0.0)
@@ -50,7 +40,7 @@ async fn metric(c: &reqwest::Client, url: &str, series: &str) -> f64 {
 async fn revoking_a_token_ends_its_open_stream_within_seconds() {
     let s = Server::start(&[]);
     let c = Server::client();
-    let reader = create_token(&c, &s, "reader", json!(["read"])).await;
+    let reader = s.new_token(&c, "reader", &["read"]).await;
     let mut r = open_stream(&c, &s, &reader).await;
     assert_eq!(r.status(), 200);
     // The stream delivers: the admin token's record, then a live event.
@@ -94,9 +84,9 @@ async fn streams_are_capped_per_token_and_overall() {
         "2000",
     ]);
     let c = Server::client();
-    let a = create_token(&c, &s, "a", json!(["read"])).await;
-    let b = create_token(&c, &s, "b", json!(["read"])).await;
-    let x = create_token(&c, &s, "x", json!(["read"])).await;
+    let a = s.new_token(&c, "a", &["read"]).await;
+    let b = s.new_token(&c, "b", &["read"]).await;
+    let x = s.new_token(&c, "x", &["read"]).await;
     let a1 = open_stream(&c, &s, &a).await;
     let _a2 = open_stream(&c, &s, &a).await;
     assert_eq!((a1.status().as_u16(), _a2.status().as_u16()), (200, 200));
