@@ -1,7 +1,8 @@
 //! kill -9 under load. Writers (single events and batches, each event with
 //! its own `metadata.uid`) and readers run while the server is killed with
 //! SIGKILL at random moments and restarted. A writer whose request failed
-//! retries it, with the same uids, until it is answered. After every
+//! retries it, with the same uids, until it is answered (a server that
+//! answers nothing for `PATIENCE` fails the test). After every
 //! restart and at the end:
 //! - every receipt ever returned verifies offline, its checkpoint is
 //!   consistent with the newest one, and its event reads back and matches
