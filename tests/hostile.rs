@@ -192,7 +192,7 @@ async fn json_logs_hold_no_tokens_and_no_event_bodies() {
         .await
         .unwrap();
     common::send_signal(child.id(), "TERM");
-    assert!(child.wait().unwrap().success());
+    assert!(common::exit_within(&mut child, PATIENCE).success());
     let logs = std::fs::read_to_string(&log_path).unwrap();
     for line in logs.lines() {
         serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));

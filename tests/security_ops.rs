@@ -149,7 +149,7 @@ async fn the_bench_route_exists_only_in_sealog_test_which_says_so_loudly() {
         .unwrap();
     assert_eq!(r.status(), 200);
     send_signal(child.id(), "TERM");
-    child.wait().unwrap();
+    common::exit_within(&mut child, PATIENCE);
 }
 
 /// A log with `n` events (plus its admin-token event), stopped.

@@ -125,11 +125,12 @@ impl Server {
         Ok(())
     }
 
-    /// Stops the server with SIGTERM and waits for it; returns its exit code.
+    /// Stops the server with SIGTERM and waits for it (PATIENCE at most);
+    /// returns its exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
         send_signal(child.id(), "TERM");
-        child.wait().ok()?.code()
+        exit_within(&mut child, PATIENCE).code()
     }
 
     /// Stops and starts the server on the same data directory.
@@ -250,6 +251,24 @@ impl Drop for Server {
     }
 }
 
+/// Waits for `child` to exit; kills it and panics if it is still running
+/// after `within` (a server that ignores SIGTERM fails the test rather
+/// than hanging it).
+pub fn exit_within(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pid {} still running after {within:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub fn send_signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")
         .arg(format!("-{sig}"))
@@ -337,7 +356,7 @@ impl Drop for Kill {
 /// Stops a child with SIGTERM and returns its exit code.
 pub fn terminate(mut k: Kill) -> Option<i32> {
     send_signal(k.0.id(), "TERM");
-    let code = k.0.wait().ok()?.code();
+    let code = exit_within(&mut k.0, PATIENCE).code();
     std::mem::forget(k);
     code
 }
