@@ -1060,7 +1060,9 @@ async fn every_route_of_the_scope_table_refuses_no_token_and_the_wrong_scope() {
     }
     // The status of one request; the body is not read (a stream stays
     // open until the answer is dropped).
-    let call = async |r: &Route, token: Option<&str>| -> u16 {
+    // The answer to one request; the body is read only for a refusal (a
+    // stream stays open until the answer is dropped).
+    let call = async |r: &Route, token: Option<&str>| -> reqwest::Response {
         let url = format!("{}{}", s.url, r.path);
         let mut req = if r.method == "GET" {
             c.get(url)
@@ -1070,20 +1072,37 @@ async fn every_route_of_the_scope_table_refuses_no_token_and_the_wrong_scope() {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        req.send().await.unwrap().status().as_u16()
+        req.send().await.unwrap()
+    };
+    // A refusal: `status`, the JSON error `code`, and for a 401 the
+    // challenge (RFC 6750).
+    let refused = async |r: &Route, token: Option<&str>, status: u16, code: &str, what: &str| {
+        let answer = call(r, token).await;
+        assert_eq!(answer.status(), status, "{what}");
+        let challenge = answer.headers().get("www-authenticate").cloned();
+        if status == 401 {
+            let challenge = challenge.unwrap_or_else(|| panic!("{what}: no WWW-Authenticate"));
+            assert!(challenge.to_str().unwrap().starts_with("Bearer"), "{what}");
+        }
+        let v: Value = answer.json().await.unwrap();
+        assert_eq!(v["error"]["code"], code, "{what}: {v}");
     };
     for r in &table {
         let what = format!("{} {}", r.method, r.path);
         if r.scopes.is_empty() {
-            assert_eq!(call(r, None).await, 200, "{what} is public");
+            assert_eq!(call(r, None).await.status(), 200, "{what} is public");
             continue;
         }
-        assert_eq!(call(r, None).await, 401, "{what} without a token");
-        assert_eq!(
-            call(r, Some("sealog_notatoken")).await,
+        refused(
+            r,
+            None,
             401,
-            "{what} with no such token"
-        );
+            "unauthorized",
+            &format!("{what} without a token"),
+        )
+        .await;
+        let bogus = format!("{what} with no such token");
+        refused(r, Some("sealog_notatoken"), 401, "unauthorized", &bogus).await;
         // Every token without the scope first, then those with it (a
         // redaction or a token change can be made once).
         let (right, wrong): (Vec<_>, Vec<_>) = tokens
@@ -1091,10 +1110,11 @@ async fn every_route_of_the_scope_table_refuses_no_token_and_the_wrong_scope() {
             .partition(|(scope, _)| *scope == "admin" || r.scopes.contains(scope));
         assert!(!wrong.is_empty());
         for (scope, t) in wrong {
-            assert_eq!(call(r, Some(t)).await, 403, "{what} with a {scope} token");
+            let with = format!("{what} with a {scope} token");
+            refused(r, Some(t), 403, "forbidden", &with).await;
         }
         for (scope, t) in right {
-            let status = call(r, Some(t)).await;
+            let status = call(r, Some(t)).await.status().as_u16();
             assert!(
                 (200..300).contains(&status),
                 "{what} with a {scope} token: {status}"
