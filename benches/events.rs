@@ -25,8 +25,8 @@ pub fn write_event(out: &mut Vec<u8>, run: u64, n: u64) {
         .unwrap();
         return;
     }
-    let status = if n % 10 == 0 { 2 } else { 1 };
-    let mfa = n % 3 == 0;
+    let status = if n.is_multiple_of(10) { 2 } else { 1 };
+    let mfa = n.is_multiple_of(3);
     let device = user % 97;
     write!(
         out,

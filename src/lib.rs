@@ -8,8 +8,8 @@
 //! verify is the `sealog-verify` crate, which depends on nothing here.
 //!
 //! Layers, lowest first; a module imports only from its own layer or
-//! below: `sys`, `net` → `events` → `store` → `query` → `log` → `detect`,
-//! `witness` → `ops` → `server`.
+//! below (tests/layers.rs checks it): `sys` → `net` → `events` → `store`
+//! → `query` → `log` → `detect`, `witness` → `ops` → `server`.
 
 pub mod detect;
 pub mod events;

@@ -383,7 +383,7 @@ enum TokenCommand {
     Create {
         #[arg(long, default_value = "./sealog-data")]
         data: PathBuf,
-        /// Scopes, comma-separated: append, read, admin.
+        /// Scopes, comma-separated: append, read, admin, risk.
         #[arg(long, value_delimiter = ',', required = true)]
         scope: Vec<String>,
         #[arg(long)]
@@ -507,7 +507,8 @@ fn serve(config: Option<PathBuf>, flags: ServeConfig) -> Result<(), String> {
 /// Turns transparent huge pages off for this process, before it allocates
 /// much: with them, each page the allocator takes fresh faults in as 2 MiB
 /// zeroed at once, ~6 % of the server's CPU under batched appends (perf,
-/// BENCHMARKS.md session 4). Failing is harmless: only slower.
+/// BENCHMARKS.md, "Transparent huge pages off, mimalloc"). Failing is
+/// harmless: only slower.
 fn no_huge_pages() {
     // SAFETY: prctl with PR_SET_THP_DISABLE reads no memory of ours.
     unsafe {

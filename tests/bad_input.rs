@@ -21,13 +21,6 @@ async fn send(
     (status, r.json().await.expect("a JSON body"))
 }
 
-async fn size(c: &reqwest::Client, s: &Server) -> u64 {
-    let text = s.get_text(c, "/checkpoint").await;
-    sealog_verify::note::verify_checkpoint(text.as_bytes(), &s.vkey)
-        .unwrap()
-        .size
-}
-
 #[tokio::test]
 async fn appends_refuse_bad_tokens_and_bad_bodies() {
     let s = Server::start(&["--max-body-bytes", "2048", "--max-events", "5"]);
@@ -37,7 +30,16 @@ async fn appends_refuse_bad_tokens_and_bad_bodies() {
     let ok = auth_event(2, json!("x")).to_string();
 
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(4096));
-    let cases: Vec<(&str, Option<&str>, String, u16, &str, Option<&str>)> = vec![
+    // (what, token, body, status, error code, field)
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        String,
+        u16,
+        &'a str,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
         ("no token", None, "{}".into(), 401, "unauthorized", None),
         (
             "wrong token",
@@ -175,7 +177,7 @@ async fn appends_refuse_bad_tokens_and_bad_bodies() {
     assert_eq!(got, 400);
     // Nothing was appended by any of them: the admin token's record and
     // the one good event.
-    assert_eq!(size(&c, &s).await, 2);
+    assert_eq!(s.size(&c).await, 2);
 }
 
 #[tokio::test]
@@ -309,7 +311,7 @@ async fn a_full_queue_answers_503_with_retry_after_and_appends_nothing() {
     }
     assert!(ok >= 1 && busy >= 1, "ok {ok}, busy {busy}");
     assert_eq!(
-        size(&c, &s).await,
+        s.size(&c).await,
         ok + 1,
         "only acknowledged events (and the admin token's record) are in the log"
     );

@@ -1,7 +1,8 @@
 //! kill -9 under load. Writers (single events and batches, each event with
 //! its own `metadata.uid`) and readers run while the server is killed with
 //! SIGKILL at random moments and restarted. A writer whose request failed
-//! retries it, with the same uids, until it is answered. After every
+//! retries it, with the same uids, until it is answered (a server that
+//! answers nothing for `PATIENCE` fails the test). After every
 //! restart and at the end:
 //! - every receipt ever returned verifies offline, its checkpoint is
 //!   consistent with the newest one, and its event reads back and matches
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use common::{auth_event, Server};
+use common::{auth_event, eventually, Server, PATIENCE};
 use sealog_verify::note::{self, Checkpoint};
 use sealog_verify::receipt::{ConsistencyProof, Receipt};
 use sealog_verify::verify;
@@ -47,7 +48,7 @@ async fn writer(id: u64, sh: Arc<Shared>, token: String) {
     let mut seq = 0u64;
     // A steady load, bounded so that checking every receipt stays cheap.
     while !sh.stop.load(Ordering::Relaxed) {
-        let n = if seq % 3 == 0 { 5 } else { 1 };
+        let n = if seq.is_multiple_of(3) { 5 } else { 1 };
         let events: Vec<Value> = (0..n)
             .map(|j| {
                 let mut e = auth_event(id, json!({"w": id, "seq": seq, "j": j}));
@@ -65,8 +66,15 @@ async fn writer(id: u64, sh: Arc<Shared>, token: String) {
         } else {
             json!(events)
         };
-        // Retry the same request until it is answered.
+        // Retry the same request until it is answered: across a kill and
+        // restart that is well within PATIENCE; a server that never
+        // answers again fails the test.
+        let deadline = std::time::Instant::now() + PATIENCE;
         loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "writer {id}: no answer to an append within {PATIENCE:?}"
+            );
             let url = sh.url.read().unwrap().clone();
             let r = c
                 .post(format!("{url}/v1/events"))
@@ -141,7 +149,7 @@ async fn check(
             cp.size <= head.size,
             "a receipt is ahead of the log: acknowledged data was lost"
         );
-        if !consistent.contains_key(&cp.size) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = consistent.entry(cp.size) {
             let p: ConsistencyProof = s
                 .get_json(
                     &c,
@@ -150,7 +158,7 @@ async fn check(
                 .await;
             verify::verify_consistency(&p, &cp, &head)
                 .expect("consistent with the newest checkpoint");
-            consistent.insert(cp.size, true);
+            slot.insert(true);
         }
     }
     for r in receipts.iter().step_by(7) {
@@ -212,7 +220,19 @@ async fn kill_9_under_load_loses_and_forks_nothing() {
             sh.receipts.lock().unwrap().len()
         );
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The writers get through to the last restart before they stop.
+    let before = sh.receipts.lock().unwrap().len();
+    eventually(
+        PATIENCE,
+        "appends are answered after the last restart",
+        async || {
+            let n = sh.receipts.lock().unwrap().len();
+            (n > before + 8)
+                .then_some(())
+                .ok_or(format!("{n} receipts"))
+        },
+    )
+    .await;
     sh.stop.store(true, Ordering::Relaxed);
     for t in tasks.into_iter().chain(readers) {
         t.await.unwrap();
@@ -223,7 +243,9 @@ async fn kill_9_under_load_loses_and_forks_nothing() {
     let c = Server::client();
     let mut counts: HashMap<String, u32> = HashMap::new();
     let mut cursor: Option<String> = None;
-    loop {
+    // Each page holds up to 1,000 events: far fewer pages than this.
+    for page in 0.. {
+        assert!(page < 10_000, "the cursor never ends");
         let mut q = "/v1/events?order=oldest&limit=1000&class_uid=3002".to_string();
         if let Some(cur) = &cursor {
             q.push_str(&format!("&cursor={cur}"));

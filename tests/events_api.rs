@@ -12,12 +12,7 @@ use sealog_verify::verify;
 use serde_json::{json, Value};
 
 async fn get(c: &reqwest::Client, s: &Server, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut r = c.get(format!("{}{path}", s.url));
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    let r = r.send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
+    s.get_as(c, path, token).await
 }
 
 async fn post(
@@ -27,13 +22,7 @@ async fn post(
     token: Option<&str>,
     body: Value,
 ) -> (u16, Value) {
-    let mut r = c.post(format!("{}{path}", s.url)).json(&body);
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    let r = r.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    s.post_as(c, path, token, &body).await
 }
 
 fn b64(s: &str) -> Vec<u8> {
@@ -651,6 +640,9 @@ async fn queries_match_a_brute_force_filter() {
         let rs = receipts(&s.append(&c, json!(values)).await);
         all.extend(rs.iter().map(|r| r.index).zip(samples));
     }
+    // The detections observe every event before one is redacted (a
+    // redacted event is not observed, and `detections_caught_up` counts).
+    s.detections_caught_up(&c).await;
     // A redacted event leaves every query.
     let gone = all[10].0;
     let (_, v) = post(
@@ -677,8 +669,8 @@ async fn queries_match_a_brute_force_filter() {
     all.insert(0, (0, record(1, "sealog")));
     all.push((v["redacted_by"].as_u64().unwrap(), record(4, "admin")));
 
-    // Let the detections settle, then set their findings aside.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The detections have recorded all they will: set their findings aside.
+    s.detections_caught_up(&c).await;
     let (_, body) = get(
         &c,
         &s,
@@ -696,7 +688,7 @@ async fn queries_match_a_brute_force_filter() {
     let mut checked = 0;
     for q in 0..60u64 {
         let mut params: Vec<(String, String)> = Vec::new();
-        let pick = |k: u64| (q / k) % 3 == 0;
+        let pick = |k: u64| (q / k).is_multiple_of(3);
         if pick(1) {
             params.push(("user".into(), format!("u{}", q % 20)));
         }
@@ -764,7 +756,9 @@ async fn queries_match_a_brute_force_filter() {
         }
         let mut got = Vec::new();
         let mut cursor: Option<String> = None;
-        loop {
+        // 3,000 events, at least a page of 100 each: never more pages.
+        for page in 0.. {
+            assert!(page <= 3_000, "{params:?}: the cursor never ends");
             let mut p = params.clone();
             if let Some(cur) = &cursor {
                 p.push(("cursor".into(), cur.clone()));
@@ -822,4 +816,309 @@ async fn queries_match_a_brute_force_filter() {
         .0,
         400
     );
+}
+
+/// One row of the scope table: a route as the README and spec/api.md name
+/// it (`<i>` for an index), the scopes that open it (none: public), and
+/// a concrete request to try it with.
+struct Route {
+    method: &'static str,
+    route: &'static str,
+    scopes: &'static [&'static str],
+    path: &'static str,
+    body: Value,
+}
+
+/// Every route of the API. A route added to the README's API table or to
+/// spec/api.md without a row here fails
+/// `every_route_of_the_scope_table_refuses_no_token_and_the_wrong_scope`.
+fn scope_table() -> Vec<Route> {
+    let r = |method, route, scopes, path, body| Route {
+        method,
+        route,
+        scopes,
+        path,
+        body,
+    };
+    let none = Value::Null;
+    vec![
+        r(
+            "POST",
+            "/v1/events",
+            &["append"],
+            "/v1/events",
+            auth_event(9, json!("scoped")),
+        ),
+        r(
+            "GET",
+            "/v1/events",
+            &["read"],
+            "/v1/events?user=u-1",
+            none.clone(),
+        ),
+        r(
+            "GET",
+            "/v1/events/<i>",
+            &["read"],
+            "/v1/events/1",
+            none.clone(),
+        ),
+        r(
+            "GET",
+            "/v1/events/<i>/receipt",
+            &["read"],
+            "/v1/events/1/receipt",
+            none.clone(),
+        ),
+        r(
+            "POST",
+            "/v1/events/<i>/redact",
+            &["admin"],
+            "/v1/events/2/redact",
+            json!({"reason": "scope test"}),
+        ),
+        r(
+            "POST",
+            "/v1/tokens",
+            &["admin"],
+            "/v1/tokens",
+            json!({"name": "made", "scopes": ["read"]}),
+        ),
+        r("GET", "/v1/tokens", &["admin"], "/v1/tokens", none.clone()),
+        r(
+            "POST",
+            "/v1/tokens/<name>/revoke",
+            &["admin"],
+            "/v1/tokens/victim/revoke",
+            none.clone(),
+        ),
+        r(
+            "GET",
+            "/v1/risk",
+            &["risk", "read"],
+            "/v1/risk?user=u-1",
+            none.clone(),
+        ),
+        r(
+            "GET",
+            "/v1/events/<i>/assurance",
+            &["read"],
+            "/v1/events/1/assurance",
+            none.clone(),
+        ),
+        r(
+            "GET",
+            "/v1/stream",
+            &["read"],
+            "/v1/stream?from=1",
+            none.clone(),
+        ),
+        r(
+            "POST",
+            "/v1/admin/backup",
+            &["admin"],
+            "/v1/admin/backup",
+            none.clone(),
+        ),
+        r("GET", "/metrics", &[], "/metrics", none.clone()),
+        r("GET", "/checkpoint", &[], "/checkpoint", none.clone()),
+        r(
+            "GET",
+            "/checkpoint/latest",
+            &[],
+            "/checkpoint/latest",
+            none.clone(),
+        ),
+        r("GET", "/tile/<L>/<N>", &[], "/tile/0/000.p/3", none.clone()),
+        r(
+            "GET",
+            "/tile/entries/<N>",
+            &[],
+            "/tile/entries/000.p/3",
+            none.clone(),
+        ),
+        r(
+            "GET",
+            "/v1/proof/inclusion",
+            &[],
+            "/v1/proof/inclusion?index=1&size=3",
+            none.clone(),
+        ),
+        r(
+            "GET",
+            "/v1/proof/consistency",
+            &[],
+            "/v1/proof/consistency?from=1&to=3",
+            none.clone(),
+        ),
+        r("GET", "/healthz", &[], "/healthz", none),
+    ]
+}
+
+/// The README's API table: (method, route, scopes) for each route it
+/// names (a row may name several; query strings and optional parts cut).
+fn readme_routes() -> Vec<(String, String, Vec<String>)> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme
+        .split("| route | auth | what |")
+        .nth(1)
+        .expect("the README's API table");
+    let mut out = Vec::new();
+    for line in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = line.split('|').collect();
+        let ticked = |cell: &str| -> Vec<String> {
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect()
+        };
+        let scopes = ticked(cells[2]);
+        for code in ticked(cells[1]) {
+            let Some((method, path)) = code.split_once(' ') else {
+                continue;
+            };
+            if method != "GET" && method != "POST" {
+                continue;
+            }
+            let path = path.split(['?', '[']).next().unwrap().to_string();
+            out.push((method.to_string(), path, scopes.clone()));
+        }
+    }
+    out
+}
+
+/// The scopes spec/api.md gives `method route`: from the line that names
+/// it, else from its section's heading; `(public)` is none. None if the
+/// spec does not name the route.
+fn spec_scopes(spec: &str, method: &str, route: &str) -> Option<Vec<String>> {
+    let needle = format!("`{method} {}", route.replace("<i>", "<index>"));
+    let lines: Vec<&str> = spec.lines().collect();
+    let at = lines.iter().position(|l| {
+        l.match_indices(&needle)
+            .any(|(i, _)| matches!(l[i + needle.len()..].chars().next(), Some('`' | '?' | '[')))
+    })?;
+    let scope_of = |l: &str| -> Option<Vec<String>> {
+        if l.contains("(public") {
+            return Some(Vec::new());
+        }
+        let rest = l.split("(scope ").nth(1)?;
+        let rest = rest.split(')').next().unwrap();
+        Some(
+            rest.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect(),
+        )
+    };
+    for l in lines[..=at].iter().rev() {
+        if let Some(s) = scope_of(l) {
+            return Some(s);
+        }
+        if l.starts_with("## ") {
+            break;
+        }
+    }
+    panic!("spec/api.md names {method} {route} under no scope")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_of_the_scope_table_refuses_no_token_and_the_wrong_scope() {
+    let table = scope_table();
+    // The table is the README's and the spec's, route for route.
+    let mut ours: Vec<(String, String, Vec<String>)> = table
+        .iter()
+        .map(|r| {
+            let scopes = r.scopes.iter().map(|s| s.to_string()).collect();
+            (r.method.to_string(), r.route.to_string(), scopes)
+        })
+        .collect();
+    let mut readme = readme_routes();
+    ours.sort();
+    readme.sort();
+    assert_eq!(ours, readme, "the README's API table and this test's");
+    let spec =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/spec/api.md")).unwrap();
+    for (method, route, scopes) in &ours {
+        assert_eq!(
+            spec_scopes(&spec, method, route).as_ref(),
+            Some(scopes),
+            "spec/api.md on {method} {route}"
+        );
+    }
+
+    let s = Server::start(&[]);
+    let c = Server::client();
+    let evs: Vec<Value> = (1..4).map(|u| auth_event(u, json!(u))).collect();
+    s.append(&c, json!(evs)).await;
+    s.new_token(&c, "victim", &["read"]).await;
+    let mut tokens = vec![("admin", s.token.clone())];
+    for scope in ["append", "read", "risk"] {
+        tokens.push((scope, s.new_token(&c, scope, &[scope]).await));
+    }
+    // The status of one request; the body is not read (a stream stays
+    // open until the answer is dropped).
+    // The answer to one request; the body is read only for a refusal (a
+    // stream stays open until the answer is dropped).
+    let call = async |r: &Route, token: Option<&str>| -> reqwest::Response {
+        let url = format!("{}{}", s.url, r.path);
+        let mut req = if r.method == "GET" {
+            c.get(url)
+        } else {
+            c.post(url).json(&r.body)
+        };
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    };
+    // A refusal: `status`, the JSON error `code`, and for a 401 the
+    // challenge (RFC 6750).
+    let refused = async |r: &Route, token: Option<&str>, status: u16, code: &str, what: &str| {
+        let answer = call(r, token).await;
+        assert_eq!(answer.status(), status, "{what}");
+        let challenge = answer.headers().get("www-authenticate").cloned();
+        if status == 401 {
+            let challenge = challenge.unwrap_or_else(|| panic!("{what}: no WWW-Authenticate"));
+            assert!(challenge.to_str().unwrap().starts_with("Bearer"), "{what}");
+        }
+        let v: Value = answer.json().await.unwrap();
+        assert_eq!(v["error"]["code"], code, "{what}: {v}");
+    };
+    for r in &table {
+        let what = format!("{} {}", r.method, r.path);
+        if r.scopes.is_empty() {
+            assert_eq!(call(r, None).await.status(), 200, "{what} is public");
+            continue;
+        }
+        refused(
+            r,
+            None,
+            401,
+            "unauthorized",
+            &format!("{what} without a token"),
+        )
+        .await;
+        let bogus = format!("{what} with no such token");
+        refused(r, Some("sealog_notatoken"), 401, "unauthorized", &bogus).await;
+        // Every token without the scope first, then those with it (a
+        // redaction or a token change can be made once).
+        let (right, wrong): (Vec<_>, Vec<_>) = tokens
+            .iter()
+            .partition(|(scope, _)| *scope == "admin" || r.scopes.contains(scope));
+        assert!(!wrong.is_empty());
+        for (scope, t) in wrong {
+            let with = format!("{what} with a {scope} token");
+            refused(r, Some(t), 403, "forbidden", &with).await;
+        }
+        for (scope, t) in right {
+            let status = call(r, Some(t)).await.status().as_u16();
+            assert!(
+                (200..300).contains(&status),
+                "{what} with a {scope} token: {status}"
+            );
+        }
+    }
 }

@@ -7,12 +7,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{auth_event, Server};
+use common::{auth_event, eventually_blocking, host, raw, Server, PATIENCE};
 use serde_json::{json, Value};
-
-fn host(url: &str) -> String {
-    url.trim_start_matches("http://").to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ambiguous_deep_and_huge_json_get_4xx() {
@@ -62,23 +58,8 @@ async fn ambiguous_deep_and_huge_json_get_4xx() {
     // A long string within the limits is an event like any other.
     let mut big = auth_event(2, json!("y".repeat(sealog::events::MAX_EVENT_BYTES - 4096)));
     big["message"] = json!("z".repeat(1000));
-    let r = c
-        .post(format!("{}/v1/events", s.url))
-        .bearer_auth(&s.token)
-        .json(&big)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-}
-
-fn raw(addr: &str, request: &[u8]) -> String {
-    let mut t = TcpStream::connect(addr).unwrap();
-    t.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    t.write_all(request).unwrap();
-    let mut out = Vec::new();
-    let _ = t.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).to_string()
+    let (status, v) = s.post_as(&c, "/v1/events", Some(&s.token), &big).await;
+    assert_eq!(status, 200, "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,11 +107,12 @@ async fn oversized_headers_slow_clients_and_connection_floods_are_bounded() {
     };
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(t0.elapsed() < Duration::from_secs(5));
-    // A flood of idle connections cannot keep others out: with all 4
-    // slots held by idle sockets, the next connection closes the one idle
-    // longest and is served (tests/security_net.rs has the long-timeout case).
+    // A flood of idle connections cannot keep others out: all 4 slots
+    // held by idle sockets (accepted in order, so before the next), the
+    // next connection is served. The header deadline here (600 ms) would
+    // free the slots anyway; tests/security_net.rs, with long timeouts,
+    // pins that the newcomer closes the socket idle longest.
     let idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(&addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(100));
     let answer = raw(
         &addr,
         b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -158,16 +140,15 @@ async fn json_logs_hold_no_tokens_and_no_event_bodies() {
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
+    let addr = eventually_blocking(PATIENCE, "a serving line", || {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains("\"serving\"")) {
-            let v: Value = serde_json::from_str(line).expect("JSON log lines");
-            break v["fields"]["addr"].as_str().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "no serving line: {text}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        let line = text
+            .lines()
+            .find(|l| l.contains("\"serving\""))
+            .ok_or(text.clone())?;
+        let v: Value = serde_json::from_str(line).expect("JSON log lines");
+        Ok(v["fields"]["addr"].as_str().unwrap().to_string())
+    });
     let url = format!("http://{addr}");
     let admin = std::fs::read_to_string(data.join("admin.token"))
         .unwrap()
@@ -211,7 +192,7 @@ async fn json_logs_hold_no_tokens_and_no_event_bodies() {
         .await
         .unwrap();
     common::send_signal(child.id(), "TERM");
-    assert!(child.wait().unwrap().success());
+    assert!(common::exit_within(&mut child, PATIENCE).success());
     let logs = std::fs::read_to_string(&log_path).unwrap();
     for line in logs.lines() {
         serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));

@@ -86,3 +86,70 @@ async fn metrics_count_appends_by_outcome_batches_proofs_and_the_tree() {
         "no witnesses configured"
     );
 }
+
+/// `samples` of `/metrics` once `done` holds of them, polling for at most
+/// 30 s.
+async fn samples_once(
+    s: &Server,
+    c: &reqwest::Client,
+    what: &str,
+    done: impl Fn(&HashMap<String, f64>) -> bool,
+) -> HashMap<String, f64> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let m = samples(&s.get_text(c, "/metrics").await);
+        if done(&m) {
+            return m;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {m:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_followers_of_the_log_report_their_lag_and_retries() {
+    let s = Server::start(&[]);
+    let c = Server::client();
+    let lag = |f: &str| format!(r#"sealog_follower_lag_leaves{{follower="{f}"}}"#);
+    for f in ["index", "detections", "stream", "witnessing"] {
+        let m = samples(&s.get_text(&c, "/metrics").await);
+        let retries = format!(r#"sealog_follower_retries_total{{follower="{f}"}}"#);
+        assert_eq!(m.get(&retries), Some(&0.0), "{f}");
+    }
+    s.append(
+        &c,
+        json!((0..5).map(|u| auth_event(u, json!(u))).collect::<Vec<_>>()),
+    )
+    .await;
+    // Both followers catch up (a query hurries the index): no lag, and
+    // the index covers the tree.
+    let _: serde_json::Value = s.get_json_auth(&c, "/v1/events?user=u-1").await;
+    let m = samples_once(&s, &c, "the followers catch up", |m| {
+        m.get(&lag("index")) == Some(&0.0) && m.get(&lag("detections")) == Some(&0.0)
+    })
+    .await;
+    assert_eq!(m["sealog_indexed_size"], m["sealog_tree_size"]);
+    assert_eq!(m["sealog_detection_lag_events"], 0.0);
+    assert!(
+        !m.contains_key(&lag("witnessing")),
+        "no witnesses configured"
+    );
+    assert!(!m.contains_key(&lag("stream")), "no stream open");
+    // An open stream is a follower too, and is forgotten once closed.
+    let stream = c
+        .get(format!("{}/v1/stream?from=0", s.url))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    samples_once(&s, &c, "an open stream's lag", |m| {
+        m.get(&lag("stream")) == Some(&0.0)
+    })
+    .await;
+    drop(stream);
+    samples_once(&s, &c, "a closed stream is forgotten", |m| {
+        !m.contains_key(&lag("stream"))
+    })
+    .await;
+}

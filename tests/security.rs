@@ -14,40 +14,17 @@ async fn post(
     token: &str,
     body: &Value,
 ) -> (u16, Value) {
-    let r = c
-        .post(format!("{}{path}", s.url))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    s.post_as(c, path, Some(token), body).await
 }
 
 async fn get(c: &reqwest::Client, s: &Server, path: &str, token: &str) -> (u16, Value) {
-    let r = c
-        .get(format!("{}{path}", s.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    let (status, body) = s.get_as(c, path, Some(token)).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 /// A token named `name` with `scopes`, made with the admin token.
 async fn token(c: &reqwest::Client, s: &Server, name: &str, scopes: &[&str]) -> String {
-    let (status, v) = post(
-        c,
-        s,
-        "/v1/tokens",
-        &s.token,
-        &json!({"name": name, "scopes": scopes}),
-    )
-    .await;
-    assert_eq!(status, 201, "{v}");
-    v["token"].as_str().unwrap().to_string()
+    s.new_token(c, name, scopes).await
 }
 
 fn with(mut v: Value, path: &[&str], x: Value) -> Value {
@@ -487,12 +464,8 @@ async fn a_maximum_size_body_costs_at_most_about_three_times_its_size() {
     assert!(over.is_empty(), "{over:#?}");
 }
 
-/// The value of the `/metrics` line that starts with `series`.
 async fn metric(s: &Server, c: &reqwest::Client, series: &str) -> u64 {
-    let text = s.get_text(c, "/metrics").await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+    s.metric(c, series).await
 }
 
 #[tokio::test]
@@ -513,21 +486,17 @@ async fn a_leaf_the_index_cannot_read_is_skipped_not_retried_for_ever() {
     s.restart_after_stop();
     // The index covers the whole tree despite the leaf it cannot read.
     let size = s.checkpoint(&c).await.size;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while metric(&s, &c, "sealog_indexed_size").await < size {
-        assert!(std::time::Instant::now() < deadline, "the index stalled");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    common::eventually(common::PATIENCE, "the index covers the tree", async || {
+        let indexed = metric(&s, &c, "sealog_indexed_size").await;
+        (indexed >= size)
+            .then_some(())
+            .ok_or(format!("indexed {indexed} of {size}"))
+    })
+    .await;
     assert_eq!(metric(&s, &c, "sealog_index_skipped_leaves_total").await, 1);
     let (status, page) = get(&c, &s, "/v1/events?user=u-6&order=oldest", &s.token).await;
     assert_eq!(status, 200, "{page}");
-    let got: Vec<u64> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["index"].as_u64().unwrap())
-        .collect();
-    assert_eq!(got, [at[0], at[1], at[3], at[4]]);
+    assert_eq!(common::indices(&page), [at[0], at[1], at[3], at[4]]);
     // The log goes on: appends, and queries that find them.
     let new = receipts(&s.append(&c, auth_event(6, json!("after"))).await)[0].index;
     let (_, page) = get(&c, &s, "/v1/events?user=u-6&order=newest&limit=1", &s.token).await;

@@ -61,21 +61,11 @@ fn key_slot(dir: &Path, i: u64) -> Vec<u8> {
 }
 
 async fn post(s: &Server, c: &reqwest::Client, path: &str, body: Value) -> (u16, Value) {
-    let r = c
-        .post(format!("{}{path}", s.url))
-        .bearer_auth(&s.token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
+    s.post_as(c, path, Some(&s.token), &body).await
 }
 
 fn sealog(args: &[&str]) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealog"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = common::sealog(args);
     assert!(
         out.status.success(),
         "{}",

@@ -10,15 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{auth_event, send_signal, Server};
+use common::{auth_event, eventually, sealog, send_signal, Server, PATIENCE};
 use serde_json::json;
 
 const SEALOG: &str = env!("CARGO_BIN_EXE_sealog");
 const SEALOG_TEST: &str = env!("CARGO_BIN_EXE_sealog-test");
-
-fn sealog(args: &[&str]) -> Output {
-    Command::new(SEALOG).args(args).output().unwrap()
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -153,7 +149,7 @@ async fn the_bench_route_exists_only_in_sealog_test_which_says_so_loudly() {
         .unwrap();
     assert_eq!(r.status(), 200);
     send_signal(child.id(), "TERM");
-    child.wait().unwrap();
+    common::exit_within(&mut child, PATIENCE);
 }
 
 /// A log with `n` events (plus its admin-token event), stopped.
@@ -344,7 +340,13 @@ fn serve_refuses_a_data_directory_others_can_reach() {
     let cwd = dir.parent().unwrap().to_path_buf();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700);
-    for f in ["log.key", "admin.token", "sealog.redb", "index.redb"] {
+    for f in [
+        "log.key",
+        "admin.token",
+        "sealog.redb",
+        "sealog.keys",
+        "index.redb",
+    ] {
         assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
     }
     let chmod =
@@ -362,10 +364,15 @@ fn serve_refuses_a_data_directory_others_can_reach() {
     let e = serve_refused(SEALOG, &cwd, &args, &[]);
     assert!(e.contains("sealog.redb"), "{e}");
     chmod(&dir.join("sealog.redb"), 0o600);
-    // Symlinks to the key or the database are refused, not followed.
+    // The event keys open every event: the same rule.
+    chmod(&dir.join("sealog.keys"), 0o644);
+    let e = serve_refused(SEALOG, &cwd, &args, &[]);
+    assert!(e.contains("sealog.keys") && e.contains("chmod 600"), "{e}");
+    chmod(&dir.join("sealog.keys"), 0o600);
+    // Symlinks to the keys or the database are refused, not followed.
     let elsewhere = cwd.join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
-    for f in ["log.key", "sealog.redb"] {
+    for f in ["log.key", "sealog.redb", "sealog.keys"] {
         std::fs::rename(dir.join(f), elsewhere.join(f)).unwrap();
         std::os::unix::fs::symlink(elsewhere.join(f), dir.join(f)).unwrap();
         let e = serve_refused(SEALOG, &cwd, &args, &[]);
@@ -532,14 +539,11 @@ async fn https_end_to_end_with_a_certificate_reloaded_on_sighup() {
     std::fs::copy(&key2, &key).unwrap();
     send_signal(srv.pid().unwrap(), "HUP");
     let c2 = trusting(&ca2);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while c2.get(format!("{url}/checkpoint")).send().await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the new certificate is never presented"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(PATIENCE, "the new certificate is presented", async || {
+        let r = c2.get(format!("{url}/checkpoint")).send().await;
+        r.map(drop).map_err(|e| e.to_string())
+    })
+    .await;
     // A new client trusting only the old CA is refused now. (The old
     // client could still resume its TLS session: resumption re-presents
     // no certificate.)
@@ -640,23 +644,24 @@ async fn a_witness_serves_https_from_a_private_directory_and_cosigns_for_a_log_t
     );
     let c = Server::client();
     srv.append(&c, auth_event(1, json!(1))).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually(PATIENCE, "cosigned over HTTPS", async || {
         let r = c
             .get(format!("{}/checkpoint", srv.url))
             .send()
             .await
             .unwrap();
-        if r.status() == 200 {
-            let note = r.text().await.unwrap();
-            if let Ok((cp, who)) = policy.check(note.as_bytes()) {
-                if cp.size >= 2 {
-                    assert!(who.contains("w"));
-                    break;
-                }
-            }
+        if r.status() != 200 {
+            return Err(r.status().to_string());
         }
-        assert!(Instant::now() < deadline, "never cosigned over HTTPS");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        let note = r.text().await.unwrap();
+        match policy.check(note.as_bytes()) {
+            Ok((cp, who)) if cp.size >= 2 => {
+                assert!(who.contains("w"));
+                Ok(())
+            }
+            Ok((cp, _)) => Err(format!("size {}", cp.size)),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
 }

@@ -5,15 +5,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{auth_event, receipts, Server};
+use common::{auth_event, now_ms, read_sse_until, receipts, Server, PATIENCE};
 use serde_json::{json, Value};
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 fn mfa_logon(user: &str, session: &str, time: u64) -> Value {
     json!({
@@ -187,7 +180,8 @@ async fn the_stream_delivers_every_event_once_across_disconnects_under_load() {
     assert_eq!(distinct.len(), seen.len(), "exactly once");
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "in index order");
     assert_eq!(distinct, (0..want).collect());
-    // Filters, and the scope.
+    // No token, and a Last-Event-ID that is no index (filters and `from`:
+    // the next test).
     let r = c.get(format!("{}/v1/stream", s.url)).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let r = c
@@ -294,4 +288,147 @@ async fn assurance_counts_only_a_real_step_up_by_the_same_identity() {
             .await;
         assert_eq!(v["step_up"]["index"], step, "{user}: {v}");
     }
+}
+
+/// Opens `/v1/stream?{query}` with the admin token, and `Last-Event-ID`
+/// when given.
+async fn stream(
+    c: &reqwest::Client,
+    s: &Server,
+    query: &str,
+    last: Option<u64>,
+) -> reqwest::Response {
+    let mut req = c
+        .get(format!("{}/v1/stream?{query}", s.url))
+        .bearer_auth(&s.token);
+    if let Some(id) = last {
+        req = req.header("Last-Event-ID", id.to_string());
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200, "{query}");
+    r
+}
+
+/// The ids a stream sends until it has sent `until` (which must come).
+async fn ids_until(r: &mut reqwest::Response, until: u64) -> Vec<u64> {
+    let mut buf = String::new();
+    let got = read_sse_until(r, &mut buf, PATIENCE, |evs| {
+        evs.last().is_some_and(|e| e.id == Some(until))
+    })
+    .await;
+    for e in &got {
+        assert_eq!(e.name, None, "{e:?}");
+        assert_eq!(e.data["index"].as_u64(), e.id, "{e:?}");
+    }
+    got.iter().map(|e| e.id.unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_filters_select_only_matching_events_and_from_and_last_event_id_set_the_start() {
+    let s = Server::start(&[]);
+    let c = Server::client();
+    let t = now_ms() - 60_000;
+    // Logons (3002) of users u-0..u-2 and account changes (3001) of the
+    // same users, interleaved; then one of u-1's logons redacted.
+    let change = |u: u64| {
+        json!({
+            "class_uid": 3001, "activity_id": 9, "severity_id": 1, "status_id": 1, "time": t + u,
+            "user": {"uid": format!("u-{u}")},
+            "metadata": {"version": "1.8.0", "product": {"name": "Example IdP"}}
+        })
+    };
+    let mut events = Vec::new();
+    for k in 0..12u64 {
+        events.push(if k % 2 == 0 {
+            auth_event(k % 3, json!(k))
+        } else {
+            change(k % 3)
+        });
+    }
+    let at: Vec<u64> = receipts(&s.append(&c, json!(events)).await)
+        .iter()
+        .map(|r| r.index)
+        .collect();
+    let logons_of_u1: Vec<u64> = (0..12)
+        .filter(|k| k % 2 == 0 && k % 3 == 1)
+        .map(|k| at[k as usize])
+        .collect();
+    assert_eq!(logons_of_u1.len(), 2);
+    let changes: Vec<u64> = (0..12)
+        .filter(|k| k % 2 == 1)
+        .map(|k| at[k as usize])
+        .collect();
+    let (status, v) = s
+        .post_as(
+            &c,
+            &format!("/v1/events/{}/redact", changes[0]),
+            Some(&s.token),
+            &json!({"reason": "stream test"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let redaction = v["redacted_by"].as_u64().unwrap();
+    // A sentinel that matches every filter below, appended last: a stream
+    // that reaches it has sent all it was going to send before it.
+    let mut sentinel = auth_event(1, json!("sentinel"));
+    sentinel["time"] = json!(t);
+    let end = receipts(&s.append(&c, sentinel).await)[0].index;
+
+    // class_uid and user together: u-1's logons only.
+    let mut r = stream(&c, &s, "class_uid=3002&user=u-1", None).await;
+    let mut want = logons_of_u1.clone();
+    want.push(end);
+    assert_eq!(
+        ids_until(&mut r, end).await,
+        want,
+        "class_uid=3002&user=u-1"
+    );
+    // class_uid alone: every account change but the redacted one, and not
+    // the redaction record (3004).
+    let mut r = stream(&c, &s, "class_uid=3001", None).await;
+    let mut more = change(2);
+    more["unmapped"] = json!({"tag": "end"});
+    let end_change = receipts(&s.append(&c, more).await)[0].index;
+    let mut want: Vec<u64> = changes[1..].to_vec();
+    want.push(end_change);
+    assert_eq!(ids_until(&mut r, end_change).await, want, "class_uid=3001");
+    // user alone: u-1's events of both classes.
+    let mut r = stream(&c, &s, "user=u-1", None).await;
+    let mut want: Vec<u64> = (0..12)
+        .filter(|k| k % 3 == 1 && at[*k as usize] != changes[0])
+        .map(|k| at[k as usize])
+        .collect();
+    want.push(end);
+    assert_eq!(ids_until(&mut r, end).await, want, "user=u-1");
+
+    // from=N starts at N exactly, then every index (the redacted one
+    // skipped), the redaction record included.
+    let from = at[3];
+    let mut r = stream(&c, &s, &format!("from={from}"), None).await;
+    let want: Vec<u64> = (from..=end_change).filter(|i| *i != changes[0]).collect();
+    assert!(want.contains(&redaction));
+    assert_eq!(ids_until(&mut r, end_change).await, want, "from={from}");
+    // Last-Event-ID resumes right after its id, whatever `from` says.
+    let mut r = stream(&c, &s, "from=0", Some(at[5])).await;
+    let got = ids_until(&mut r, end_change).await;
+    assert_eq!(got[0], at[5] + 1, "resumed after {}", at[5]);
+    assert_eq!(
+        got,
+        (at[5] + 1..=end_change)
+            .filter(|i| *i != changes[0])
+            .collect::<Vec<_>>()
+    );
+    // And with a filter: the next match after the id.
+    let mut r = stream(&c, &s, "class_uid=3002&user=u-1", Some(logons_of_u1[0])).await;
+    assert_eq!(ids_until(&mut r, end).await, [logons_of_u1[1], end]);
+    // Events that commit while a filtered stream is open arrive too.
+    let mut r = stream(&c, &s, &format!("user=u-2&from={}", end_change + 1), None).await;
+    let live = receipts(
+        &s.append(
+            &c,
+            json!([auth_event(0, json!(0)), auth_event(2, json!("live"))]),
+        )
+        .await,
+    );
+    assert_eq!(ids_until(&mut r, live[1].index).await, [live[1].index]);
 }

@@ -6,22 +6,17 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
-use common::{auth_event, receipts, spawn_serving, terminate, Kill, Server};
+use base64::prelude::{Engine, BASE64_STANDARD};
+use common::{
+    auth_event, eventually, free_port, receipts, sealog, spawn_serving, terminate, Kill, Server,
+    PATIENCE,
+};
 use sealog_verify::cosign::CosignatureVerifier;
 use sealog_verify::note::{self, LogSigner};
 use sealog_verify::policy::Policy;
 use sealog_verify::tree::{self, Hash, MemoryHashes};
 use serde_json::json;
-
-fn sealog(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_sealog"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap().trim().to_string()
@@ -248,32 +243,21 @@ async fn get_text(c: &reqwest::Client, url: String) -> String {
     c.get(url).send().await.unwrap().text().await.unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn wait_for_cosigned(c: &reqwest::Client, url: &str, policy: &Policy, size: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let what = format!("a cosigned checkpoint of size {size}");
+    eventually(PATIENCE, &what, async || {
         let r = c.get(format!("{url}/checkpoint")).send().await.unwrap();
-        if r.status() == 200 {
-            let note = r.text().await.unwrap();
-            if let Ok((cp, _)) = policy.check(note.as_bytes()) {
-                if cp.size >= size {
-                    return note;
-                }
-            }
+        if r.status() != 200 {
+            return Err(r.status().to_string());
         }
-        assert!(
-            Instant::now() < deadline,
-            "no cosigned checkpoint of size {size}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        let note = r.text().await.unwrap();
+        match policy.check(note.as_bytes()) {
+            Ok((cp, _)) if cp.size >= size => Ok(note),
+            Ok((cp, _)) => Err(format!("size {}", cp.size)),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -653,4 +637,281 @@ async fn a_quietly_edited_event_is_caught_by_replay() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `s` with the byte at `at` of its base64 decoding flipped.
+fn flip_b64(s: &str, at: usize) -> String {
+    let mut b = BASE64_STANDARD.decode(s.trim()).unwrap();
+    b[at] ^= 0x01;
+    BASE64_STANDARD.encode(b)
+}
+
+/// A checkpoint note with the signature of the line starting `— {who} `
+/// changed in its last byte.
+fn flip_signature(note: &str, who: &str) -> String {
+    let prefix = format!("— {who} ");
+    let mut found = false;
+    let out: Vec<String> = note
+        .split('\n')
+        .map(|l| match l.strip_prefix(&prefix) {
+            Some(sig) => {
+                found = true;
+                let n = BASE64_STANDARD.decode(sig).unwrap().len();
+                format!("{prefix}{}", flip_b64(sig, n - 1))
+            }
+            None => l.to_string(),
+        })
+        .collect();
+    assert!(found, "no signature by {who} in {note}");
+    out.join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_refuses_a_receipt_tampered_in_its_leaf_proof_checkpoint_or_cosignature() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |s: &str| tmp.path().join(s).to_str().unwrap().to_string();
+    let out = sealog(&["keygen", "--origin", "t.example/log", "--out", &p("log")]);
+    assert!(out.status.success());
+    let log_vkey = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    std::fs::write(p("logs"), format!("log {log_vkey}\n")).unwrap();
+    let out = sealog(&["witness", "keygen", "--name", "w.example", "--out", &p("w")]);
+    assert!(out.status.success());
+    let wvkey = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (child, wurl) = spawn_serving(&[
+        "witness",
+        "serve",
+        "--data",
+        &p("w"),
+        "--listen",
+        "127.0.0.1:0",
+        "--logs",
+        &p("logs"),
+    ]);
+    let _w = Kill(child);
+    let policy_text = format!("log {log_vkey}\nwitness w {wvkey} {wurl}\nquorum w\n");
+    std::fs::write(p("policy"), &policy_text).unwrap();
+    let policy = Policy::parse(&policy_text).unwrap();
+    let s = Server::start_in(
+        Path::new(&p("log")),
+        &["--witnesses", &p("policy"), "--witness-interval-ms", "50"],
+    );
+    let c = Server::client();
+    let evs: Vec<_> = (0..20).map(|i| auth_event(i, json!(i))).collect();
+    s.append(&c, json!(evs)).await;
+    wait_for_cosigned(&c, &s.url, &policy, 21).await;
+    let fetch = async |query: &str| {
+        let r = c
+            .get(format!("{}/v1/events/7/receipt{query}", s.url))
+            .bearer_auth(&s.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    };
+    let json_receipt = fetch("").await;
+    let tlog_proof = fetch("?format=tlog-proof").await;
+
+    // `sealog verify` on `text`: Ok(stdout) or Err(stderr).
+    let n = std::cell::Cell::new(0);
+    let verify = |text: &str| {
+        n.set(n.get() + 1);
+        let file = p(&format!("receipt-{}", n.get()));
+        std::fs::write(&file, text).unwrap();
+        let out = sealog(&[
+            "verify",
+            &file,
+            "--vkey",
+            &log_vkey,
+            "--witness",
+            &wvkey,
+            "--quorum",
+            "1",
+        ]);
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        if out.status.success() {
+            Ok(text(&out.stdout))
+        } else {
+            Err(text(&out.stderr))
+        }
+    };
+    let ok = verify(&json_receipt).expect("the JSON receipt verifies");
+    assert!(
+        ok.contains("OK: event 7") && ok.contains("cosigned by {\"w0\"}"),
+        "{ok}"
+    );
+    let ok = verify(&tlog_proof).expect("the tlog-proof verifies");
+    assert!(ok.contains("OK: event 7"), "{ok}");
+
+    // The JSON form, one field at a time: (what, tampered, the message).
+    let r: serde_json::Value = serde_json::from_str(&json_receipt).unwrap();
+    let with = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = r.clone();
+        f(&mut v);
+        serde_json::to_string(&v).unwrap()
+    };
+    let checkpoint = r["checkpoint"].as_str().unwrap().to_string();
+    let other_size = checkpoint.replacen("\n21\n", "\n20\n", 1);
+    assert_ne!(other_size, checkpoint);
+    let no_cosignature: String = checkpoint
+        .split('\n')
+        .filter(|l| !l.starts_with("— w.example "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(no_cosignature, checkpoint);
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "event",
+            with(&|v| v["event"]["unmapped"]["tag"] = json!(8)),
+            "commitment is not",
+        ),
+        (
+            "salt",
+            with(&|v| v["salt"] = json!(flip_b64(v["salt"].as_str().unwrap(), 0))),
+            "commitment is not",
+        ),
+        (
+            "commitment",
+            with(&|v| v["commitment"] = json!(flip_b64(v["commitment"].as_str().unwrap(), 0))),
+            "commitment is not",
+        ),
+        (
+            "leaf hash",
+            with(&|v| v["leaf_hash"] = json!(flip_b64(v["leaf_hash"].as_str().unwrap(), 0))),
+            "leaf hash is not",
+        ),
+        (
+            "index",
+            with(&|v| v["index"] = json!(6)),
+            "inclusion proof does not reach",
+        ),
+        (
+            "an inclusion proof hash",
+            with(&|v| {
+                let h = v["inclusion_proof"][1].as_str().unwrap().to_string();
+                v["inclusion_proof"][1] = json!(flip_b64(&h, 31));
+            }),
+            "inclusion proof does not reach",
+        ),
+        (
+            "the checkpoint's size",
+            with(&|v| v["checkpoint"] = json!(other_size)),
+            "checkpoint: ",
+        ),
+        (
+            "the checkpoint's signature",
+            with(&|v| v["checkpoint"] = json!(flip_signature(&checkpoint, "t.example/log"))),
+            "checkpoint: ",
+        ),
+        (
+            "the cosignature",
+            with(&|v| v["checkpoint"] = json!(flip_signature(&checkpoint, "w.example"))),
+            "invalid signature for key w.example",
+        ),
+        (
+            "no cosignature",
+            with(&|v| v["checkpoint"] = json!(no_cosignature)),
+            "witness quorum not met",
+        ),
+    ];
+    for (what, text, message) in &cases {
+        let err = verify(text).expect_err(&format!("a receipt with another {what} verified"));
+        assert!(err.contains(message), "{what}: {err}");
+    }
+
+    // The tlog-proof form: the leaf is rebuilt from the `extra` line, so a
+    // changed event or salt shows as a leaf the proof does not reach.
+    let (head, note) = tlog_proof.split_once("\n\n").unwrap();
+    let lines: Vec<&str> = head.split('\n').collect();
+    assert!(
+        lines[1].starts_with("extra ") && lines[2] == "index 7",
+        "{head}"
+    );
+    let extra = BASE64_STANDARD.decode(&lines[1]["extra ".len()..]).unwrap();
+    let salt_len = sealog_verify::commitment::SALT_LEN;
+    let event = String::from_utf8(extra[salt_len..].to_vec()).unwrap();
+    assert!(event.contains("\"tag\":6"), "{event}");
+    let rebuilt = |line1: String, line2: &str, proof: Vec<String>, note: &str| {
+        let mut out = vec![lines[0].to_string(), line1, line2.to_string()];
+        out.extend(proof);
+        format!("{}\n\n{note}", out.join("\n"))
+    };
+    let proof: Vec<String> = lines[3..].iter().map(|l| l.to_string()).collect();
+    let extra_line = |salt: &[u8], event: &str| {
+        let mut b = salt.to_vec();
+        b.extend_from_slice(event.as_bytes());
+        format!("extra {}", BASE64_STANDARD.encode(b))
+    };
+    let salt = &extra[..salt_len];
+    let mut other_salt = salt.to_vec();
+    other_salt[0] ^= 1;
+    let mut bad_proof = proof.clone();
+    bad_proof[0] = flip_b64(&bad_proof[0], 31);
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "event",
+            rebuilt(
+                extra_line(salt, &event.replace("\"tag\":6", "\"tag\":9")),
+                lines[2],
+                proof.clone(),
+                note,
+            ),
+            "inclusion proof does not reach",
+        ),
+        (
+            "salt",
+            rebuilt(
+                extra_line(&other_salt, &event),
+                lines[2],
+                proof.clone(),
+                note,
+            ),
+            "inclusion proof does not reach",
+        ),
+        (
+            "index",
+            rebuilt(lines[1].to_string(), "index 6", proof.clone(), note),
+            "inclusion proof does not reach",
+        ),
+        (
+            "an inclusion proof hash",
+            rebuilt(lines[1].to_string(), lines[2], bad_proof, note),
+            "inclusion proof does not reach",
+        ),
+        (
+            "the checkpoint's size",
+            rebuilt(
+                lines[1].to_string(),
+                lines[2],
+                proof.clone(),
+                &note.replacen("\n21\n", "\n20\n", 1),
+            ),
+            "checkpoint: ",
+        ),
+        (
+            "the checkpoint's signature",
+            rebuilt(
+                lines[1].to_string(),
+                lines[2],
+                proof.clone(),
+                &flip_signature(note, "t.example/log"),
+            ),
+            "checkpoint: ",
+        ),
+        (
+            "the cosignature",
+            rebuilt(
+                lines[1].to_string(),
+                lines[2],
+                proof.clone(),
+                &flip_signature(note, "w.example"),
+            ),
+            "invalid signature for key w.example",
+        ),
+    ];
+    for (what, text, message) in &cases {
+        assert_ne!(text, &tlog_proof, "{what}: nothing changed");
+        let err = verify(text).expect_err(&format!("a tlog-proof with another {what} verified"));
+        assert!(err.contains(message), "tlog-proof {what}: {err}");
+    }
 }

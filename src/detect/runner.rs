@@ -29,6 +29,7 @@ use crate::events::{self, Committed, EventError};
 use crate::log::sequencer::{AppendError, Sequencer};
 use crate::log::signal_feed::SignalFeed;
 use crate::store::{EventRow, LogStore, Refusal, Snapshot, StoreError};
+use crate::sys::follow::{Backoff, Follower, Follows, Role, FOLLOWERS};
 use sealog_verify::receipt::Receipt;
 
 /// Events replayed at startup to rebuild rule state (covers every window
@@ -54,8 +55,6 @@ pub struct Metrics {
     pub future_events: AtomicU64,
     pub users: AtomicU64,
     pub ips: AtomicU64,
-    /// Committed events not yet observed.
-    pub lag: AtomicU64,
 }
 
 /// `appended`: new in the log; `already_recorded`: the log held it (a
@@ -106,7 +105,6 @@ pub static METRICS: Metrics = Metrics {
     future_events: AtomicU64::new(0),
     users: AtomicU64::new(0),
     ips: AtomicU64::new(0),
-    lag: AtomicU64::new(0),
 };
 
 fn count_finding(outcome: usize) {
@@ -173,7 +171,7 @@ pub fn render(out: &mut String) {
     );
     let _ = writeln!(out, "# HELP sealog_detection_future_events_total Events dated past the clock plus max_future_skew_ms, observed as dated at that bound.\n# TYPE sealog_detection_future_events_total counter\nsealog_detection_future_events_total {}", m.future_events.load(Relaxed));
     let _ = writeln!(out, "# HELP sealog_detection_state Users and source IPs the detection rules hold state for.\n# TYPE sealog_detection_state gauge\nsealog_detection_state{{kind=\"users\"}} {}\nsealog_detection_state{{kind=\"ips\"}} {}", m.users.load(Relaxed), m.ips.load(Relaxed));
-    let _ = writeln!(out, "# HELP sealog_detection_lag_events Committed events the detection rules have not observed yet.\n# TYPE sealog_detection_lag_events gauge\nsealog_detection_lag_events {}", m.lag.load(Relaxed));
+    let _ = writeln!(out, "# HELP sealog_detection_lag_events Committed events the detection rules have not observed yet.\n# TYPE sealog_detection_lag_events gauge\nsealog_detection_lag_events {}", FOLLOWERS.lag(Role::Detections).unwrap_or(0));
 }
 
 /// An event's index and signals.
@@ -250,58 +248,35 @@ fn observe(engine: &Mutex<Engine>, signals: &[Fed]) -> Vec<Finding> {
 
 /// Follows the log for ever; call from a spawned task. Ends only when the
 /// log shuts down.
+///
+/// A `Follower` (`sys::follow`) walks the log from `from` a `CHUNK` at a
+/// time and waits for each new signed size; a snapshot that cannot be
+/// opened is its transient failure (counted, retried after its backoff
+/// from the first event not read); an event that cannot be read is
+/// skipped here (`stored_signals`).
 pub async fn run(
     engine: Arc<Mutex<Engine>>,
     sequencer: Arc<Sequencer>,
     store: Arc<dyn LogStore>,
     from: u64,
 ) {
-    let mut size = sequencer.watch_size();
-    let mut next = from;
-    let mut backoff = Backoff::default();
-    loop {
-        let target = *size.borrow_and_update();
-        while next < target {
-            METRICS.lag.store(target - next, Relaxed);
-            let end = target.min(next + CHUNK);
-            let (signals, failed) = read_signals(sequencer.signals(), &store, next..end);
-            let findings = observe(&engine, &signals);
-            // The rules keep what they saw: the next round starts at the
-            // first event not read, and sees no event twice.
-            next = failed.as_ref().map_or(end, |(i, _)| *i);
-            if !findings.is_empty() && !record(&sequencer, &store, &findings).await {
-                return;
-            }
-            if let Some((i, e)) = failed {
-                // The store as a whole, not one event: wait and retry.
-                count_error(E_STORE);
-                tracing::warn!(index = i, error = %e, "detections: store unreadable; retrying");
-                tokio::time::sleep(backoff.next()).await;
-            } else {
-                backoff = Backoff::default();
-            }
-        }
-        METRICS.lag.store(0, Relaxed);
-        if size.changed().await.is_err() {
+    let follows = Follows::Leaves { chunk: CHUNK };
+    let mut follower = Follower::new(Role::Detections, follows, from, sequencer.watch_size());
+    while let Some(range) = follower.next().await {
+        let (signals, failed) = read_signals(sequencer.signals(), &store, range.clone());
+        let findings = observe(&engine, &signals);
+        // The rules keep what they saw: the next round starts at the
+        // first event not read, and sees no event twice.
+        follower.advance_to(failed.as_ref().map_or(range.end, |(i, _)| *i));
+        if !findings.is_empty() && !record(&sequencer, &store, &findings).await {
             return;
         }
-    }
-}
-
-/// Waits that double from 100 ms to 5 s.
-struct Backoff(Duration);
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff(Duration::from_millis(100))
-    }
-}
-
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        let d = self.0;
-        self.0 = (d * 2).min(Duration::from_secs(5));
-        d
+        if let Some((i, e)) = failed {
+            // The store as a whole, not one event: wait and retry.
+            count_error(E_STORE);
+            tracing::warn!(index = i, error = %e, "detections: store unreadable; retrying");
+            follower.failed();
+        }
     }
 }
 
@@ -443,7 +418,7 @@ async fn append(
             ) => return Err(e),
             Err(e) => e,
         };
-        let wait = backoff.next();
+        let wait = backoff.next_wait();
         if tokio::time::Instant::now() + wait > deadline {
             return Err(e);
         }

@@ -27,14 +27,23 @@ pub fn parse(bytes: &[u8]) -> Result<Value, serde_json::Error> {
 /// Why an append body was not parsed into events.
 #[derive(Debug, thiserror::Error)]
 pub enum EventsError<E> {
+    /// Not JSON, or an object with a repeated key.
     #[error("malformed JSON: {0}")]
     Json(serde_json::Error),
     /// An event would take more memory than the budget once parsed.
     #[error("event {index} would take over {budget} bytes of memory once parsed")]
-    TooComplex { index: usize, budget: usize },
+    TooComplex {
+        /// The event's position in the body, from 0.
+        index: usize,
+        /// The bytes one parsed event may take.
+        budget: usize,
+    },
     /// More than `max` events.
     #[error("over {max} events in one request")]
-    TooMany { max: usize },
+    TooMany {
+        /// The most events one request may carry.
+        max: usize,
+    },
     /// What `each` refused.
     #[error("{0}")]
     Refused(E),
@@ -381,7 +390,7 @@ mod tests {
         assert!(e.contains("event 0 would take over"), "{e}");
         assert!(events(&one, 128 << 10, 10).is_ok());
         // The budget is per event: many events each within it pass.
-        let many = format!("[{}]", vec![one.as_str(); 8].join(","));
+        let many = format!("[{}]", [one.as_str(); 8].join(","));
         assert_eq!(events(&many, 128 << 10, 10).unwrap().1.len(), 8);
         let e = events(&format!("[{{}},{one}]"), 32 << 10, 10).unwrap_err();
         assert!(e.contains("event 1 would take over"), "{e}");

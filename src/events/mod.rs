@@ -70,6 +70,7 @@ impl From<ShapeError> for EventError {
 }
 
 impl EventError {
+    /// A refusal of the field at path `field` (empty: the whole event).
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         EventError {
             field: field.into(),
@@ -82,8 +83,11 @@ impl EventError {
 /// its subject and actor, its source address and its `metadata.uid`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Facets {
+    /// `class_uid`, checked against the OCSF schema.
     pub class_uid: u32,
+    /// `activity_id`, one of the class's activities.
     pub activity_id: i64,
+    /// `status_id` (success, failure...), when the event has one.
     pub status_id: Option<i64>,
     /// Event time, epoch milliseconds.
     pub time: u64,
@@ -110,18 +114,27 @@ pub struct Facets {
 /// commitment to both, and what it is indexed by.
 #[derive(Clone, Debug)]
 pub struct Committed {
+    /// The event in canonical form (RFC 8785 JCS): exactly the bytes the
+    /// commitment binds, which a verifier hashes again.
     pub jcs: Vec<u8>,
+    /// Its fresh random salt, which makes the commitment hiding: without
+    /// one, a guessable event (a login by one of a few users) could be
+    /// confirmed from its leaf (spec/leaves.md).
     pub salt: [u8; SALT_LEN],
+    /// `SHA-256(salt || jcs)`: the public leaf data (spec/leaves.md,
+    /// "Commitment and leaf").
     pub commitment: Hash,
+    /// What the event is indexed and queried by.
     pub facets: Facets,
-    /// The key its private rows are sealed under (`event_keys.rs`):
+    /// The key its private rows are sealed under (`store::keys`):
     /// destroyed when it is redacted.
     pub key: EventKey,
     /// Its stored rows, when encoded ahead of the sequencer
-    /// (`Store::encode_ahead`).
+    /// (`store::Store::encode_ahead`).
     pub rows: Option<Rows>,
     /// What the detection rules read of it, when taken from the parsed
-    /// event (`prepare`): the sequencer hands them on (`signal_feed`).
+    /// event (`prepare`): the sequencer hands them on
+    /// (`log::signal_feed`).
     pub signals: Option<Arc<Signals>>,
 }
 
@@ -131,8 +144,12 @@ pub struct Committed {
 pub struct Rows {
     /// Whether `event` was encoded with the log's dictionary.
     pub with_dictionary: bool,
+    /// The `events_z` row: salt and canonical event, compressed, sealed.
     pub event: Vec<u8>,
+    /// The `facets` row, sealed.
     pub facets: Vec<u8>,
+    /// The `uid_hashes` row: the uid's SHA-256 and a keyed tag of the
+    /// content hash, never the uid in clear.
     pub uid: Vec<u8>,
 }
 
@@ -158,7 +175,7 @@ impl Committed {
 /// (so inside what the leaf commits to) as the last entry of
 /// `metadata.loggers`, like `metadata.logged_time`: an auditor reading any
 /// event can tell which token appended it, and the log's own records from
-/// everything a token holder posted (spec/leaves.md, "Provenance").
+/// everything a token holder posted (spec/leaves.md, "What the log sets").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Appender<'a> {
     /// `POST /v1/events` by the token with this name.

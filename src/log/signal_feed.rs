@@ -1,12 +1,12 @@
 //! The detection rules' signals of newly committed events, handed from the
 //! sequencer to the detection follower in memory.
 //!
-//! Why: the follower used to read each new event back from the store,
-//! decompress it and parse its JSON for the few members the rules read:
-//! ~7 % of the server's CPU under 100-event batches (BENCHMARKS.md, session
-//! 12). The request handler already holds the event parsed, so it takes the
-//! signals from there (`event::prepare`) and the sequencer passes them on
-//! once their batch is durable.
+//! Why: reading each new event back from the store, decompressing it and
+//! parsing its JSON for the few members the rules read costs the detection
+//! thread three times the CPU (BENCHMARKS.md, "Detections take their
+//! signals from memory"). The request handler already holds the event
+//! parsed, so it takes the signals from there (`events::prepare`) and the
+//! sequencer passes them on once their batch is durable.
 //!
 //! What must stay true:
 //! - the feed only speeds the follower up: an index it does not hold (the
@@ -37,6 +37,8 @@ impl Default for SignalFeed {
 }
 
 impl SignalFeed {
+    /// An empty feed holding at most `capacity` entries ([`CAPACITY`] by
+    /// default).
     pub fn with_capacity(capacity: usize) -> Self {
         SignalFeed {
             queue: Mutex::new(VecDeque::new()),
@@ -78,6 +80,8 @@ impl SignalFeed {
         self.queue.lock().expect("not poisoned").len()
     }
 
+    /// Whether no entry is held: the follower reads everything from the
+    /// store until the sequencer pushes again.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -27,9 +27,10 @@ type Place = (u64, Claim);
 /// Why keys, not the uids: memory holds every uid the index lags behind,
 /// up to `max_unindexed` (four million), and a map of `Arc<str>` took ~150
 /// bytes a uid: ~60 MiB of RSS that grew with the lag between 1.5M and 4M
-/// events of a fill (BENCHMARKS.md, session 10). A key and a leaf index
-/// take ~40. A hit is checked against the log's `uid_log` row, which also
-/// gives the content hash; hits are retried appends, rare.
+/// events of a fill (BENCHMARKS.md, "A Bloom filter of uids, and the
+/// recent uids by key"). A key and a leaf index take ~40. A hit is checked
+/// against the log's `uid_log` row, which also gives the content hash;
+/// hits are retried appends, rare.
 pub struct RecentUids {
     index: Arc<Index>,
     store: Arc<dyn LogStore>,
@@ -114,6 +115,8 @@ impl RecentUids {
         self.order.len()
     }
 
+    /// Whether memory holds no uid (as before the first `lookup` loads
+    /// any).
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
     }

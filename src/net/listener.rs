@@ -359,7 +359,8 @@ impl<F: Fn() -> u64> hyper::body::Body for BusyBody<F> {
 /// hyper itself writes for a request it cannot parse (400, 414, 431, with
 /// an empty body and no content type) get the JSON error body every other
 /// error answer has. They are told apart by that empty body: every error
-/// answer of the log's routes carries a JSON body (`http::json_errors`).
+/// answer of the log's routes carries a JSON body
+/// (`server::http::json_errors`).
 struct JsonErrors {
     inner: Box<dyn Io>,
     /// A rewritten answer being written: bytes, how many went out, and the
@@ -490,6 +491,23 @@ impl AsyncWrite for JsonErrors {
     }
 }
 
+/// Resolves on SIGTERM or SIGINT. The handlers are installed by this
+/// call, not when the future is first polled: a SIGTERM sent as soon as
+/// "serving" is logged must stop the server gracefully, and before its
+/// handler exists it killed the process (a test saw exit by signal).
+/// Call within the runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,23 +529,6 @@ mod tests {
             b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n{}",
         ] {
             assert!(rewrite_bare_error(keep).is_none());
-        }
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT. The handlers are installed by this
-/// call, not when the future is first polled: a SIGTERM sent as soon as
-/// "serving" is logged must stop the server gracefully, and before its
-/// handler exists it killed the process (a test saw exit by signal).
-/// Call within the runtime.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    async move {
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
         }
     }
 }

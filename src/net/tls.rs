@@ -85,6 +85,8 @@ impl ServerTls {
         }))
     }
 
+    /// The acceptor for new connections: each handshake takes whatever
+    /// certificate the last `reload` installed.
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
         self.acceptor.clone()
     }

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::events;
 use sealog_verify::note::Checkpoint;
 use sealog_verify::policy::Policy;
 use sealog_verify::receipt::ConsistencyProof;
@@ -26,17 +25,35 @@ use sealog_verify::verify;
 #[derive(Debug)]
 pub enum Finding {
     /// The log's checkpoint is consistent with what the auditor held.
-    Consistent { size: u64, replayed: Option<Replay> },
+    Consistent {
+        /// The size of the checkpoint the auditor now holds (its own, if
+        /// the log served an older one).
+        size: u64,
+        /// What the replay checked, when one was asked for.
+        replayed: Option<Replay>,
+    },
     /// The log showed an inconsistent history; evidence was written.
-    Misbehaviour { evidence: PathBuf, reason: String },
+    Misbehaviour {
+        /// The evidence file: both signed checkpoints and the proof that
+        /// failed, for anyone holding the log's key to check.
+        evidence: PathBuf,
+        /// What is wrong, in words.
+        reason: String,
+    },
 }
 
 /// What a replay checked.
 #[derive(Debug, Default)]
 pub struct Replay {
+    /// Leaves this run added to the rebuilt tree (earlier runs' are kept).
     pub leaves: u64,
+    /// Hash tiles compared byte for byte with the ones the entries give.
     pub tiles: u64,
+    /// Events whose commitment was recomputed from their salt and
+    /// canonical form and matched (with a `read` token only).
     pub events_checked: u64,
+    /// Events the log answered as redacted (410): their leaves are
+    /// checked, their content cannot be.
     pub events_redacted: u64,
 }
 
@@ -51,8 +68,13 @@ fn err(m: impl std::fmt::Display) -> AuditError {
 
 /// An auditor of one log.
 pub struct Auditor {
+    /// The log's base URL, without a trailing `/`.
     pub url: String,
+    /// What a checkpoint must satisfy (C2SP tlog-policy: the log's key,
+    /// the witnesses' quorum).
     pub policy: Policy,
+    /// The auditor's directory: the checkpoint it holds, the replay's
+    /// hashes, evidence files.
     pub state: PathBuf,
     /// A `read` token: replay then also checks every event.
     pub token: Option<String>,
@@ -60,6 +82,8 @@ pub struct Auditor {
 }
 
 impl Auditor {
+    /// An auditor of the log at `url`, keeping its state under `state`
+    /// (created if missing); requests time out after 60 s.
     pub fn new(
         url: &str,
         policy: Policy,

@@ -31,6 +31,7 @@ use crate::store::engine::driver;
 use crate::store::index_keys::{self, Keys};
 pub use crate::store::IndexKey;
 use crate::store::{uid_hash, Claim, IndexStore, IndexView, LogStore, Snapshot, StoreError};
+use crate::sys::follow::{Follower, Follows, Role};
 use sealog_verify::tree::{self, Hash};
 
 /// Leaves indexed at most in one transaction.
@@ -332,10 +333,17 @@ impl Index {
 /// Follows the log's signed size for ever, indexing what it appends; call
 /// on a thread of its own. Returns when the size stops being published
 /// (the sequencer stopped); every round it commits is durable.
+///
+/// A `Follower` (`sys::follow`) resumes from what the index holds and
+/// hands out a `CHUNK` of leaves a round; a round that fails (the index
+/// database, or reading the log) is its transient failure, counted and
+/// retried from the same leaf after its backoff. A leaf whose rows cannot
+/// be decoded is not a failure: the round indexes it by leaf hash only
+/// (`Part::read_or_skip`).
 pub fn follow(
     index: Arc<Index>,
     store: Arc<dyn LogStore>,
-    mut size: tokio::sync::watch::Receiver<u64>,
+    size: tokio::sync::watch::Receiver<u64>,
 ) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -369,48 +377,48 @@ pub fn follow(
         // Appends then ask the index for every uid, as without a filter.
         Err(e) => tracing::warn!(error = %e, "uid filter not filled"),
     }
+    let follows = Follows::Leaves { chunk: CHUNK };
+    let mut follower = Follower::new(Role::Index, follows, index.indexed(), size);
     let mut logged = Instant::now();
-    loop {
-        let target = *size.borrow_and_update();
-        while index.indexed() < target {
-            let round = Instant::now();
-            // Every round durable, with quick repair: a crash then reopens
-            // the index in milliseconds. After non-durable rounds redb had
-            // to walk the whole file (~1 s at 10M events); durable rounds
-            // at this pace cost no measurable throughput (BENCHMARKS.md).
-            match index.index_up_to(&store, target, true) {
-                Ok(n) => {
-                    if target - n > CHUNK && logged.elapsed() >= Duration::from_secs(5) {
-                        tracing::info!(indexed = n, size = target, "index catching up");
-                        logged = Instant::now();
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "index: not written; retrying");
-                    std::thread::sleep(Duration::from_millis(200));
-                    if e.is_io() {
-                        match index.reopen() {
-                            Ok(()) => tracing::info!(indexed = index.indexed(), "index reopened"),
-                            Err(e) => tracing::warn!(error = %e, "index: not reopened"),
-                        }
-                    }
+    while let Some(range) = rt.block_on(follower.next()) {
+        let round = Instant::now();
+        // Every round durable, with quick repair: a crash then reopens
+        // the index in milliseconds. After non-durable rounds redb had
+        // to walk the whole file (~1 s at 10M events); durable rounds
+        // at this pace cost no measurable throughput (BENCHMARKS.md).
+        match index.index_up_to(&store, range.end, true) {
+            Ok(n) => {
+                follower.advance_to(n);
+                if follower.lag() > CHUNK && logged.elapsed() >= Duration::from_secs(5) {
+                    tracing::info!(
+                        indexed = n,
+                        size = follower.published(),
+                        "index catching up"
+                    );
+                    logged = Instant::now();
                 }
             }
-            if size.has_changed().is_err() {
-                // The sequencer stopped: what is done is durable, and the
-                // next start goes on (a rebuild must not hold up shutdown).
-                return;
-            }
-            let waiting = size.borrow().saturating_sub(index.indexed());
-            let rest = rest_after(round.elapsed(), waiting);
-            if !rest.is_zero() {
-                rt.block_on(async { tokio::time::timeout(rest, index.hurry.notified()).await })
-                    .ok();
+            Err(e) => {
+                let wait = follower.failed();
+                tracing::warn!(error = %e, retry_ms = wait.as_millis() as u64, "index: not written; retrying");
+                if e.is_io() {
+                    match index.reopen() {
+                        Ok(()) => tracing::info!(indexed = index.indexed(), "index reopened"),
+                        Err(e) => tracing::warn!(error = %e, "index: not reopened"),
+                    }
+                    follower.resume_at(index.indexed());
+                }
             }
         }
-        // Idle: wait for the log to grow.
-        if rt.block_on(size.changed()).is_err() {
+        if follower.stopped() {
+            // The sequencer stopped: what is done is durable, and the
+            // next start goes on (a rebuild must not hold up shutdown).
             return;
+        }
+        let rest = rest_after(round.elapsed(), follower.lag());
+        if !rest.is_zero() {
+            rt.block_on(async { tokio::time::timeout(rest, index.hurry.notified()).await })
+                .ok();
         }
     }
 }

@@ -2,14 +2,14 @@
 //! time range, newest or oldest first, in pages with an opaque cursor.
 //!
 //! A query walks the most selective secondary index it has a key for
-//! (user, actor, source IP, class, time range; else every event) and
+//! (user, actor, source IP, time range, class; else every event) and
 //! filters the rest by each candidate's facets. The indexes are kept by a
-//! follower of the log (`index.rs`); a query is answered once they cover
-//! the checkpoint's size, and each candidate is checked against the log's
-//! own facets row, so a query sees exactly the unredacted events under
-//! that checkpoint. A query examines at most `MAX_EXAMINED` candidates per page; past
-//! that, or once its events reach `MAX_PAGE_BYTES`, it returns what it
-//! found with a cursor to go on from.
+//! follower of the log (`query::index`); a query is answered once they
+//! cover the checkpoint's size, and each candidate is checked against the
+//! log's own facets row, so a query sees exactly the unredacted events
+//! under that checkpoint. A query examines at most `MAX_EXAMINED`
+//! candidates per page; past that, or once its events reach
+//! `MAX_PAGE_BYTES`, it returns what it found with a cursor to go on from.
 
 pub mod index;
 pub mod uid_filter;
@@ -26,7 +26,7 @@ pub const MAX_EXAMINED: usize = 100_000;
 pub const MAX_LIMIT: usize = 1000;
 /// A page stops once its events' canonical bytes reach this, whatever
 /// the limit: a response's memory is bounded by bytes, not by count (an
-/// event may be up to `event::MAX_EVENT_BYTES`).
+/// event may be up to `events::MAX_EVENT_BYTES`).
 pub const MAX_PAGE_BYTES: usize = 2 << 20;
 /// Events in a page when no limit is given.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -38,14 +38,23 @@ pub struct Query {
     pub user: Option<String>,
     /// `actor.user.uid` or `actor.user.name`.
     pub actor: Option<String>,
+    /// `src_endpoint.ip`, compared as text.
     pub src_ip: Option<String>,
+    /// The event class, e.g. 3002 (Authentication).
     pub class_uid: Option<u32>,
+    /// `activity_id`: a filter on the candidates, never an index walked.
     pub activity_id: Option<i64>,
+    /// `status_id`: a filter on the candidates, never an index walked.
     pub status_id: Option<i64>,
     /// Event time range, epoch ms, inclusive.
     pub since: Option<u64>,
+    /// The range's end, epoch ms, inclusive.
     pub until: Option<u64>,
+    /// Newest first: by event time when a time range drives the walk,
+    /// else by leaf index (the order of appends).
     pub newest_first: bool,
+    /// Events at most in the page, clamped to 1..=`MAX_LIMIT`; a page may
+    /// stop short of it and still have a next one.
     pub limit: usize,
     /// Where the previous page ended.
     pub cursor: Option<Cursor>,
@@ -64,11 +73,16 @@ pub struct Cursor {
 pub struct BadCursor;
 
 impl Cursor {
+    /// The cursor as the `cursor=` parameter carries it: base64url of a
+    /// versioned text, opaque to clients.
     pub fn encode(&self) -> String {
         let order = if self.newest_first { 'n' } else { 'o' };
         BASE64_URL_SAFE_NO_PAD.encode(format!("v1:{order}:{}:{}", self.key.0, self.key.1))
     }
 
+    /// Reads a cursor made by `encode` for a walk in the order
+    /// `newest_first`; one made for the other order is refused, since it
+    /// marks where a walk the other way ended.
     pub fn decode(s: &str, newest_first: bool) -> Result<Cursor, BadCursor> {
         let raw = BASE64_URL_SAFE_NO_PAD.decode(s).map_err(|_| BadCursor)?;
         let text = String::from_utf8(raw).map_err(|_| BadCursor)?;
@@ -98,6 +112,8 @@ impl Cursor {
 /// One page of results.
 #[derive(Debug)]
 pub struct Page {
+    /// The matching unredacted events with their leaf indexes, in the
+    /// query's order.
     pub events: Vec<(u64, StoredEvent)>,
     /// Set when there may be more.
     pub next: Option<Cursor>,

@@ -20,6 +20,8 @@ const BITS: u64 = 1 << 27;
 /// Bits set per uid.
 const PROBES: u64 = 4;
 
+/// The filter: 2^27 bits set by atomic OR, never cleared, so readers
+/// need no lock; `ready` publishes that the log's every uid is in.
 pub struct UidFilter {
     words: Box<[AtomicU64]>,
     ready: AtomicBool,

@@ -34,10 +34,15 @@ fn prefix(h: &[u8]) -> u64 {
 /// What one event is indexed under, beside its leaf hash and uid.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Keys {
+    /// The event's `class_uid`, indexed as is.
     pub class_uid: u32,
+    /// The event's time, epoch ms, indexed as is.
     pub time: u64,
+    /// The keys of its `user.uid` and `user.name`.
     pub users: Vec<u64>,
+    /// The keys of its `actor.user.uid` and `actor.user.name`.
     pub actors: Vec<u64>,
+    /// The key of its `src_endpoint.ip`.
     pub ip: Option<u64>,
 }
 
@@ -46,6 +51,7 @@ const ACTOR: u8 = 2;
 const IP: u8 = 3;
 
 impl Keys {
+    /// The keys of an event with facets `f`.
     pub fn of(f: &Facets) -> Keys {
         Keys {
             class_uid: f.class_uid,
@@ -72,7 +78,9 @@ impl Keys {
         out
     }
 
-    /// The keys `encode` gave for leaf `i`; what is wrong, if they are not.
+    /// Reads what `encode` wrote for leaf `i` (the index reads it back to
+    /// remove the leaf's keys when it is redacted); a cut-short row, an
+    /// unknown tag or a second IP is corrupt, and this says which leaf.
     pub fn decode(i: u64, bytes: &[u8]) -> Result<Keys, String> {
         let bad = || format!("index keys of {i}");
         if bytes.len() < 12 || !(bytes.len() - 12).is_multiple_of(9) {

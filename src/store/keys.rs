@@ -115,15 +115,25 @@ impl KeyFile {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            // Never through a symlink another user planted in its place.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)?;
         if new {
             // The file's name must survive a crash as its keys do.
             let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
             File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
         }
-        // Keys anyone on the machine can read open every event.
-        use std::os::unix::fs::PermissionsExt;
-        let mode = file.metadata()?.permissions().mode();
+        // Keys anyone on the machine can read open every event; a file of
+        // another user's could be read (or replaced) by them.
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = file.metadata()?;
+        let mode = meta.permissions().mode();
+        if meta.uid() != crate::sys::datadir::euid() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{} belongs to another user", path.display()),
+            ));
+        }
         if mode & 0o077 != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,

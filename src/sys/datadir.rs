@@ -28,6 +28,11 @@ impl DataDir {
         self.0.join("sealog.redb")
     }
 
+    /// The event keys (spec/storage.md, "Event keys and erasure").
+    pub fn keys(&self) -> PathBuf {
+        self.0.join("sealog.keys")
+    }
+
     /// The lookup indexes: derived from the log, rebuilt when missing.
     pub fn index(&self) -> PathBuf {
         self.0.join("index.redb")
@@ -85,7 +90,8 @@ pub fn replace_secret(path: &Path, contents: &str) -> io::Result<()> {
     write_secret(path, contents)
 }
 
-fn euid() -> u32 {
+/// The effective user id of this process: the runner.
+pub fn euid() -> u32 {
     // SAFETY: geteuid reads no memory of ours and cannot fail.
     unsafe { libc::geteuid() }
 }
@@ -188,6 +194,7 @@ pub fn check_private(dir: &DataDir) -> io::Result<()> {
         dir.key(),
         dir.admin_token(),
         dir.db(),
+        dir.keys(),
         dir.index(),
         dir.0.join("serve.addr"),
     ];

@@ -22,6 +22,9 @@ impl Histogram {
         }
     }
 
+    /// Counts `v` in the first bucket whose bound is at least `v` (one
+    /// above every bound shows only in `+Inf`) and adds it to `_sum`,
+    /// which keeps microseconds: finer fractions are dropped.
     pub fn observe(&self, v: f64) {
         if let Some(i) = self.bounds.iter().position(|&b| v <= b) {
             self.counts[i].fetch_add(1, Relaxed);
@@ -62,25 +65,46 @@ pub const OUTCOMES: [&str; 9] = [
     "other",
 ];
 
+/// The server's counters and histograms; the gauges are read at render
+/// time instead ([`Gauges`]). Updates are `Relaxed`: a scrape may see one
+/// counter a step ahead of another, never a count lost.
 pub struct Metrics {
+    /// Append requests, indexed like [`OUTCOMES`].
     pub append_requests: [AtomicU64; OUTCOMES.len()],
+    /// Events in append requests, indexed like [`OUTCOMES`].
     pub append_events: [AtomicU64; OUTCOMES.len()],
+    /// Retried events answered with their original receipt.
     pub duplicates: AtomicU64,
+    /// Events per committed batch.
     pub batch_events: Histogram,
+    /// Seconds to write and fsync a batch.
     pub commit_seconds: Histogram,
+    /// Inclusion proofs served.
     pub inclusion_proofs: AtomicU64,
+    /// Consistency proofs served.
     pub consistency_proofs: AtomicU64,
+    /// Tiles and entry bundles served.
     pub tiles: AtomicU64,
+    /// Event queries answered.
     pub queries: AtomicU64,
+    /// Commits the sequencer delayed to let a lagging index catch up.
     pub index_pauses: AtomicU64,
     /// Leaves the index follower could not read the rows of and indexed
     /// by leaf hash only.
     pub index_skipped: AtomicU64,
+    /// Events a stream could not read (sent as unreadable) and streams
+    /// ended by a store error.
     pub stream_errors: AtomicU64,
+    /// Witness answers that gave no cosignature: unreachable, refused,
+    /// garbled, or reporting a fork.
     pub witness_errors: AtomicU64,
+    /// Witness answers saying the witness cosigned another tree of the
+    /// same size: evidence of a split view, counted in `witness_errors`
+    /// too.
     pub witness_forks: AtomicU64,
 }
 
+/// The process's one set of counters, rendered at `GET /metrics`.
 pub static METRICS: Metrics = Metrics {
     append_requests: [const { AtomicU64::new(0) }; OUTCOMES.len()],
     append_events: [const { AtomicU64::new(0) }; OUTCOMES.len()],
@@ -114,7 +138,9 @@ pub fn append(outcome: &str, events: usize) {
 
 /// Gauges the caller reads at render time.
 pub struct Gauges {
+    /// Leaves under the latest checkpoint.
     pub tree_size: u64,
+    /// Events waiting for the sequencer.
     pub queue_depth: u64,
     /// Leaves the lookup index covers.
     pub indexed: u64,
@@ -214,6 +240,7 @@ pub fn render(g: &Gauges, detections: impl FnOnce(&mut String)) -> String {
         "Time to write and fsync a batch.",
     );
     detections(&mut out);
+    crate::sys::follow::FOLLOWERS.render(&mut out);
     let _ = writeln!(out, "# HELP sealog_tree_size Leaves under the latest checkpoint.\n# TYPE sealog_tree_size gauge\nsealog_tree_size {}", g.tree_size);
     let _ = writeln!(out, "# HELP sealog_queue_depth Events waiting for the sequencer.\n# TYPE sealog_queue_depth gauge\nsealog_queue_depth {}", g.queue_depth);
     let _ = writeln!(out, "# HELP sealog_indexed_size Leaves the lookup index covers (queries and lookups by leaf hash wait for it).\n# TYPE sealog_indexed_size gauge\nsealog_indexed_size {}", g.indexed);

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::log::sequencer::{Head, Sequencer};
 use crate::store::LogStore;
+use crate::sys::follow::{Backoff, Follower, Follows, Role};
 use sealog_verify::policy::{Policy, Witness};
 use sealog_verify::tree;
 
@@ -55,34 +56,36 @@ impl Witnessing {
         self.latest.read().expect("not poisoned").clone()
     }
 
-    /// Runs rounds for ever: call from a spawned task. A round that fails
-    /// is tried again for the same head after a wait that doubles up to
-    /// `MAX_BACKOFF` (a witness down, or refusing for good, is asked less
-    /// and less often); a new head is tried at the next interval.
+    /// Runs rounds until the log stops: call from a spawned task. At most
+    /// one round an interval, for the newest checkpoint beyond the last
+    /// one witnessed. It follows checkpoints, not leaves, through the same
+    /// `Follower` as the log's other followers (`Follows::Checkpoints`):
+    /// a round that fails is tried again for the same head after a wait
+    /// that doubles from the interval up to `MAX_BACKOFF` (a witness down,
+    /// or refusing for good, is asked less and less often), unless a newer
+    /// head comes first: that one is tried at once.
     pub async fn run(self: Arc<Self>, sequencer: Arc<Sequencer>, store: Arc<dyn LogStore>) {
         const MAX_BACKOFF: Duration = Duration::from_secs(300);
-        let mut done = None;
-        let mut failed: Option<(u64, Duration, tokio::time::Instant)> = None;
+        let backoff = Backoff::new(self.interval, MAX_BACKOFF.max(self.interval));
+        let mut follower = Follower::new(
+            Role::Witnessing,
+            Follows::Checkpoints,
+            0,
+            sequencer.watch_size(),
+        )
+        .with_backoff(backoff);
         loop {
             tokio::time::sleep(self.interval).await;
-            let head = sequencer.head();
-            if done == Some(head.size) || head.size == 0 {
-                continue;
+            if follower.next().await.is_none() {
+                return;
             }
-            let wait = match failed {
-                Some((size, wait, at)) if size == head.size => {
-                    if at.elapsed() < wait {
-                        continue;
-                    }
-                    (wait * 2).min(MAX_BACKOFF)
-                }
-                _ => self.interval,
-            };
+            // The head is signed before its size is published: it covers
+            // at least what the follower saw.
+            let head = sequencer.head();
             if self.round(&head, &store).await {
-                done = Some(head.size);
-                failed = None;
+                follower.advance_to(head.size);
             } else {
-                failed = Some((head.size, wait, tokio::time::Instant::now()));
+                follower.failed();
             }
         }
     }

@@ -2,11 +2,12 @@
 //! directory and talks to it over HTTP.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sealog_verify::receipt::Receipt;
 
@@ -124,11 +125,12 @@ impl Server {
         Ok(())
     }
 
-    /// Stops the server with SIGTERM and waits for it; returns its exit code.
+    /// Stops the server with SIGTERM and waits for it (PATIENCE at most);
+    /// returns its exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
         send_signal(child.id(), "TERM");
-        child.wait().ok()?.code()
+        exit_within(&mut child, PATIENCE).code()
     }
 
     /// Stops and starts the server on the same data directory.
@@ -251,6 +253,24 @@ impl Drop for Server {
     }
 }
 
+/// Waits for `child` to exit; kills it and panics if it is still running
+/// after `within` (a server that ignores SIGTERM fails the test rather
+/// than hanging it).
+pub fn exit_within(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pid {} still running after {within:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub fn send_signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")
         .arg(format!("-{sig}"))
@@ -294,7 +314,13 @@ pub fn auth_event(user: u64, tag: serde_json::Value) -> serde_json::Value {
 /// Runs `sealog ARGS` until it logs `serving addr=…`; returns the child
 /// and its base URL. The caller kills it (or drops a guard that does).
 pub fn spawn_serving(args: &[&str]) -> (Child, String) {
+    spawn_serving_in(Path::new("."), args)
+}
+
+/// `spawn_serving` with the working directory `cwd`.
+pub fn spawn_serving_in(cwd: &Path, args: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .current_dir(cwd)
         .args(args)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
@@ -332,7 +358,7 @@ impl Drop for Kill {
 /// Stops a child with SIGTERM and returns its exit code.
 pub fn terminate(mut k: Kill) -> Option<i32> {
     send_signal(k.0.id(), "TERM");
-    let code = k.0.wait().ok()?.code();
+    let code = exit_within(&mut k.0, PATIENCE).code();
     std::mem::forget(k);
     code
 }
@@ -353,4 +379,337 @@ pub fn try_start(data: &str) -> Result<Server, String> {
     };
     s.try_spawn()?;
     Ok(s)
+}
+
+/// How long a test waits for what the server does in the background
+/// (index, detections, witnessing, a restart): far beyond what a healthy
+/// server needs even on a loaded 2-core machine, so that only a broken one
+/// reaches it.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Polls `check` until it returns `Ok`, and returns that; panics after
+/// `within` with `what` and the last `Err` (what was seen instead). Polls
+/// every 10 ms at first, backing off to every 250 ms, so a struggling
+/// server is not hammered. Every wait on the server's background work goes
+/// through here: a slow machine only waits longer, a broken server fails
+/// the test instead of hanging it.
+pub async fn eventually<T>(
+    within: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + within;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("{what}: not within {within:?}; last seen: {seen}")
+            }
+            Err(_) => tokio::time::sleep(pause).await,
+        }
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// `eventually` for threads outside a runtime.
+pub fn eventually_blocking<T>(
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + within;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("{what}: not within {within:?}; last seen: {seen}")
+            }
+            Err(_) => std::thread::sleep(pause),
+        }
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// Milliseconds since the Unix epoch, by the wall clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Runs the `sealog` CLI with `args` to the end.
+pub fn sealog(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `host:port` of a base URL.
+pub fn host(url: &str) -> String {
+    url.trim_start_matches("http://").to_string()
+}
+
+/// Sends `request` on a new connection and reads until the server closes
+/// (10 s at most).
+pub fn raw(addr: &str, request: &[u8]) -> String {
+    let mut t = TcpStream::connect(addr).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    t.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = t.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// The status and JSON body of a raw HTTP/1.1 answer; panics unless the
+/// body is declared and parses as JSON.
+pub fn status_and_json(answer: &str) -> (u16, serde_json::Value) {
+    let status = answer
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status: {answer:?}"));
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head: {answer:?}"));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{answer}"
+    );
+    let v = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer:?}"));
+    (status, v)
+}
+
+/// The sample of `series` (the whole text before the value, labels
+/// included) in `url`'s `/metrics`; None when absent.
+pub async fn metric_at(c: &reqwest::Client, url: &str, series: &str) -> Option<f64> {
+    let text = c
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+impl Server {
+    /// The sample of `series` in `/metrics`; panics when absent.
+    pub async fn metric(&self, c: &reqwest::Client, series: &str) -> u64 {
+        metric_at(c, &self.url, series)
+            .await
+            .unwrap_or_else(|| panic!("no {series} in /metrics")) as u64
+    }
+
+    /// The size of the latest checkpoint, verified.
+    pub async fn size(&self, c: &reqwest::Client) -> u64 {
+        self.checkpoint(c).await.size
+    }
+
+    /// Creates a token `name` with `scopes` with the admin token.
+    pub async fn new_token(&self, c: &reqwest::Client, name: &str, scopes: &[&str]) -> String {
+        let r = c
+            .post(format!("{}/v1/tokens", self.url))
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({"name": name, "scopes": scopes}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "create token {name}");
+        r.json::<serde_json::Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// GET `path` with `token` (none: no Authorization); status and body.
+    pub async fn get_as(
+        &self,
+        c: &reqwest::Client,
+        path: &str,
+        token: Option<&str>,
+    ) -> (u16, String) {
+        let mut r = c.get(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let r = r.send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// POST the JSON `body` to `path` with `token` (none: no
+    /// Authorization); status and JSON body (null when not JSON).
+    pub async fn post_as(
+        &self,
+        c: &reqwest::Client,
+        path: &str,
+        token: Option<&str>,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let mut r = c.post(format!("{}{path}", self.url)).json(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Waits until the lookup index covers the latest checkpoint
+    /// (`sealog_indexed_size`): queries then answer at once, never 503
+    /// `index_catching_up`.
+    pub async fn index_caught_up(&self, c: &reqwest::Client) {
+        let size = self.size(c).await;
+        eventually(PATIENCE, "the index covers the log", async || {
+            let indexed = self.metric(c, "sealog_indexed_size").await;
+            (indexed >= size)
+                .then_some(())
+                .ok_or(format!("indexed {indexed} of {size}"))
+        })
+        .await
+    }
+
+    /// Waits until the detection rules have observed every event under
+    /// the latest checkpoint and recorded what they found: after this, a
+    /// finding that has not appeared will not. The runner counts what it
+    /// observed since start (`sealog_detection_events_total`; it replays
+    /// from index 0 on a log shorter than its replay window) and sets its
+    /// lag to 0 only once the findings of what it read are appended.
+    /// Redacted events are not observed: not for logs with redactions.
+    pub async fn detections_caught_up(&self, c: &reqwest::Client) {
+        let size = self.size(c).await;
+        eventually(PATIENCE, "detections observe the log", async || {
+            let seen = self.metric(c, "sealog_detection_events_total").await;
+            let lag = self.metric(c, "sealog_detection_lag_events").await;
+            if seen >= size && lag == 0 {
+                Ok(())
+            } else {
+                Err(format!("observed {seen} of {size}, lag {lag}"))
+            }
+        })
+        .await
+    }
+}
+
+/// Opens `GET /v1/stream` with `token`.
+pub async fn open_stream(c: &reqwest::Client, s: &Server, token: &str) -> reqwest::Response {
+    c.get(format!("{}/v1/stream", s.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Reads `r` until it ends (cleanly or by a closed connection); panics if
+/// it is still open at `deadline`.
+pub async fn until_ended(r: &mut reqwest::Response, deadline: Instant, what: &str) {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, r.chunk()).await {
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None)) | Ok(Err(_)) => return,
+            Err(_) => panic!("{what}: the stream is still open"),
+        }
+    }
+}
+
+/// One server-sent event: its `event:` name (None for plain data), `id`
+/// and `data` parsed as JSON.
+#[derive(Debug)]
+pub struct Sse {
+    pub name: Option<String>,
+    pub id: Option<u64>,
+    pub data: serde_json::Value,
+}
+
+/// Reads the SSE stream `r` until `done` holds for what was read, then
+/// drops nothing else: the caller keeps `r`. Keep-alive comments are
+/// skipped. Panics if the stream ends first or `within` passes.
+pub async fn read_sse_until(
+    r: &mut reqwest::Response,
+    buf: &mut String,
+    within: Duration,
+    mut done: impl FnMut(&[Sse]) -> bool,
+) -> Vec<Sse> {
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let field = |k: &str| block.lines().find_map(|l| l.strip_prefix(k));
+            if let Some(data) = field("data: ") {
+                out.push(Sse {
+                    name: field("event: ").map(str::to_string),
+                    id: field("id: ").map(|i| i.parse().expect("a decimal id")),
+                    data: serde_json::from_str(data).expect("JSON data"),
+                });
+            }
+        }
+        if done(&out) {
+            return out;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, r.chunk()).await {
+            Ok(Ok(Some(chunk))) => buf.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(other) => panic!("the stream ended ({other:?}) after {out:?}"),
+            Err(_) => panic!("not within {within:?}; read {out:?}"),
+        }
+    }
+}
+
+/// Runs `sealog ARGS` in `cwd`, which must exit with a failure within
+/// PATIENCE (a server that starts instead is killed and fails the test);
+/// what it printed on stderr.
+pub fn refused_in(cwd: &Path, args: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sealog"))
+        .current_dir(cwd)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually_blocking(PATIENCE, "sealog exits", || {
+            child.try_wait().unwrap().ok_or("running".to_string())
+        })
+    }));
+    let status = exited.unwrap_or_else(|_| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("sealog {args:?} ran instead of refusing");
+    });
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success(), "sealog {args:?} exited 0: {err}");
+    err
+}
+
+/// A port that was free a moment ago (for a server told to listen there).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The indices of the events of a query page (`{"events": [...]}`), in
+/// the page's order.
+pub fn indices(page: &serde_json::Value) -> Vec<u64> {
+    page["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a page: {page}"))
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect()
 }

@@ -22,8 +22,10 @@ pub const COSIGNATURE_TYPE: u8 = 0x04;
 /// Why a cosigner key is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// The key is not `name+id+base64(type || public key)` of an Ed25519 cosigner key.
     #[error("malformed cosigner key")]
     Format,
+    /// The key id is not the one the name and key determine.
     #[error("key id does not match the key")]
     Id,
 }
@@ -79,17 +81,7 @@ impl Cosigner {
 
     /// Loads `PRIVATE+KEY+<name>+<id>+<base64(0x04 || seed)>`.
     pub fn new(skey: &str) -> Result<Self, KeyError> {
-        let mut parts = skey.trim().splitn(5, '+');
-        let (Some("PRIVATE"), Some("KEY"), Some(name), Some(id), Some(key)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return Err(KeyError::Format);
-        };
-        let key = BASE64_STANDARD.decode(key).map_err(|_| KeyError::Format)?;
+        let (name, id, key) = crate::note::private_key_fields(skey).ok_or(KeyError::Format)?;
         if !valid_name(name) || key.len() != 33 || key[0] != COSIGNATURE_TYPE || id.len() != 8 {
             return Err(KeyError::Format);
         }
@@ -105,6 +97,7 @@ impl Cosigner {
         })
     }
 
+    /// The witness name the key signs for.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -16,7 +16,7 @@
 //! # Verifying a receipt
 //!
 //! ```
-//! use sealog_verify::{commitment, note::LogSigner, receipt::Receipt, tree, verify};
+//! use sealog_verify::{commitment, note::{self, LogSigner}, receipt::Receipt, tree, verify};
 //!
 //! // A log of one event, signed by a throwaway key.
 //! let (skey, vkey) = note::generate_key("example.com/log").unwrap();

@@ -11,14 +11,24 @@ use crate::tree::Hash;
 /// Why a note or key was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum NoteError {
+    /// The private key is not a C2SP signed-note Ed25519 key.
     #[error("malformed private key")]
     PrivateKey,
+    /// The verifier key is not a C2SP signed-note Ed25519 key.
     #[error("malformed verifier key")]
     VerifierKey,
+    /// The note body is not a C2SP tlog-checkpoint (origin, size, root).
     #[error("malformed checkpoint")]
     Checkpoint,
+    /// The checkpoint names another origin than the key.
     #[error("checkpoint origin {origin:?} is not the key name {key:?}")]
-    Origin { origin: String, key: String },
+    Origin {
+        /// The checkpoint's origin.
+        origin: String,
+        /// The key's name.
+        key: String,
+    },
+    /// The note is not signed by the key (or is not a signed note).
     #[error("note signature: {0}")]
     Signature(#[from] signed_note::NoteError),
 }
@@ -26,8 +36,11 @@ pub enum NoteError {
 /// A checkpoint body: the log's origin, tree size and root hash.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
+    /// The log's origin line, also the name of its key.
     pub origin: String,
+    /// The number of leaves in the tree.
     pub size: u64,
+    /// The RFC 6962 root hash of the tree of `size` leaves.
     pub root: Hash,
 }
 
@@ -62,6 +75,25 @@ pub fn generate_key(name: &str) -> Result<(String, String), NoteError> {
     Ok(signed_note::generate_key(&mut OsRng, name))
 }
 
+/// The fields of a signed-note private key,
+/// `PRIVATE+KEY+<name>+<id>+<base64(type || seed)>`: the name, the id as
+/// written, and the decoded key bytes (type byte first). Checks the form
+/// only; what the type and id must be is the caller's.
+pub(crate) fn private_key_fields(skey: &str) -> Option<(&str, &str, Vec<u8>)> {
+    // The base64 field may hold '+': split off the first four only.
+    let mut parts = skey.trim().splitn(5, '+');
+    let (Some("PRIVATE"), Some("KEY"), Some(name), Some(id), Some(key)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    Some((name, id, BASE64_STANDARD.decode(key).ok()?))
+}
+
 /// The log's checkpoint signer. Its key name is the log's origin.
 pub struct LogSigner {
     signer: StandardSigner,
@@ -74,12 +106,8 @@ impl LogSigner {
         let skey = skey.trim();
         let signer = StandardSigner::new(skey).map_err(|_| NoteError::PrivateKey)?;
         // StandardSigner has checked the key text; derive the public half
-        // from its fifth field, base64(0x01 || seed), which may hold '+'.
-        let key = skey
-            .splitn(5, '+')
-            .nth(4)
-            .and_then(|b| BASE64_STANDARD.decode(b).ok())
-            .ok_or(NoteError::PrivateKey)?;
+        // from its key field, base64(0x01 || seed).
+        let (_, _, key) = private_key_fields(skey).ok_or(NoteError::PrivateKey)?;
         let seed: [u8; 32] = key[1..].try_into().map_err(|_| NoteError::PrivateKey)?;
         let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
         let vkey = signed_note::new_ed25519_verifier_key(signer.name(), &public);

@@ -19,24 +19,33 @@ use crate::note::{Checkpoint, NoteError};
 /// A witness a policy knows.
 #[derive(Clone)]
 pub struct Witness {
+    /// The witness's name, also its key's name.
     pub name: String,
+    /// The witness's cosigner vkey (c2sp.org/tlog-cosignature).
     pub vkey: String,
+    /// Where the witness is asked to cosign (c2sp.org/tlog-witness), if given.
     pub url: Option<String>,
+    /// Checks the witness's cosignatures.
     pub verifier: CosignatureVerifier,
 }
 
 /// A known log.
 #[derive(Clone)]
 pub struct Log {
+    /// The log's verifier key.
     pub vkey: String,
+    /// Where the log serves its checkpoints, if given.
     pub url: Option<String>,
+    /// Checks the log's checkpoint signatures.
     pub verifier: StandardVerifier,
 }
 
 /// A parsed policy.
 #[derive(Clone)]
 pub struct Policy {
+    /// The logs the policy lists.
     pub logs: Vec<Log>,
+    /// The witnesses the policy lists.
     pub witnesses: Vec<Witness>,
     /// Group name → (threshold, members).
     groups: HashMap<String, (usize, Vec<String>)>,
@@ -48,17 +57,22 @@ pub struct Policy {
 #[derive(Debug, thiserror::Error)]
 #[error("policy line {line}: {message}")]
 pub struct PolicyError {
+    /// The 1-based line the error is on.
     pub line: usize,
+    /// What is wrong with it.
     pub message: String,
 }
 
 /// Why a checkpoint does not satisfy a policy.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
+    /// The checkpoint's own signature does not check out.
     #[error("{0}")]
     Note(#[from] NoteError),
+    /// No log of the policy signed the checkpoint.
     #[error("no known log signed this checkpoint")]
     UnknownLog,
+    /// The witnesses who cosigned do not make the quorum; lists them.
     #[error("witness quorum not met: cosigned by {0:?}")]
     Quorum(Vec<String>),
 }

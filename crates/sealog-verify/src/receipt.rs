@@ -13,6 +13,7 @@ use crate::tree::Hash;
 /// check it offline (client::verify_receipt).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Receipt {
+    /// The event's leaf index.
     pub index: u64,
     /// The event in its canonical (RFC 8785) form; absent once redacted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -20,12 +21,15 @@ pub struct Receipt {
     /// Absent once redacted.
     #[serde(default, with = "b64_opt", skip_serializing_if = "Option::is_none")]
     pub salt: Option<Vec<u8>>,
+    /// `SHA-256(salt || JCS(event))`, the leaf's data.
     #[serde(with = "b64_hash")]
     pub commitment: Hash,
+    /// `SHA-256(0x00 || commitment)` (RFC 6962 leaf hash).
     #[serde(with = "b64_hash")]
     pub leaf_hash: Hash,
     /// The signed note of the checkpoint the proof reaches.
     pub checkpoint: String,
+    /// The inclusion proof of `index` in the checkpoint's tree (RFC 9162 §2.1.3).
     #[serde(with = "b64_hashes")]
     pub inclusion_proof: Vec<Hash>,
     /// Set when an append was a retry of an event the log already held.
@@ -116,8 +120,11 @@ impl Receipt {
 /// `GET /v1/proof/inclusion` answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InclusionProof {
+    /// The leaf index.
     pub index: u64,
+    /// The tree size the proof is for.
     pub size: u64,
+    /// The proof's hashes, leaf to root.
     #[serde(with = "b64_hashes")]
     pub hashes: Vec<Hash>,
 }
@@ -125,8 +132,11 @@ pub struct InclusionProof {
 /// `GET /v1/proof/consistency` answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ConsistencyProof {
+    /// The older tree size.
     pub from: u64,
+    /// The newer tree size.
     pub to: u64,
+    /// The proof's hashes (RFC 9162 §2.1.4).
     #[serde(with = "b64_hashes")]
     pub hashes: Vec<Hash>,
 }
@@ -137,25 +147,31 @@ pub fn parse_hash(s: &str) -> Option<Hash> {
     Some(Hash(v.try_into().ok()?))
 }
 
+/// Serde for bytes as standard base64.
 pub mod b64 {
     use super::*;
+    /// Writes `v` as base64.
     pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&BASE64_STANDARD.encode(v))
     }
+    /// Reads base64.
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
         BASE64_STANDARD.decode(s).map_err(serde::de::Error::custom)
     }
 }
 
+/// Serde for optional bytes as standard base64.
 pub mod b64_opt {
     use super::*;
+    /// Writes `v` as base64, or none.
     pub fn serialize<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(v) => s.serialize_str(&BASE64_STANDARD.encode(v)),
             None => s.serialize_none(),
         }
     }
+    /// Reads base64, or none.
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(
         d: D,
     ) -> Result<Option<Vec<u8>>, D::Error> {
@@ -174,20 +190,25 @@ fn hash_b64<'b>(h: &Hash, buf: &'b mut [u8; 44]) -> &'b str {
     std::str::from_utf8(&buf[..n]).expect("base64 is ASCII")
 }
 
+/// Serde for a 32-byte hash as standard base64.
 pub mod b64_hash {
     use super::*;
+    /// Writes `h` as base64.
     pub fn serialize<S: serde::Serializer>(h: &Hash, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(hash_b64(h, &mut [0; 44]))
     }
+    /// Reads a base64 32-byte hash.
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Hash, D::Error> {
         let s = String::deserialize(d)?;
         parse_hash(&s).ok_or_else(|| serde::de::Error::custom("not a base64 32-byte hash"))
     }
 }
 
+/// Serde for a list of 32-byte hashes as standard base64.
 pub mod b64_hashes {
     use super::*;
     use serde::ser::SerializeSeq;
+    /// Writes each hash as base64.
     pub fn serialize<S: serde::Serializer>(v: &[Hash], s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(v.len()))?;
         for h in v {
@@ -195,6 +216,7 @@ pub mod b64_hashes {
         }
         seq.end()
     }
+    /// Reads a list of base64 32-byte hashes.
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
         Vec::<String>::deserialize(d)?
             .into_iter()

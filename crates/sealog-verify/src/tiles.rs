@@ -16,7 +16,9 @@ const MAX_PATH_LEN: usize = 64;
 pub struct TileRef {
     /// `None` for an entry bundle, else the tile level (0..=63).
     pub level: Option<u8>,
+    /// The tile's index within its level.
     pub index: u64,
+    /// How many hashes (or entries) it holds: 1..=256.
     pub width: u32,
 }
 

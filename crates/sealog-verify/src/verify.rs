@@ -10,22 +10,35 @@ use crate::tree;
 /// Why a receipt or proof does not check out.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
+    /// The checkpoint's signature or form does not check out.
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] note::NoteError),
+    /// The event is not JSON the log could hold.
     #[error("event is not canonical JSON: {0}")]
     Event(String),
+    /// The event was redacted: its receipt proves the leaf, not its content.
     #[error("the receipt carries no event: redacted by {0:?}")]
     Redacted(Option<u64>),
+    /// The commitment is not the event's under its salt.
     #[error("commitment is not SHA-256(salt || JCS(event))")]
     Commitment,
+    /// The leaf hash is not the commitment's.
     #[error("leaf hash is not SHA-256(0x00 || commitment)")]
     LeafHash,
+    /// The inclusion proof does not lead to the checkpoint's root.
     #[error("inclusion proof does not reach the checkpoint: {0}")]
     Inclusion(tree::Error),
+    /// The consistency proof does not lead from the old root to the new.
     #[error("consistency proof does not hold: {0}")]
     Consistency(tree::Error),
+    /// The proof is for other sizes than the checkpoints'.
     #[error("proof is for sizes {got:?}, expected {want:?}")]
-    Sizes { got: (u64, u64), want: (u64, u64) },
+    Sizes {
+        /// The sizes the proof is for.
+        got: (u64, u64),
+        /// The sizes of the checkpoints.
+        want: (u64, u64),
+    },
 }
 
 /// Checks a receipt offline against the log's verifier key: the event's

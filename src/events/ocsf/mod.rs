@@ -21,9 +21,16 @@ mod files {
 /// What kind of JSON value an attribute holds.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kind {
+    /// `integer_t`, `long_t` and the types built on them (`port_t`,
+    /// `timestamp_t`): an integer, checked against the attribute's
+    /// enumeration if it has one.
     Integer,
+    /// `float_t`: any JSON number.
     Float,
+    /// `boolean_t`.
     Bool,
+    /// `string_t` and the types built on it (`ip_t`, `uuid_t`,
+    /// `datetime_t`...).
     String,
     /// Any JSON value (`json_t`).
     Json,
@@ -34,8 +41,12 @@ pub enum Kind {
 /// A resolved attribute of a class or object.
 #[derive(Clone, Debug)]
 pub struct Attr {
+    /// Its type, followed down to a JSON kind.
     pub kind: Kind,
+    /// Whether the value is an array of `kind` (`is_array`).
     pub array: bool,
+    /// Whether the schema requires it (`"requirement": "required"`);
+    /// never for attributes a profile brings in.
     pub required: bool,
     /// The allowed integer values, when the attribute is an enumeration.
     pub values: Option<BTreeSet<i64>>,
@@ -81,10 +92,17 @@ impl Shape {
 /// A resolved event class.
 #[derive(Clone, Debug)]
 pub struct Class {
+    /// The class id an event carries as `class_uid`:
+    /// `category_uid * 1000` plus the class's own uid.
     pub uid: u32,
+    /// Its category's uid (`categories.json`).
     pub category_uid: u32,
+    /// Its schema name, e.g. `authentication`.
     pub name: String,
+    /// Its display name, e.g. `Authentication`.
     pub caption: String,
+    /// All its attributes, its parents' and profiles' included: what deep
+    /// validation checks.
     pub shape: Shape,
     /// base_event's attributes as this class defines them (its own
     /// activity enumeration, say): what base validation checks.
@@ -93,8 +111,11 @@ pub struct Class {
 
 /// The resolved schema.
 pub struct Schema {
+    /// The vendored schema's version (`version.json`).
     pub version: String,
+    /// The event classes, by class id.
     pub classes: HashMap<u32, Class>,
+    /// The objects attributes may hold (`Kind::Object`), by name.
     pub objects: HashMap<String, Shape>,
 }
 
@@ -309,7 +330,7 @@ impl Loader {
                 }
             }
             // The schema compiler, not the files, enumerates class, category
-            // and type ids; validate.rs derives and checks them instead.
+            // and type ids; `validate` derives and checks them instead.
             if !closed || ["class_uid", "category_uid", "type_uid"].contains(&name.as_str()) {
                 values.clear();
             }
@@ -375,8 +396,8 @@ fn merge_attr(out: &mut Map<String, Value>, k: &str, v: &Value) {
 
 /// The schema's own words: every member name of its files (attribute,
 /// object and class names among them) and every caption. Text an event
-/// shares with these is the schema's, not the event's (`event_codec`
-/// trains its dictionary on nothing else).
+/// shares with these is the schema's, not the event's
+/// (`store::event_codec` trains its dictionary on nothing else).
 pub fn vocabulary() -> &'static std::collections::HashSet<String> {
     static WORDS: LazyLock<std::collections::HashSet<String>> = LazyLock::new(|| {
         fn walk(v: &Value, out: &mut std::collections::HashSet<String>) {

@@ -22,7 +22,9 @@ pub const DEEP: [u32; 8] = [3001, 3002, 3003, 3004, 3005, 3006, 6003, 2004];
 /// A rule an event breaks, at a field path like `auth_factors[0].factor_type_id`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Violation {
+    /// The path of the field, empty for the event itself.
     pub field: String,
+    /// The rule it broke, in words a producer can act on.
     pub message: String,
 }
 
@@ -117,9 +119,9 @@ pub fn validate(event: &mut Map<String, Value>) -> Result<u32, Violation> {
         return Err(violation("metadata.version", "required string is missing"));
     }
     let product_name = metadata.get("product").and_then(|p| p.get("name"));
-    if !product_name
+    if product_name
         .and_then(Value::as_str)
-        .is_some_and(|n| !n.is_empty())
+        .is_none_or(|n| n.is_empty())
     {
         return Err(violation(
             "metadata.product.name",

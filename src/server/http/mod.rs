@@ -21,6 +21,7 @@ use crate::query::{self, Cursor, Query};
 use crate::server::auth::{self, AuthError, Scope, TokenRecord, Tokens};
 use crate::store::{EventRow, LogStore, Outcome, Refusal, StoreError, Write};
 use crate::sys::clock;
+use crate::sys::follow::{Follower, Follows, Role};
 use crate::witness::witnessing::Witnessing;
 use sealog_verify::note::LogSigner;
 use sealog_verify::receipt::{self, ConsistencyProof, InclusionProof};
@@ -1290,12 +1291,14 @@ async fn stream(
         polled.clone(),
         started,
     ));
+    let follows = Follows::Leaves {
+        chunk: STREAM_CHUNK,
+    };
+    let follower = Follower::new(Role::Stream, follows, from, s.sequencer.watch_size());
     let state = StreamState {
         s: s.clone(),
-        next: from,
-        size: s.sequencer.watch_size(),
+        follower: follower.stop_on(end_rx),
         buf: Vec::new(),
-        end: end_rx,
         done: false,
         _slot: slot,
     };
@@ -1409,15 +1412,16 @@ async fn stream_watchdog(
     }
 }
 
-/// A stream's position and what it has read ahead.
+/// Events a stream reads from one snapshot, ahead of its client.
+const STREAM_CHUNK: u64 = 256;
+
+/// A stream's position (its follower, which also ends it when the
+/// watchdog says so) and what it has read ahead.
 struct StreamState {
     s: Arc<AppState>,
-    next: u64,
-    size: tokio::sync::watch::Receiver<u64>,
+    follower: Follower,
     /// Read events not yet sent, last first.
     buf: Vec<(u64, Result<Value, String>)>,
-    /// Set by the watchdog when the stream must end.
-    end: tokio::sync::watch::Receiver<Option<&'static str>>,
     done: bool,
     _slot: StreamSlot,
 }
@@ -1431,6 +1435,11 @@ fn stream_error(what: &str, error: &dyn std::fmt::Display) {
 
 impl StreamState {
     /// The next SSE event to send, waiting for new ones; None to end.
+    ///
+    /// The follower hands out the next leaves once the log has signed
+    /// them. A store that cannot be read ends the stream rather than
+    /// retrying: its client resumes with `Last-Event-ID`. An event that
+    /// cannot be read is sent as `unreadable`.
     async fn next_event(
         &mut self,
         class: Option<u64>,
@@ -1438,7 +1447,9 @@ impl StreamState {
     ) -> Option<axum::response::sse::Event> {
         use axum::response::sse::Event;
         loop {
-            if self.done || self.end.borrow().is_some() {
+            // What was read goes out unless the watchdog ends the stream;
+            // once it is sent, a log that stopped ends it (`next`).
+            if self.done || self.follower.stop_signalled() {
                 return None;
             }
             if let Some((i, v)) = self.buf.pop() {
@@ -1450,65 +1461,57 @@ impl StreamState {
                         .data(json!({"index": i, "error": e}).to_string()),
                 });
             }
-            let target = *self.size.borrow_and_update();
-            if self.next < target {
-                let end = target.min(self.next.saturating_add(256));
-                let snap = match self.s.store.snapshot() {
-                    Ok(snap) => snap,
+            let range = self.follower.next().await?;
+            let snap = match self.s.store.snapshot() {
+                Ok(snap) => snap,
+                Err(e) => {
+                    // The client resumes from its last id.
+                    stream_error("cannot read the store; ending the stream", &e);
+                    self.done = true;
+                    let body = json!({"error": {"code": "storage", "message": "the log cannot read its store; reconnect with Last-Event-ID"}});
+                    return Some(Event::default().event("error").data(body.to_string()));
+                }
+            };
+            for i in range.clone() {
+                let e = match snap.event(i) {
+                    Ok(EventRow::Present(e)) => e,
+                    // Redacted events are not streamed.
+                    Ok(EventRow::Redacted(_)) => continue,
+                    Ok(EventRow::Absent) => {
+                        stream_error("an event is missing from the store", &i);
+                        self.buf.push((i, Err("missing from the store".into())));
+                        continue;
+                    }
                     Err(e) => {
-                        // The client resumes from its last id.
-                        stream_error("cannot read the store; ending the stream", &e);
-                        self.done = true;
-                        let body = json!({"error": {"code": "storage", "message": "the log cannot read its store; reconnect with Last-Event-ID"}});
-                        return Some(Event::default().event("error").data(body.to_string()));
+                        stream_error("cannot read an event", &e);
+                        self.buf.push((i, Err("cannot be read".into())));
+                        continue;
                     }
                 };
-                for i in self.next..end {
-                    let e = match snap.event(i) {
-                        Ok(EventRow::Present(e)) => e,
-                        // Redacted events are not streamed.
-                        Ok(EventRow::Redacted(_)) => continue,
-                        Ok(EventRow::Absent) => {
-                            stream_error("an event is missing from the store", &i);
-                            self.buf.push((i, Err("missing from the store".into())));
-                            continue;
-                        }
-                        Err(e) => {
-                            stream_error("cannot read an event", &e);
-                            self.buf.push((i, Err("cannot be read".into())));
-                            continue;
-                        }
-                    };
-                    let v = match serde_json::from_slice::<Value>(&e.jcs) {
-                        Ok(v) => v,
-                        Err(e) => {
-                            stream_error("cannot parse a stored event", &e);
-                            self.buf.push((i, Err("cannot be parsed".into())));
-                            continue;
-                        }
-                    };
-                    let class_ok = class.is_none_or(|c| v["class_uid"].as_u64() == Some(c));
-                    let user_ok = user.is_none_or(|u| match snap.facets(i) {
-                        Ok(f) => f.is_some_and(|f| {
-                            f.users.iter().any(|x| x == u) || f.actors.iter().any(|x| x == u)
-                        }),
-                        Err(e) => {
-                            stream_error("cannot read an event's users", &e);
-                            false
-                        }
-                    });
-                    if class_ok && user_ok {
-                        self.buf.push((i, Ok(v)));
+                let v = match serde_json::from_slice::<Value>(&e.jcs) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        stream_error("cannot parse a stored event", &e);
+                        self.buf.push((i, Err("cannot be parsed".into())));
+                        continue;
                     }
+                };
+                let class_ok = class.is_none_or(|c| v["class_uid"].as_u64() == Some(c));
+                let user_ok = user.is_none_or(|u| match snap.facets(i) {
+                    Ok(f) => f.is_some_and(|f| {
+                        f.users.iter().any(|x| x == u) || f.actors.iter().any(|x| x == u)
+                    }),
+                    Err(e) => {
+                        stream_error("cannot read an event's users", &e);
+                        false
+                    }
+                });
+                if class_ok && user_ok {
+                    self.buf.push((i, Ok(v)));
                 }
-                self.buf.reverse();
-                self.next = end;
-                continue;
             }
-            tokio::select! {
-                r = self.size.changed() => r.ok()?, // the log stopped
-                _ = self.end.changed() => {}
-            }
+            self.buf.reverse();
+            self.follower.advance_to(range.end);
         }
     }
 }

@@ -12,6 +12,7 @@
 
 use crate::events::Facets;
 use crate::store::StoreError;
+use crate::sys::varint::{self, VarintError};
 
 const VERSION: u8 = 1;
 
@@ -78,12 +79,8 @@ fn put_option(out: &mut Vec<u8>, v: Option<[u8; 8]>) {
     }
 }
 
-fn put_len(out: &mut Vec<u8>, mut n: usize) {
-    while n >= 0x80 {
-        out.push(n as u8 | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
+fn put_len(out: &mut Vec<u8>, n: usize) {
+    varint::put(out, n as u64);
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -117,22 +114,19 @@ impl Reader<'_> {
     }
 
     fn len(&mut self) -> Result<usize, String> {
-        let mut n = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.take::<1>()?[0];
-            n |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                let n = usize::try_from(n).map_err(|_| "a length past the row")?;
-                // A count or length never exceeds the bytes left (each
-                // counted item takes at least one): more is damage.
-                return if n <= self.0.len() {
-                    Ok(n)
-                } else {
-                    Err("a length past the row".into())
-                };
-            }
+        let (n, used) = varint::get(self.0).map_err(|e| match e {
+            VarintError::CutShort => "cut short",
+            VarintError::TooLong => "a length of more than 64 bits",
+        })?;
+        self.0 = &self.0[used..];
+        let n = usize::try_from(n).map_err(|_| "a length past the row")?;
+        // A count or length never exceeds the bytes left (each counted
+        // item takes at least one): more is damage.
+        if n <= self.0.len() {
+            Ok(n)
+        } else {
+            Err("a length past the row".into())
         }
-        Err("a length of more than 64 bits".into())
     }
 
     fn string(&mut self) -> Result<String, String> {

@@ -2,12 +2,12 @@
 //! IP, a class) holds, stored a run at a time.
 //!
 //! Why: one row per (key, leaf index) cost the index follower a B-tree
-//! insert per leaf and key, ~7 % of its time each (BENCHMARKS.md, session
-//! 10), although a round holds many leaves of one user or class. A round
-//! now writes one row per key it saw: (key, first leaf index) → the
+//! insert per leaf and key, ~7 % of its time each, although a round holds
+//! many leaves of one user or class (BENCHMARKS.md, "Posting blocks in the
+//! lookup tables"). A round writes one row per key it saw: (key, first leaf index) → the
 //! others, ascending, each as its LEB128 distance from the one before.
-//! A key seen once in a round costs what its row cost before (the value
-//! is empty).
+//! A key seen once in a round costs one row, as a row per leaf would (the
+//! value is empty).
 //!
 //! What must stay true: a block's indexes are ascending and all above its
 //! first, and blocks of one key never interleave (each round's indexes lie
@@ -15,6 +15,7 @@
 //! leaves in index order.
 
 use crate::store::StoreError;
+use crate::sys::varint::{self, VarintError};
 
 /// The most leaf indexes in one block: a query decodes whole blocks, so
 /// a page of results never reads more than a few hundred indexes more
@@ -27,12 +28,7 @@ pub fn encode(first: u64, rest: impl IntoIterator<Item = u64>) -> Vec<u8> {
     let mut out = Vec::new();
     let mut last = first;
     for i in rest {
-        let mut d = i - last;
-        while d >= 0x80 {
-            out.push(d as u8 | 0x80);
-            d >>= 7;
-        }
-        out.push(d as u8);
+        varint::put(&mut out, i - last);
         last = i;
     }
     out
@@ -42,25 +38,18 @@ pub fn encode(first: u64, rest: impl IntoIterator<Item = u64>) -> Vec<u8> {
 pub fn decode(first: u64, bytes: &[u8]) -> Result<Vec<u64>, StoreError> {
     let damaged = |why: &str| StoreError::Corrupt(format!("posting block at {first}: {why}"));
     let mut out = vec![first];
-    let (mut last, mut d, mut shift) = (first, 0u64, 0u32);
-    for &b in bytes {
-        if shift > 63 || (shift == 63 && b > 1) {
-            return Err(damaged("a distance of more than 64 bits"));
+    let (mut last, mut rest) = (first, bytes);
+    while !rest.is_empty() {
+        let (d, len) = varint::get(rest).map_err(|e| match e {
+            VarintError::CutShort => damaged("cut short"),
+            VarintError::TooLong => damaged("a distance of more than 64 bits"),
+        })?;
+        if d == 0 {
+            return Err(damaged("a leaf listed twice"));
         }
-        d |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            if d == 0 {
-                return Err(damaged("a leaf listed twice"));
-            }
-            last = last.checked_add(d).ok_or_else(|| damaged("past 2^64"))?;
-            out.push(last);
-            (d, shift) = (0, 0);
-        } else {
-            shift += 7;
-        }
-    }
-    if shift != 0 {
-        return Err(damaged("cut short"));
+        last = last.checked_add(d).ok_or_else(|| damaged("past 2^64"))?;
+        out.push(last);
+        rest = &rest[len..];
     }
     Ok(out)
 }
