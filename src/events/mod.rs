@@ -130,7 +130,7 @@ pub struct Committed {
     /// destroyed when it is redacted.
     pub key: EventKey,
     /// Its stored rows, when encoded ahead of the sequencer
-    /// (`store::Store::encode_ahead`).
+    /// (`store::LogStore::encode_ahead`).
     pub rows: Option<Rows>,
     /// What the detection rules read of it, when taken from the parsed
     /// event (`prepare`): the sequencer hands them on

@@ -407,7 +407,7 @@ struct Worker {
     /// Set when the durable state is in doubt: no more writes or
     /// signatures until a restart.
     halted: bool,
-    /// Set for a restored log (see `Store::read_only`).
+    /// Set for a restored log (see `LogStore::read_only`).
     read_only: Option<String>,
     /// The uids beyond the index.
     uids: RecentUids,

@@ -12,11 +12,11 @@
 //!
 //! What must stay true:
 //! - a leaf's key is durable before the transaction that commits the leaf
-//!   (`Store::write` syncs the slots first), so every committed leaf has
+//!   (`LogStore::write` syncs the slots first), so every committed leaf has
 //!   its key after any crash;
 //! - a redaction is acknowledged only once its slot is zeros on disk; a
 //!   crash between its commit and the zeroing is finished at the next open
-//!   (`Store::open` zeroes the slots of every redacted leaf);
+//!   (the driver's open zeroes the slots of every redacted leaf);
 //! - a key seals exactly two messages, each under its own fixed nonce
 //!   (`Sealed`): the key is never reused for anything else.
 //!

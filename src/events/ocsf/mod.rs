@@ -397,7 +397,7 @@ fn merge_attr(out: &mut Map<String, Value>, k: &str, v: &Value) {
 /// The schema's own words: every member name of its files (attribute,
 /// object and class names among them) and every caption. Text an event
 /// shares with these is the schema's, not the event's
-/// (`store::event_codec` trains its dictionary on nothing else).
+/// (`store::redb::event_codec` trains its dictionary on nothing else).
 pub fn vocabulary() -> &'static std::collections::HashSet<String> {
     static WORDS: LazyLock<std::collections::HashSet<String>> = LazyLock::new(|| {
         fn walk(v: &Value, out: &mut std::collections::HashSet<String>) {
