@@ -600,3 +600,45 @@ fn token_outcome(outcome: Outcome, refused: fn(String) -> LogError) -> Result<u6
 fn unexpected(outcome: Outcome) -> LogError {
     StoreError::Corrupt(format!("a write answered {outcome:?}")).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_token<'a>(name: &'a str, hash: u8) -> NewToken<'a, &'static str> {
+        NewToken {
+            name,
+            scopes: &["read"],
+            hash: [hash; 32],
+            // The token table's record: the store reads its name and state.
+            record: serde_json::to_vec(
+                &serde_json::json!({"name": name, "scopes": ["read"], "revoked": false}),
+            )
+            .unwrap(),
+            by: "test",
+        }
+    }
+
+    /// The refusals of token writes are the kinds the routes answer with
+    /// (409 for a name in use, 404 for no such token), and each change is
+    /// recorded by an audit event at the next index.
+    #[test]
+    fn offline_token_writes_record_audits_and_refuse_by_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let state = store.tree_state().unwrap();
+        let mut log = Offline::new(&store, state);
+        assert_eq!(log.create_token(new_token("ci", 1)).unwrap(), 0);
+        assert!(matches!(
+            log.create_token(new_token("ci", 2)),
+            Err(LogError::Conflict(_))
+        ));
+        assert_eq!(log.revoke_token("ci", "test").unwrap(), 1);
+        assert!(matches!(
+            log.revoke_token("ci", "test"),
+            Err(LogError::NotFound(_))
+        ));
+        assert_eq!(log.state().size, 2);
+        assert_eq!(store.tree_state().unwrap().size, 2);
+    }
+}

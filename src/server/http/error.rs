@@ -70,42 +70,59 @@ pub(super) async fn json_errors(
 /// `{"error": {"code", "message", "field"?, "index"?}}`.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// 400 `bad_request`: a malformed parameter or body.
     #[error("{message}")]
     BadRequest { field: String, message: String },
+    /// 401 `unauthorized`, or 403 `forbidden` for a missing scope.
     #[error("{0}")]
     Auth(#[from] AuthError),
+    /// 404 `not_found`.
     #[error("{0}")]
     NotFound(String),
+    /// 405 `method_not_allowed`.
     #[error("method not allowed on this route")]
     MethodNotAllowed,
+    /// 408 `timeout`: the body did not arrive within `body_timeout`.
     #[error("the request body did not arrive in time")]
     Timeout,
+    /// 431 `headers_too_large`.
     #[error("request target and headers are {0} bytes, over the limit")]
     HeadersTooLarge(usize),
+    /// 413 `too_large`: body, events or parse cost over the limit.
     #[error("{0}")]
     TooLarge(String),
+    /// 422 `invalid_event`, with the field and (in an array) the index.
     #[error("{error}")]
     InvalidEvent {
         index: Option<usize>,
         error: crate::events::EventError,
     },
+    /// 410 `redacted`, with `redacted_by`.
     #[error("event {index} was redacted by event {record}")]
     Gone { index: u64, record: u64 },
+    /// 409 `conflict`.
     #[error("{0}")]
     Conflict(String),
-    /// A write no token may make (redacting the log's own records).
+    /// 403 `protected_record`: a write no token may make (redacting the log's own records).
     #[error("{0}")]
     Protected(String),
+    /// 429 `too_many_streams`: this token's streams are at their cap.
     #[error("{0}")]
     TooManyStreams(String),
+    /// 503 `too_many_streams`: the server's streams are at their cap.
     #[error("{0}")]
     StreamsFull(String),
+    /// 406 `not_acceptable`.
     #[error("{0}")]
     NotAcceptable(String),
+    /// 503 with the reason's code (`overloaded`, `read_only`, ...), or
+    /// 409 `uid_conflict` / 410 `redacted` for a uid already logged.
     #[error("{0}")]
     Append(#[from] AppendError),
+    /// 503 `storage`, logged.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// 503 `storage` or `index_catching_up`.
     #[error("{0}")]
     Index(#[from] IndexError),
 }
