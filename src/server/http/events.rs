@@ -137,8 +137,8 @@ pub(super) async fn event_receipt(
     let index = path_index(&index)?;
     let p = Params::parse(q)?;
     p.only(&["size", "format"])?;
-    let (at, tlog_proof) = match receipt_params(&s, &p, &headers) {
-        Ok(parsed) => parsed,
+    let at = match receipt_at(&s, &p) {
+        Ok(at) => at,
         Err(e) => {
             // An event that is not there (404) or redacted (410) is the
             // answer before a malformed parameter's 400.
@@ -147,34 +147,6 @@ pub(super) async fn event_receipt(
         }
     };
     let r = s.log.receipt(index, at)?;
-    if tlog_proof {
-        let text = r
-            .to_tlog_proof()
-            .ok_or(ApiError::NotAcceptable("the event was redacted".into()))?;
-        return Ok(([(header::CONTENT_TYPE, "text/x.tlog.proof")], text).into_response());
-    }
-    Ok(Json(r).into_response())
-}
-
-/// The checkpoint a receipt request asks for, and whether it asks for
-/// the tlog-proof form.
-fn receipt_params(
-    s: &AppState,
-    p: &Params,
-    headers: &HeaderMap,
-) -> Result<(ReceiptAt, bool), ApiError> {
-    let at = match p.u64("size")? {
-        Some(n) => ReceiptAt::Size(n),
-        // The newest witnessed checkpoint, if it covers the event.
-        None => match s.witnessing.as_ref().and_then(|w| w.latest()) {
-            Some(c) => ReceiptAt::Checkpoint(Arc::new(Head {
-                size: c.size,
-                root: c.root,
-                checkpoint: c.note.clone(),
-            })),
-            None => ReceiptAt::Latest,
-        },
-    };
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -189,7 +161,29 @@ fn receipt_params(
             ))
         }
     };
-    Ok((at, tlog_proof))
+    if tlog_proof {
+        let text = r
+            .to_tlog_proof()
+            .ok_or(ApiError::NotAcceptable("the event was redacted".into()))?;
+        return Ok(([(header::CONTENT_TYPE, "text/x.tlog.proof")], text).into_response());
+    }
+    Ok(Json(r).into_response())
+}
+
+/// The checkpoint a receipt request asks for: `size`, else the newest
+/// witnessed checkpoint (used if it covers the event), else the latest.
+fn receipt_at(s: &AppState, p: &Params) -> Result<ReceiptAt, ApiError> {
+    Ok(match p.u64("size")? {
+        Some(n) => ReceiptAt::Size(n),
+        None => match s.witnessing.as_ref().and_then(|w| w.latest()) {
+            Some(c) => ReceiptAt::Checkpoint(Arc::new(Head {
+                size: c.size,
+                root: c.root,
+                checkpoint: c.note.clone(),
+            })),
+            None => ReceiptAt::Latest,
+        },
+    })
 }
 
 /// `POST /v1/events/<index>/redact` with `{"reason": "…"}` (scope `admin`).
