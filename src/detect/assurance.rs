@@ -12,8 +12,10 @@
 use serde_json::Value;
 
 use crate::detect::engine::{self, Identity};
+use crate::log::{stored_event, Log, LogError};
 use crate::query::index::{IndexError, IndexKey, View};
-use crate::store::{EventRow, Snapshot};
+use crate::store::{EventRow, Snapshot, StoreError};
+use sealog_verify::receipt::Receipt;
 
 /// Candidates examined at most (newest first) for one answer.
 pub const MAX_SCAN: usize = 10_000;
@@ -90,4 +92,50 @@ pub fn find(
         return Ok(Some(i));
     }
     Ok(None)
+}
+
+/// The step-up evidence for one action, as `step_up` finds it.
+pub struct StepUp {
+    /// The action's receipt.
+    pub action: Receipt,
+    /// The step-up's receipt, against the same checkpoint, if one is found.
+    pub step_up: Option<Receipt>,
+    /// The user searched for.
+    pub user: Identity,
+    /// The session searched in, when the action names one.
+    pub session: Option<String>,
+    /// The action's `time`: the window is `[time - window, time]`.
+    pub time: u64,
+    /// The window searched, in milliseconds.
+    pub window: u64,
+}
+
+/// The step-up covering the action at `index` (below the latest
+/// checkpoint): the newest one by the same user (in the same session
+/// when the action names one) within `window` ms before it, with both
+/// receipts proven against the latest checkpoint. `BadArgument` (field
+/// `index`) if the action names no user.
+pub async fn step_up(log: &Log, index: u64, window: u64) -> Result<StepUp, LogError> {
+    let head = log.head();
+    let (view, snap) = log.view(head.size).await?;
+    let action = stored_event(&snap, index, head.size)?;
+    let v: Value =
+        serde_json::from_slice(&action.jcs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let (user, session) = subject(&v);
+    let user = user.ok_or_else(|| LogError::BadArgument {
+        field: "index",
+        message: "the event names no user or actor.user".into(),
+    })?;
+    let time = v["time"].as_u64().unwrap_or(0);
+    let found = find(&view, &snap, index, &user, session.as_deref(), time, window)?;
+    let indexes: Vec<u64> = std::iter::once(index).chain(found).collect();
+    let mut receipts = log.receipts(&snap, &indexes, &head)?.into_iter();
+    Ok(StepUp {
+        action: receipts.next().expect("the action's receipt"),
+        step_up: receipts.next(),
+        user,
+        session,
+        time,
+        window,
+    })
 }

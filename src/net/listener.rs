@@ -359,8 +359,7 @@ impl<F: Fn() -> u64> hyper::body::Body for BusyBody<F> {
 /// hyper itself writes for a request it cannot parse (400, 414, 431, with
 /// an empty body and no content type) get the JSON error body every other
 /// error answer has. They are told apart by that empty body: every error
-/// answer of the log's routes carries a JSON body
-/// (`server::http::json_errors`).
+/// answer of the log's routes carries a JSON body (`http::error::json_errors`).
 struct JsonErrors {
     inner: Box<dyn Io>,
     /// A rewritten answer being written: bytes, how many went out, and the

@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use crate::store::engine::driver;
-use crate::store::{StoreError, TreeState};
+use crate::store::{LogStore, StoreError, TreeState};
 use crate::sys::datadir::DataDir;
 
 const KEY_FILES: [&str; 3] = ["log.key", "log.vkey", "admin.token"];
@@ -248,4 +248,26 @@ fn check_evidence(ev: &Evidence, vkey: &str, state: &TreeState) -> Result<(), St
         ));
     }
     Ok(())
+}
+
+/// The running log's side of `POST /v1/admin/backup`: writes a consistent
+/// snapshot of `store` to `DIR/backups/backup-<ms>.redb` (0600, in a
+/// directory only the owner can read) while appends go on, and returns
+/// its file name and the tree state it holds. Blocking: call it off the
+/// request threads.
+pub fn snapshot_under(
+    store: &dyn LogStore,
+    data: &Path,
+) -> Result<(String, TreeState), StoreError> {
+    let dir = data.join("backups");
+    let file = format!("backup-{}.redb", crate::sys::clock::now_ms());
+    let path = dir.join(&file);
+    DataDir(dir)
+        .create()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let state = store.backup_to(&path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok((file, state))
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::log::NewToken;
 use crate::store::{LogStore, StoreError};
 
 /// Longest token name.
@@ -72,6 +73,42 @@ impl TokenRecord {
             && self.scopes.iter().any(|&s| {
                 s == scope || s == Scope::Admin || (s == Scope::Read && scope == Scope::Risk)
             })
+    }
+}
+
+/// A token just drawn, with its record. The token is shown once and
+/// never stored; the log keeps its hash and record (`Minted::stored`),
+/// and the token table learns it once the log has (`Tokens::insert`).
+pub struct Minted {
+    /// The token itself, `sealog_<base64url>`.
+    pub token: String,
+    /// Its SHA-256: what the store and the table key it by.
+    pub hash: [u8; 32],
+    /// Its name, scopes and state.
+    pub record: TokenRecord,
+}
+
+impl Minted {
+    /// Draws a new token named `name` with `scopes`.
+    pub fn new(name: &str, scopes: Vec<Scope>) -> Self {
+        let (token, hash) = Tokens::mint();
+        Minted {
+            token,
+            hash,
+            record: TokenRecord::new(name, scopes),
+        }
+    }
+
+    /// What the log records of it when `by` creates it: the stored record
+    /// and the names its audit event carries.
+    pub fn stored<'a>(&'a self, by: &'a str) -> NewToken<'a, Scope> {
+        NewToken {
+            name: &self.record.name,
+            scopes: &self.record.scopes,
+            hash: self.hash,
+            record: serde_json::to_vec(&self.record).expect("records serialize"),
+            by,
+        }
     }
 }
 

@@ -9,12 +9,12 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::events::records;
-use crate::events::{self, EventError};
+use crate::events::EventError;
 use crate::log::sequencer::{self, Sequencer};
+use crate::log::{Log, LogError, Offline};
 use crate::query::index::{Index, IndexError};
-use crate::server::auth::{Scope, TokenRecord, Tokens};
-use crate::store::{LogStore, NoKnownUids, Outcome, StoreError, TreeState, Write};
+use crate::server::auth::{Minted, Scope, TokenRecord, Tokens};
+use crate::store::{LogStore, StoreError, TreeState};
 use crate::sys::clock;
 use crate::sys::datadir::{self, DataDir};
 use crate::witness::witnessing::Witnessing;
@@ -66,6 +66,17 @@ pub enum ServeError {
     Refused(String),
     #[error("the log's own record is invalid: {0}")]
     Record(#[from] EventError),
+}
+
+impl From<LogError> for ServeError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::Record(e) => ServeError::Record(e),
+            LogError::Store(e) => ServeError::Store(e),
+            LogError::Index(e) => ServeError::Index(e),
+            e => ServeError::Refused(e.to_string()),
+        }
+    }
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ServeError {
@@ -209,20 +220,23 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, Threads), ServeError> {
             })
             .map_err(io_err("spawning the index thread"))?
     };
+    let log = Log::new(
+        store,
+        Arc::new(sequencer),
+        index,
+        signer,
+        opts.limits.max_future_skew_ms,
+    );
     let app = Arc::new(AppState {
+        log: Arc::new(log),
         engine,
         replay_from: start,
         bench_floor: opts.bench_floor,
         data: opts.data.clone(),
-        index,
-        tile_cache: Default::default(),
-        store,
-        sequencer: Arc::new(sequencer),
         witnessing,
         tokens,
         limits: opts.limits.clone(),
         streams: Default::default(),
-        signer,
     });
     Ok((
         app,
@@ -263,15 +277,18 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
     datadir::replace_secret(&addr_file, &format!("{scheme}://{addr}\n"))
         .map_err(io_err(format!("writing {}", addr_file.display())))?;
     if let Some(w) = &app.witnessing {
-        tokio::spawn(w.clone().run(app.sequencer.clone(), app.store.clone()));
+        tokio::spawn(
+            w.clone()
+                .run(app.log.sequencer().clone(), app.log.store().clone()),
+        );
     }
     // Detections are background work like the index: a thread of their
     // own, at its priority, so that under load they take the gaps rather
     // than a share of the request handlers' cores.
     let detections = crate::detect::runner::run(
         app.engine.clone(),
-        app.sequencer.clone(),
-        app.store.clone(),
+        app.log.sequencer().clone(),
+        app.log.store().clone(),
         app.replay_from,
     );
     std::thread::Builder::new()
@@ -303,14 +320,14 @@ pub async fn serve(opts: Options) -> Result<(), ServeError> {
     .await;
     let _ = std::fs::remove_file(&addr_file);
     tracing::info!("stopping: draining the append queue");
-    app.sequencer.stop();
+    app.log.sequencer().stop();
     threads
         .sequencer
         .join()
         .map_err(|_| ServeError::Refused("the sequencer thread panicked".into()))?;
     // The index closes cleanly: the next start needs no repair of its
     // file. Woken, it need not finish its pause between rounds.
-    app.index.hurry();
+    app.log.index().hurry();
     threads
         .index
         .join()
@@ -328,30 +345,11 @@ pub fn create_token(
     scopes: Vec<Scope>,
     by: &str,
 ) -> Result<(String, TreeState), ServeError> {
-    let now = clock::now_ms();
-    let audit = events::prepare(
-        records::token_created(name, &scopes, by, now),
-        now,
-        events::Appender::Log,
-    )?;
-    let (token, hash) = Tokens::mint();
-    let record = TokenRecord::new(name, scopes);
-    let bytes = serde_json::to_vec(&record).expect("records serialize");
-    let write = Write::CreateToken {
-        hash,
-        record: bytes,
-        name: name.to_string(),
-        audit,
-    };
-    let (state, outcomes, _) = store.write(state, vec![write], &NoKnownUids)?;
-    match &outcomes[0] {
-        Outcome::Token { .. } => {
-            tokens.insert(hash, record);
-            Ok((token, state))
-        }
-        Outcome::Refused(r) => Err(ServeError::Refused(r.to_string())),
-        other => Err(ServeError::Refused(format!("{other:?}"))),
-    }
+    let new = Minted::new(name, scopes);
+    let mut log = Offline::new(store, state);
+    log.create_token(new.stored(by))?;
+    tokens.insert(new.hash, new.record);
+    Ok((new.token, log.state()))
 }
 
 /// Opens the store of a stopped log for the `token` commands.
@@ -401,25 +399,8 @@ pub fn token_revoke(data: &std::path::Path, name: &str) -> Result<(), ServeError
         ));
     }
     let (store, _, state) = open_offline(data)?;
-    let now = clock::now_ms();
-    let audit = events::prepare(
-        records::token_revoked(name, "sealog-cli", now),
-        now,
-        events::Appender::Log,
-    )?;
-    let (_, outcomes, _) = store.write(
-        state,
-        vec![Write::RevokeToken {
-            name: name.to_string(),
-            audit,
-        }],
-        &NoKnownUids,
-    )?;
-    match &outcomes[0] {
-        Outcome::Token { .. } => Ok(()),
-        Outcome::Refused(r) => Err(ServeError::Refused(r.to_string())),
-        other => Err(ServeError::Refused(format!("{other:?}"))),
-    }
+    Offline::new(&store, state).revoke_token(name, "sealog-cli")?;
+    Ok(())
 }
 
 /// `sealog check`: verifies a stopped log's whole store (see
