@@ -265,12 +265,14 @@ pub async fn run(
     while let Some(range) = follower.next().await {
         let (signals, failed) = read_signals(sequencer.signals(), &store, range.clone());
         let findings = observe(&engine, &signals);
-        // The rules keep what they saw: the next round starts at the
-        // first event not read, and sees no event twice.
-        follower.advance_to(failed.as_ref().map_or(range.end, |(i, _)| *i));
         if !findings.is_empty() && !record(&sequencer, &store, &findings).await {
             return;
         }
+        // The rules keep what they saw: the next round starts at the
+        // first event not read, and sees no event twice. The position
+        // moves only once the round's findings are in the log, so that a
+        // lag of 0 (`/metrics`) means they are.
+        follower.advance_to(failed.as_ref().map_or(range.end, |(i, _)| *i));
         if let Some((i, e)) = failed {
             // The store as a whole, not one event: wait and retry.
             count_error(E_STORE);
