@@ -255,12 +255,10 @@ impl Witness {
         match have_root {
             // From size 0 (never cosigned, or a size-0 checkpoint) there is
             // nothing to prove consistent with: the proof must be empty.
-            _ if req.old == 0 => {
-                if !req.proof.is_empty() {
-                    return Err(AddError::BadProof(
-                        "a proof from size 0 must be empty".into(),
-                    ));
-                }
+            _ if req.old == 0 && !req.proof.is_empty() => {
+                return Err(AddError::BadProof(
+                    "a proof from size 0 must be empty".into(),
+                ));
             }
             None => {}
             Some(r) if req.old == size => {
@@ -342,36 +340,6 @@ async fn add_checkpoint(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requests_parse_strictly() {
-        let h = Hash::default();
-        let ok = format!("old 5\n{h}\n{h}\n\nrest");
-        let r = AddRequest::parse(ok.as_bytes()).unwrap();
-        assert_eq!((r.old, r.proof.len(), r.checkpoint), (5, 2, &b"rest"[..]));
-        for bad in [
-            "old 05\n\nx".to_string(),
-            "old -1\n\nx".into(),
-            "old \n\nx".into(),
-            "new 5\n\nx".into(),
-            "old 5\nnot-a-hash\n\nx".into(),
-            "old 5".into(),
-            format!("old 5\n{}\nx", format!("{h}\n").repeat(64)),
-        ] {
-            assert!(
-                matches!(
-                    AddRequest::parse(bad.as_bytes()),
-                    Err(AddError::BadRequest(_))
-                ),
-                "{bad:?}"
-            );
-        }
-    }
-}
-
 /// `sealog witness keygen`: writes `witness.key` (0600) and
 /// `witness.vkey` in `dir`; returns the vkey.
 pub fn keygen(dir: &Path, name: &str) -> Result<String, String> {
@@ -444,4 +412,34 @@ pub async fn serve(
     // deadline, header bound and idle-connection handling.
     crate::net::listener::serve(listener, router(w, body_timeout), net, tls, stop).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_strictly() {
+        let h = Hash::default();
+        let ok = format!("old 5\n{h}\n{h}\n\nrest");
+        let r = AddRequest::parse(ok.as_bytes()).unwrap();
+        assert_eq!((r.old, r.proof.len(), r.checkpoint), (5, 2, &b"rest"[..]));
+        for bad in [
+            "old 05\n\nx".to_string(),
+            "old -1\n\nx".into(),
+            "old \n\nx".into(),
+            "new 5\n\nx".into(),
+            "old 5\nnot-a-hash\n\nx".into(),
+            "old 5".into(),
+            format!("old 5\n{}\nx", format!("{h}\n").repeat(64)),
+        ] {
+            assert!(
+                matches!(
+                    AddRequest::parse(bad.as_bytes()),
+                    Err(AddError::BadRequest(_))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
 }
