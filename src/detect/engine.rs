@@ -134,7 +134,9 @@ struct User {
     attack: Option<Attack>,
     /// Findings raising this user's risk, oldest first.
     active: VecDeque<Active>,
+    /// The last step-up: (time, index).
     last_mfa: Option<(u64, u64)>,
+    /// The newest time of an event about the user.
     last_seen: u64,
 }
 
@@ -188,10 +190,12 @@ impl Default for Engine {
 }
 
 impl Signals {
+    /// Who the event is about (`Identity`).
     fn identity(&self) -> Option<Identity> {
         Identity::of(self.user.uid.as_deref(), self.user.name.as_deref())
     }
 
+    /// Whether the event is a step-up (`is_step_up`).
     fn step_up(&self) -> bool {
         let factors: Vec<Option<i64>> =
             self.auth_factors.iter().map(|f| f.factor_type_id).collect();
@@ -484,6 +488,7 @@ impl Engine {
         }
     }
 
+    /// Removes a user dropped from the state from the name index.
     fn forget_name(&mut self, id: &Identity, u: User) {
         if let Identity::Uid(uid) = id {
             unindex_name(&mut self.names, u.name.as_deref(), uid);
