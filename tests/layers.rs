@@ -192,6 +192,31 @@ fn no_two_modules_import_each_other_round_a_cycle() {
     assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
 }
 
+/// Whether `code` reaches the redb crate: a path `redb::…` or
+/// `::redb::…`, or `use redb`. A path through the driver module
+/// (`store::redb::…`, `super::redb::…`) is not the crate.
+fn names_the_redb_crate(code: &str) -> bool {
+    code.match_indices("redb::").any(|(i, _)| {
+        let before = &code[..i];
+        let module_path = before.ends_with("::") && !before.ends_with(" ::") && {
+            let seg = before.trim_end_matches("::");
+            seg.ends_with(|c: char| c.is_alphanumeric() || c == '_')
+        };
+        let in_word = before.ends_with(|c: char| c.is_alphanumeric() || c == '_');
+        !module_path && !in_word
+    }) || code.contains("use redb") || code.contains("use ::redb")
+}
+
+#[test]
+fn the_redb_check_tells_the_crate_from_the_driver_module() {
+    assert!(names_the_redb_crate("use redb::Database;"));
+    assert!(names_the_redb_crate("let e: redb::Error = x;"));
+    assert!(names_the_redb_crate("f(::redb::Error::Corrupted)"));
+    assert!(!names_the_redb_crate("use super::redb::Redb;"));
+    assert!(!names_the_redb_crate("crate::store::redb::Redb"));
+    assert!(!names_the_redb_crate("let p = \"sealog.redb\";"));
+}
+
 #[test]
 fn only_the_storage_driver_names_the_database() {
     let mut files = Vec::new();
@@ -200,10 +225,7 @@ fn only_the_storage_driver_names_the_database() {
     let named: Vec<String> = files
         .iter()
         .filter(|f| !f.starts_with(&driver))
-        .filter(|f| {
-            let text = code(&std::fs::read_to_string(f).unwrap());
-            text.contains("redb::") || text.contains("use redb")
-        })
+        .filter(|f| names_the_redb_crate(&code(&std::fs::read_to_string(f).unwrap())))
         .map(|f| f.display().to_string())
         .collect();
     assert!(

@@ -6,12 +6,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::redb as chosen;
+use super::redb::Redb;
 use super::{Driver, LogStore, StoreError};
 
 /// The driver of this build.
 pub fn driver() -> &'static dyn Driver {
-    &chosen::Redb
+    &Redb
 }
 
 /// Opens (or creates) the log's store at `path` with the driver of this

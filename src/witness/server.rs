@@ -252,16 +252,16 @@ impl Witness {
         if req.old != have_size {
             return Err(AddError::Conflict(have_size));
         }
-        match have_root {
+        if req.old == 0 {
             // From size 0 (never cosigned, or a size-0 checkpoint) there is
             // nothing to prove consistent with: the proof must be empty.
-            _ if req.old == 0 && !req.proof.is_empty() => {
+            if !req.proof.is_empty() {
                 return Err(AddError::BadProof(
                     "a proof from size 0 must be empty".into(),
                 ));
             }
-            None => {}
-            Some(r) if req.old == size => {
+        } else if let Some(r) = have_root {
+            if req.old == size {
                 if r != root {
                     return Err(AddError::RootConflict(have_size));
                 }
@@ -270,9 +270,10 @@ impl Witness {
                         "a proof between equal sizes must be empty".into(),
                     ));
                 }
+            } else {
+                tree::check_consistency(&req.proof, req.old, r, size, root)
+                    .map_err(|e| AddError::BadProof(e.to_string()))?;
             }
-            Some(r) => tree::check_consistency(&req.proof, req.old, r, size, root)
-                .map_err(|e| AddError::BadProof(e.to_string()))?,
         }
         let new = Latest {
             size,
