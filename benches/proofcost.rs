@@ -1,6 +1,6 @@
 //! What an inclusion proof costs on the store's side alone, without HTTP:
-//! the measurement behind the hash cache's layout (BENCHMARKS.md, session
-//! 11). Opens the log of a data directory (use a copy: opening may write),
+//! the measurement behind the hash cache's layout (BENCHMARKS.md, "Proof
+//! cost in the store"). Opens the log of a data directory (use a copy: opening may write),
 //! then proves leaves at random past sizes, as the load generator's
 //! `inclusion` scenario asks, on one thread with a snapshot per proof as
 //! the route takes, and prints the cost per proof of each round.

@@ -1,7 +1,9 @@
 //! What an index round costs as its table grows, in one B-tree or split in
 //! two (a small table the rounds insert into, merged into the large one
 //! once it holds a quarter as many rows): the measurement behind keeping
-//! the index's scattered tables whole (BENCHMARKS.md, session 10).
+//! the index's scattered tables whole (BENCHMARKS.md, "Index round cost"
+//! and "Index rounds: every 10 s, up to 524,288 leaves, one table per
+//! key").
 //!
 //!   cargo bench --bench roundcost -- [whole|split] [rows]
 //!

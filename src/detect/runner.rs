@@ -45,6 +45,7 @@ pub const APPEND_RETRY_FOR: Duration = Duration::from_secs(30);
 
 /// The runner's counters, rendered on `/metrics` by `render`.
 pub struct Metrics {
+    /// Events the rules have observed.
     pub events: AtomicU64,
     /// Findings by outcome, as `FINDING_OUTCOMES` names them.
     pub findings: [AtomicU64; 6],
@@ -52,8 +53,12 @@ pub struct Metrics {
     pub errors: [AtomicU64; 4],
     /// Copies of the engine's `Stats` (the engine is the only writer).
     pub evictions: [AtomicU64; 6],
+    /// Events dated past the clock plus `max_future_skew_ms`, observed as
+    /// dated at that bound.
     pub future_events: AtomicU64,
+    /// Users the rules hold state for (a gauge).
     pub users: AtomicU64,
+    /// Source IPs the rules hold state for (a gauge).
     pub ips: AtomicU64,
 }
 
@@ -97,6 +102,8 @@ pub const EVICTED: [&str; 6] = [
     "name_uids",
 ];
 
+/// The process's one set of runner counters: `/metrics` reads them
+/// while the runner's thread writes.
 pub static METRICS: Metrics = Metrics {
     events: AtomicU64::new(0),
     findings: [const { AtomicU64::new(0) }; 6],

@@ -40,8 +40,9 @@ pub struct Config {
     /// How long a batch may wait for more events once it has some. The
     /// commit of the previous batch is the gathering window: under load
     /// every request that arrives during a commit joins the next one, and
-    /// a wait only delays a lone request (BENCHMARKS.md: 1 ms of wait
-    /// halved the rate at concurrency 1 and cost 13 % at 64).
+    /// a wait only delays a lone request (BENCHMARKS.md, "Batches do not
+    /// wait": 1 ms of wait halved the rate at concurrency 1 and cost 13 %
+    /// at 64).
     pub max_wait: Duration,
     /// Events at most waiting for the sequencer; beyond, appends get 503.
     pub queue_capacity: usize,
@@ -51,7 +52,8 @@ pub struct Config {
     /// well above the lag of a follower that keeps up (with a round every
     /// 10 s, 60 s of 50,000 events/s left it 0.5-1M behind). A bound of 1M
     /// paused ~10 % of those commits even with 3 s rounds, and one of 2M
-    /// ~40 % with 10 s rounds: 5-10 % fewer events/s (session 12).
+    /// ~40 % with 10 s rounds: 5-10 % fewer events/s (BENCHMARKS.md,
+    /// "`max_unindexed` is 4M; the sequencer slows down from 1M behind").
     pub max_unindexed: u64,
 }
 
@@ -69,7 +71,9 @@ impl Default for Config {
 /// The latest signed tree head.
 #[derive(Clone, Debug)]
 pub struct Head {
+    /// Leaves the checkpoint covers.
     pub size: u64,
+    /// Root hash of those leaves, as signed.
     pub root: Hash,
     /// The signed checkpoint note.
     pub checkpoint: String,
@@ -78,18 +82,30 @@ pub struct Head {
 /// Why an append was not done. None of these appended anything.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
+    /// The queue holds `Config` allows: the client backs off (503) rather
+    /// than the server buffering without bound.
     #[error("the append queue is full")]
     QueueFull,
+    /// The sequencer has stopped taking writes (shutdown).
     #[error("the log is shutting down")]
     Stopped,
+    /// The store failed the write or its checkpoint.
     #[error("storage failed: {0}")]
     Storage(String),
+    /// A witness quorum is required and no checkpoint has met it: an answer
+    /// now would carry a receipt no verifier with the policy accepts.
     #[error("no checkpoint has met the witness quorum yet")]
     Unwitnessed,
+    /// The store refused the write.
     #[error("{0}")]
     Refused(crate::store::Refusal),
+    /// The store must not be appended to (`LogStore::read_only`: a
+    /// restored log could sign sizes the original signed with other
+    /// roots), and why.
     #[error("the log is read-only: {0}")]
     ReadOnly(String),
+    /// The lookup index is this many leaves behind the log, past its
+    /// bound: appends wait so that uid lookups and queries stay current.
     #[error("the index is {0} leaves behind; retry shortly")]
     IndexBehind(u64),
 }
@@ -101,8 +117,11 @@ struct Job {
 
 /// What a write did, the write itself, and the checkpoint that covers it.
 pub struct Sequenced {
+    /// What the store did.
     pub outcome: Outcome,
+    /// The write as applied.
     pub write: Write,
+    /// The first checkpoint that includes the write.
     pub head: Arc<Head>,
 }
 
@@ -331,6 +350,7 @@ pub struct MemoHashes<'a, R: HashReader> {
 }
 
 impl<'a, R: HashReader> MemoHashes<'a, R> {
+    /// Reads through `inner`, remembering nothing yet.
     pub fn new(inner: &'a R) -> Self {
         MemoHashes {
             inner,

@@ -87,16 +87,25 @@ pub enum Evidence {
     /// `policy`: witnesses cosign only what they saw the log publish, and
     /// never a smaller tree after a larger one.
     Cosigned {
+        /// The cosigned checkpoint note.
         note: Vec<u8>,
+        /// The witnesses and quorum it must meet.
         policy: sealog_verify::policy::Policy,
+        /// Where the note came from, for messages (the file name).
         source: String,
     },
     /// The newest checkpoint of the live log, fetched from it.
-    Live { note: Vec<u8>, url: String },
+    Live {
+        /// The checkpoint note the log served.
+        note: Vec<u8>,
+        /// The log it was fetched from, for messages.
+        url: String,
+    },
 }
 
 /// What `restore` made.
 pub struct Restored {
+    /// Size and root of the restored tree.
     pub state: TreeState,
     /// Whether the restored log appends (else it is read-only).
     pub writable: bool,

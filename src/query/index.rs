@@ -5,7 +5,7 @@
 //! Why: these rows are keyed by values spread all over their B-trees, and
 //! in redb each lands on a page of its own that the commit must copy,
 //! checksum and write: about 18 µs a row against ~1.5 µs for a row keyed
-//! by leaf index (BENCHMARKS.md, `cargo bench --bench rowcost`). Six of
+//! by leaf index (BENCHMARKS.md, "redb row cost by key shape"). Six of
 //! them made the append transaction ~4x slower than its sequential rows.
 //! The follower indexes everything the log appended since it last looked
 //! in one transaction, so under load its batches grow and share pages, and
@@ -39,7 +39,7 @@ const CHUNK: u64 = 524_288;
 
 /// Leaves a round reads and holds in memory at once: rounds of `CHUNK`
 /// read whole peaked at 1,247-1,261 MiB of RSS over 60 s of batches, in
-/// parts at 1,100-1,104 (a 10M fill: 1,347 against 1,302; session 12).
+/// parts at 1,100-1,104 (a 10M fill: 1,347 against 1,302).
 /// The unit tests' logs are small: there a part is a few leaves, so that
 /// their rounds span many parts (postings, redactions and roots across
 /// parts).
@@ -56,19 +56,28 @@ const PART: u64 = 7;
 /// round, the less each leaf pays. Started back to back, rounds shrank to
 /// what arrived during the last and took the cores from the appends: with
 /// 1 s here, 100-event batches held 41,000-43,700 events/s over 60 s;
-/// with 3 s, 43,100-47,700 (BENCHMARKS.md, session 7). With 10 s (and a
+/// with 3 s, 43,100-47,700. With 10 s (and a
 /// `CHUNK` that holds 10 s of them) the follower took ~25 % less CPU, its
 /// rounds' bursts of writes delayed the log's commits less, and 60 s of
 /// batches ran 4-6 % faster, p99 78 -> 54-59 ms, and peak RSS over them
-/// rose 55 MiB (rounds read whole: ~210; session 12). Readers hurry the follower (`wait_for`): queries made
-/// during those batches waited about as long as with 3 s (p50 0.7-1.0 s).
+/// rose 55 MiB (rounds read whole: ~210). Readers hurry the follower
+/// (`wait_for`): queries made during those batches waited about as long
+/// as with 3 s (p50 0.7-1.0 s). BENCHMARKS.md, "Index rounds: every 10 s,
+/// up to 524,288 leaves, one table per key", has today's figures.
 const PACE: Duration = Duration::from_millis(10000);
 
 /// Why an index read was not answered.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
+    /// The index has not reached the size the read needs: answering from
+    /// it would miss events the log already holds.
     #[error("the index covers {indexed} leaves, not yet {want}; retry shortly")]
-    Lagging { indexed: u64, want: u64 },
+    Lagging {
+        /// Leaves the index covers.
+        indexed: u64,
+        /// Leaves the read needs covered.
+        want: u64,
+    },
     /// The index database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -271,7 +280,7 @@ impl Index {
     /// I/O error (disk full), and goes on from what it holds: the last
     /// durable round, which may be behind the rounds since (they are
     /// redone, and the sequencer reloads the uids it had forgotten:
-    /// `uids.rs`).
+    /// `log::uids`).
     fn reopen(&self) -> Result<(), IndexError> {
         let db = self.db()?;
         db.reopen()?;
@@ -385,7 +394,8 @@ pub fn follow(
         // Every round durable, with quick repair: a crash then reopens
         // the index in milliseconds. After non-durable rounds redb had
         // to walk the whole file (~1 s at 10M events); durable rounds
-        // at this pace cost no measurable throughput (BENCHMARKS.md).
+        // at this pace cost no measurable throughput (BENCHMARKS.md,
+        // "Quick repair on every commit").
         match index.index_up_to(&store, range.end, true) {
             Ok(n) => {
                 follower.advance_to(n);

@@ -42,8 +42,11 @@ fn bearer_token(header: &str) -> Option<&str> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
+    /// Append events (`POST /v1/events`).
     Append,
+    /// Read events, proofs, queries and the stream.
     Read,
+    /// Manage tokens, redact, back up; and everything the others allow.
     Admin,
     /// Only `GET /v1/risk`: for risk engines that need no event content.
     Risk,
@@ -52,8 +55,12 @@ pub enum Scope {
 /// A stored token, less the token itself.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TokenRecord {
+    /// Unique among unrevoked tokens; what audit events name.
     pub name: String,
+    /// What the token may do.
     pub scopes: Vec<Scope>,
+    /// A revoked record is kept (its audit trail names it) but authorizes
+    /// nothing.
     pub revoked: bool,
 }
 
@@ -115,10 +122,14 @@ impl Minted {
 /// Why a request was not authorized.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    /// No `Authorization: Bearer` header (401).
     #[error("missing bearer token")]
     Missing,
+    /// The token is unknown or revoked (401): the answer does not say
+    /// which.
     #[error("invalid bearer token")]
     Invalid,
+    /// The token is valid but lacks this scope (403).
     #[error("token lacks scope {0:?}")]
     Forbidden(Scope),
 }

@@ -16,70 +16,70 @@ use crate::server::Options;
 #[derive(Clone, Debug, Default, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct ServeConfig {
-    /// Data directory: key, admin token, database [./sealog-data].
+    /// Data directory: key, admin token, database [default: ./sealog-data].
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Address to listen on [127.0.0.1:8080].
+    /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long)]
     pub listen: Option<String>,
     /// The log's origin and key name, used when the key is created
-    /// [localhost/sealog].
+    /// [default: localhost/sealog].
     #[arg(long)]
     pub origin: Option<String>,
-    /// Largest request body, bytes [4194304].
+    /// Largest request body, bytes [default: 4194304].
     #[arg(long)]
     pub max_body_bytes: Option<usize>,
-    /// Most events in one request [1000].
+    /// Most events in one request [default: 1000].
     #[arg(long)]
     pub max_events: Option<usize>,
-    /// Most events in one batch: one transaction, one checkpoint [4096].
+    /// Most events in one batch: one transaction, one checkpoint [default: 4096].
     #[arg(long)]
     pub batch_max: Option<usize>,
-    /// Longest a batch waits for more events, µs [0].
+    /// Longest a batch waits for more events, µs [default: 0].
     #[arg(long)]
     pub batch_wait_us: Option<u64>,
-    /// Most events waiting for the sequencer; beyond, 503 [100000].
+    /// Most events waiting for the sequencer; beyond, 503 [default: 100000].
     #[arg(long)]
     pub queue_capacity: Option<usize>,
     /// A tlog-policy file of witnesses (with URLs) and the quorum.
     #[arg(long)]
     pub witnesses: Option<PathBuf>,
-    /// Most often a new checkpoint goes to the witnesses, ms [1000].
+    /// Most often a new checkpoint goes to the witnesses, ms [default: 1000].
     #[arg(long)]
     pub witness_interval_ms: Option<u64>,
-    /// Connections served at once [1024].
+    /// Connections served at once [default: 1024].
     #[arg(long)]
     pub max_connections: Option<usize>,
-    /// Time to send a request's headers, ms [10000].
+    /// Time to send a request's headers, ms [default: 10000].
     #[arg(long)]
     pub header_timeout_ms: Option<u64>,
-    /// Time to send a request's body, ms [30000].
+    /// Time to send a request's body, ms [default: 30000].
     #[arg(long)]
     pub body_timeout_ms: Option<u64>,
-    /// Bytes of request line and headers [65536].
+    /// Bytes of request line and headers [default: 65536].
     #[arg(long)]
     pub max_header_bytes: Option<usize>,
-    /// Time an idle keep-alive connection stays open, ms [30000].
+    /// Time an idle keep-alive connection stays open, ms [default: 30000].
     #[arg(long)]
     pub idle_timeout_ms: Option<u64>,
     /// Open `GET /v1/stream` responses at once, at most half of
-    /// max_connections; beyond, 503 [128].
+    /// max_connections; beyond, 503 [default: 128].
     #[arg(long)]
     pub max_streams: Option<usize>,
-    /// Open streams per token; beyond, 429 [8].
+    /// Open streams per token; beyond, 429 [default: 8].
     #[arg(long)]
     pub max_streams_per_token: Option<usize>,
-    /// Time a stream's client may read nothing before it is closed, ms [60000].
+    /// Time a stream's client may read nothing before it is closed, ms [default: 60000].
     #[arg(long)]
     pub stream_idle_timeout_ms: Option<u64>,
     /// How far past the log's clock an event's time may lie, ms; later
-    /// events are refused (422, field `time`) [86400000].
+    /// events are refused (422, field `time`) [default: 86400000].
     #[arg(long)]
     pub max_future_skew_ms: Option<u64>,
-    /// Log format: text or json [text].
+    /// Log format: text or json [default: text].
     #[arg(long)]
     pub log_format: Option<String>,
-    /// Serve POST /v1/bench/noop, the benchmarks' floor [false]; only the
+    /// Serve POST /v1/bench/noop, the benchmarks' floor [default: false]; only the
     /// sealog-test build (feature test-hooks) has it: `sealog` refuses it.
     #[arg(long)]
     pub bench_floor: Option<bool>,

@@ -32,17 +32,28 @@ pub const BENCH_FLOOR_REFUSED: &str = "--bench-floor / bench_floor is a benchmar
 /// How to run a log.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// The data directory: signing key, log and index (private to the
+    /// server's user, or the log refuses to start).
     pub data: PathBuf,
+    /// Address to listen on (`host:port`).
     pub listen: String,
+    /// The log's name in its checkpoints: names the key a new log creates,
+    /// and must match an existing key's (one key, one origin).
     pub origin: Option<String>,
+    /// Request size and rate limits.
     pub limits: Limits,
+    /// Batching and queueing of appends.
     pub sequencer: sequencer::Config,
     /// A tlog-policy file of witnesses (with URLs) and the quorum.
     pub witnesses: Option<PathBuf>,
     /// Most often a checkpoint is sent to the witnesses.
     pub witness_interval: std::time::Duration,
+    /// Connection limits of the listener.
     pub net: crate::net::listener::NetLimits,
+    /// Serve the unauthenticated no-op benchmark route; refused unless the
+    /// build has the `test-hooks` feature ([`BENCH_FLOOR_REFUSED`]).
     pub bench_floor: bool,
+    /// Detection thresholds (`[detections]`).
     pub rules: crate::detect::engine::Rules,
     /// Serve HTTPS with this certificate chain and key (PEM files,
     /// reloaded on SIGHUP).
@@ -54,16 +65,29 @@ pub struct Options {
 /// Why the log could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// A file or socket operation failed.
     #[error("{what}: {err}")]
-    Io { what: String, err: io::Error },
+    Io {
+        /// What was being done, with the path.
+        what: String,
+        /// The failure.
+        err: io::Error,
+    },
+    /// The signing key could not be made or read.
     #[error("{0}")]
     Key(#[from] note::NoteError),
+    /// The log's store failed.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The lookup index failed.
     #[error("index: {0}")]
     Index(#[from] IndexError),
+    /// The configuration or data directory is one the log will not run
+    /// with (a key missing beside an existing tree, an origin that differs
+    /// from the key's): starting anyway could fork the log's identity.
     #[error("{0}")]
     Refused(String),
+    /// An event the log writes about itself failed validation.
     #[error("the log's own record is invalid: {0}")]
     Record(#[from] EventError),
 }
@@ -250,7 +274,9 @@ pub fn open(opts: &Options) -> Result<(Arc<AppState>, Threads), ServeError> {
 /// The log's own threads: the sequencer, and the index follower (which
 /// ends once the sequencer has).
 pub struct Threads {
+    /// The only writer of the log.
     pub sequencer: std::thread::JoinHandle<()>,
+    /// Join after `sequencer`: it catches up to the last commit, then ends.
     pub index: std::thread::JoinHandle<()>,
 }
 
@@ -416,7 +442,8 @@ pub fn check(data: &std::path::Path) -> Result<TreeState, ServeError> {
 /// up in the gaps; should it fall far behind, the sequencer gives way
 /// (`sequencer::pause`). A/B on the 2-core machine:
 /// batched appends +14 %, single appends' p99 15.5 → 11.5 ms
-/// (BENCHMARKS.md, session 4). Failing is harmless: only slower.
+/// (BENCHMARKS.md, "The index follower and detections run 10 nice levels
+/// down"). Failing is harmless: only slower.
 fn background_priority() {
     // SAFETY: these calls read and write no memory of ours.
     unsafe {

@@ -12,7 +12,8 @@
 //! `n % CHUNK` of chunk `n / CHUNK` of level `l`, so a lookup is one
 //! memory read where a hash table took three cache misses (control byte,
 //! bucket, and the lock word both cores wrote): `HashCache::get` was
-//! 16 % of the server's samples per proof (BENCHMARKS.md, session 11).
+//! 16 % of the server's samples per proof (BENCHMARKS.md, "The hash
+//! cache: upper levels by position, lower levels direct-mapped").
 //! A level keeps its first `LEVEL_CHUNKS` chunks, allocated when first
 //! written, so memory grows with the log only while it is small: a level
 //! holds at most 262,144 hashes (8 MiB), all of level 4 up to 4M leaves,

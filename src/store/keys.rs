@@ -39,7 +39,9 @@ pub const OVERHEAD: usize = 16;
 /// key seals both without reusing a nonce.
 #[derive(Clone, Copy)]
 pub enum Sealed {
+    /// The event's row: its salt and canonical bytes (`event_codec`).
     Event = 0,
+    /// The event's facets row.
     Facets = 1,
 }
 

@@ -4,8 +4,8 @@
 //! The layers above hold the log as an `Arc<dyn LogStore>` and read it
 //! through a `Box<dyn Snapshot>`; they never name a database. One driver
 //! today, redb (`redb/`: `sealog.redb`, the key file, the row encodings);
-//! `engine.rs` is the one place that picks it. Every driver runs the same
-//! conformance suite (`conformance.rs`). The contract, in full, is in
+//! `store::engine` is the one place that picks it. Every driver runs the
+//! same conformance suite (`store::conformance`). The contract, in full, is in
 //! spec/storage.md ("Storage driver contract"); in short:
 //!
 //! - **One history.** A store has one writer. Opening a store another
@@ -67,10 +67,16 @@ pub enum StoreError {
     /// in this one): a store has one writer.
     #[error("storage: {0}")]
     AlreadyOpen(String),
+    /// What the store holds contradicts itself (a row missing, a proof
+    /// that does not hash to the stored root): never served as if true.
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    /// The store was made for another origin or verifier key: opening it
+    /// would sign a second history under one name.
     #[error("store belongs to another log: {0}")]
     Identity(String),
+    /// The store is closed between the two halves of a `reopen`: counts as
+    /// I/O, so callers retry rather than report the store broken.
     #[error("the database is being reopened")]
     Closed,
     /// The lookup index failed an append's uid lookup: the log itself is
@@ -90,7 +96,9 @@ impl StoreError {
 /// The size and root of the stored tree.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TreeState {
+    /// Leaves in the tree.
     pub size: u64,
+    /// RFC 6962 root hash of those `size` leaves.
     pub root: Hash,
 }
 
@@ -102,17 +110,31 @@ pub enum Write {
     Append(Vec<Committed>),
     /// Delete leaf `index`'s event, salt and index entries, and append
     /// `record`, the event that puts the redaction on the record.
-    Redact { index: u64, record: Committed },
+    Redact {
+        /// Leaf whose event is erased (its leaf hash stays in the tree).
+        index: u64,
+        /// The redaction record, appended in the same transaction.
+        record: Committed,
+    },
     /// Store a token record and append its audit event. Refused if an
     /// unrevoked token has the same name.
     CreateToken {
+        /// SHA-256 of the bearer secret: the secret itself is never stored.
         hash: [u8; 32],
+        /// The token record (JSON), stored under `hash`.
         record: Vec<u8>,
+        /// Unique among unrevoked tokens.
         name: String,
+        /// The audit event that logs the creation.
         audit: Committed,
     },
     /// Mark the unrevoked token named `name` revoked; append its audit event.
-    RevokeToken { name: String, audit: Committed },
+    RevokeToken {
+        /// The unrevoked token to revoke.
+        name: String,
+        /// The audit event that logs the revocation.
+        audit: Committed,
+    },
 }
 
 /// Where an appended event is.
@@ -127,13 +149,16 @@ pub enum Placed {
 /// What a `Write` did.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
+    /// Where each event of an `Append` is, in the order given.
     Appended(Vec<Placed>),
     /// The event at the index of the write, and its record at `record`.
     Redacted {
+        /// Leaf index of the redaction record.
         record: u64,
     },
     /// A token write and the index of its audit event.
     Token {
+        /// Leaf index of the audit event.
         audit: u64,
     },
     /// Nothing done, and why.
@@ -143,22 +168,41 @@ pub enum Outcome {
 /// Why a write was refused.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum Refusal {
+    /// A redaction named a leaf beyond the tree.
     #[error("no event at index {0}")]
     NoSuchEvent(u64),
+    /// A redaction named an event already erased: one record per erasure.
     #[error("event {index} was already redacted by event {record}")]
-    AlreadyRedacted { index: u64, record: u64 },
+    AlreadyRedacted {
+        /// The leaf the redaction named.
+        index: u64,
+        /// Leaf index of the earlier redaction record.
+        record: u64,
+    },
+    /// A token creation reused the name of an unrevoked token.
     #[error("an active token is already named {0:?}")]
     TokenExists(String),
+    /// A revocation named no unrevoked token.
     #[error("no active token is named {0:?}")]
     NoSuchToken(String),
+    /// An append reused a logged `metadata.uid` with other content: a
+    /// retry must be byte-for-byte the same event to be idempotent.
     #[error("metadata.uid {uid:?} is event {index}, whose content differs")]
-    UidConflict { uid: String, index: u64 },
+    UidConflict {
+        /// The reused `metadata.uid`.
+        uid: String,
+        /// Leaf index of the event logged under it.
+        index: u64,
+    },
     /// The uid's event was redacted: whatever the content, the answer is
     /// this, so that a re-post confirms no guess of what was erased.
     #[error("metadata.uid {uid:?} is event {index}, redacted by event {record}")]
     UidRedacted {
+        /// The reused `metadata.uid`.
         uid: String,
+        /// Leaf index of the erased event.
         index: u64,
+        /// Leaf index of its redaction record.
         record: u64,
     },
 }
@@ -166,13 +210,16 @@ pub enum Refusal {
 /// A private event as stored: its salt and canonical bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredEvent {
+    /// The salt the leaf commits to with the event (spec/leaves.md).
     pub salt: [u8; SALT_LEN],
+    /// The event's JCS (RFC 8785) bytes, as committed.
     pub jcs: Vec<u8>,
 }
 
 /// What the store says of leaf `index`'s event.
 #[derive(Clone, Debug, PartialEq)]
 pub enum EventRow {
+    /// The event is held.
     Present(StoredEvent),
     /// Redacted by the event at this index.
     Redacted(u64),
@@ -202,6 +249,9 @@ pub fn uid_hash(uid: &str) -> [u8; 32] {
 /// batch: the leaf index of the event with that uid, and what the log
 /// keeps of its content.
 pub trait KnownUids {
+    /// The leaf index and content claim of the event logged under `uid`,
+    /// if any; a lookup that cannot answer is an error, never `None`, or a
+    /// retry would be appended twice.
     fn get(&self, uid: &str) -> Result<Option<(u64, Claim)>, StoreError>;
 }
 
@@ -475,13 +525,19 @@ pub trait WitnessState: Send + Sync {
 /// Which index a query walks.
 #[derive(Clone, Debug, PartialEq)]
 pub enum IndexKey {
+    /// Events whose `user.uid` or `user.name` is this.
     User(String),
+    /// Events whose `actor.user.uid` or `actor.user.name` is this.
     Actor(String),
+    /// Events whose `src_endpoint.ip` is this.
     Ip(String),
+    /// Events of this OCSF `class_uid`.
     Class(u32),
     /// Every event with time in the range, in time order.
     Time {
+        /// First time included (ms since the epoch, as the event's `time`).
         from: u64,
+        /// Last time included.
         to: u64,
     },
     /// Every unredacted event, in index order.

@@ -52,13 +52,18 @@ use tokio::sync::watch;
 /// Who follows: each has its series on `/metrics`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
+    /// The lookup index (`query::index`).
     Index,
+    /// The detection rules (`detect::runner`).
     Detections,
+    /// A `/v1/stream` client (one follower per connection).
     Stream,
+    /// Sending checkpoints to the witnesses (`witness::witnessing`).
     Witnessing,
 }
 
 impl Role {
+    /// Every role, in the order of their `/metrics` series.
     pub const ALL: [Role; 4] = [
         Role::Index,
         Role::Detections,
@@ -87,7 +92,10 @@ pub enum Follows {
     /// Every leaf in index order, at most `chunk` at a time. A failure is
     /// retried for the same leaves after the whole backoff: new leaves do
     /// not make an old one readable.
-    Leaves { chunk: u64 },
+    Leaves {
+        /// Leaves at most handed out at once: bounds a catch-up's memory.
+        chunk: u64,
+    },
     /// The newest checkpoint: `next` hands out position..published in one
     /// piece (the consumer acts on the newest head). A newer checkpoint
     /// ends the backoff of one whose round failed, and starts it over.
@@ -103,6 +111,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// A backoff whose next wait is `first`.
     pub fn new(first: Duration, max: Duration) -> Self {
         Backoff {
             first,

@@ -41,10 +41,13 @@ pub const MAX_BODY: usize = 64 << 10;
 /// Why a checkpoint was not cosigned; each maps to the spec's status.
 #[derive(Debug, PartialEq, thiserror::Error)]
 pub enum AddError {
+    /// The body is not an add-checkpoint request (400).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The checkpoint's origin is no log this witness trusts (404).
     #[error("unknown log origin")]
     UnknownOrigin,
+    /// The checkpoint carries no valid signature of the log's key (403).
     #[error("no valid signature from a trusted key of this log")]
     Forbidden,
     /// The old size is not the latest cosigned size, given here.
@@ -53,8 +56,12 @@ pub enum AddError {
     /// Same size as the latest cosigned, another root.
     #[error("same size as the latest cosigned checkpoint, different root")]
     RootConflict(u64),
+    /// The proof does not show the checkpoint extends the latest cosigned
+    /// one (422): cosigning it would vouch for a fork.
     #[error("consistency proof does not verify: {0}")]
     BadProof(String),
+    /// The witness state could not be read or made durable (503): nothing
+    /// is cosigned unless the new checkpoint is stored first.
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -92,8 +99,11 @@ impl IntoResponse for AddError {
 /// An add-checkpoint request body, parsed.
 #[derive(Debug)]
 pub struct AddRequest<'a> {
+    /// The size the client believes the witness last cosigned (`old`).
     pub old: u64,
+    /// Consistency proof from `old` to the checkpoint's size.
     pub proof: Vec<Hash>,
+    /// The signed checkpoint note to cosign, as sent.
     pub checkpoint: &'a [u8],
 }
 
@@ -156,8 +166,11 @@ pub struct Witness {
 /// The latest checkpoint a witness cosigned for one log.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Latest {
+    /// Tree size of that checkpoint.
     pub size: u64,
+    /// Its root hash: another root at this size is a fork.
     pub root: Hash,
+    /// The checkpoint note as the log signed it.
     pub note: Vec<u8>,
 }
 

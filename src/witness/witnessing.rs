@@ -21,10 +21,14 @@ use sealog_verify::tree;
 /// A checkpoint with enough cosignatures.
 #[derive(Clone, Debug)]
 pub struct Cosigned {
+    /// Tree size of the checkpoint.
     pub size: u64,
+    /// Its root hash.
     pub root: tree::Hash,
     /// The log's checkpoint note followed by the cosignature lines.
     pub note: String,
+    /// Names of the witnesses (policy `witness` lines) whose cosignatures
+    /// it carries: at least the quorum.
     pub witnesses: BTreeSet<String>,
 }
 

@@ -72,7 +72,12 @@ pub(super) async fn json_errors(
 pub enum ApiError {
     /// 400 `bad_request`: a malformed parameter or body.
     #[error("{message}")]
-    BadRequest { field: String, message: String },
+    BadRequest {
+        /// The parameter or body member at fault.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// 401 `unauthorized`, or 403 `forbidden` for a missing scope.
     #[error("{0}")]
     Auth(#[from] AuthError),
@@ -94,12 +99,20 @@ pub enum ApiError {
     /// 422 `invalid_event`, with the field and (in an array) the index.
     #[error("{error}")]
     InvalidEvent {
+        /// Position of the event in the posted array; `None` for a single
+        /// event.
         index: Option<usize>,
+        /// What is wrong, and in which field.
         error: crate::events::EventError,
     },
     /// 410 `redacted`, with `redacted_by`.
     #[error("event {index} was redacted by event {record}")]
-    Gone { index: u64, record: u64 },
+    Gone {
+        /// The erased event's leaf index.
+        index: u64,
+        /// Leaf index of the redaction record (`redacted_by`).
+        record: u64,
+    },
     /// 409 `conflict`.
     #[error("{0}")]
     Conflict(String),

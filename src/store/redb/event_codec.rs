@@ -27,7 +27,7 @@
 //! `metadata.product` and `metadata.version` among them, is emptied and
 //! every other number zeroed.
 //!
-//! Codec 2 (`store.rs`): the row of codec 0 or 1 sealed under the
+//! Codec 2 (`store::redb`): the row of codec 0 or 1 sealed under the
 //! event's key.
 
 use std::cell::RefCell;
@@ -70,6 +70,8 @@ pub struct Dictionary {
 }
 
 impl Dictionary {
+    /// Prepares `bytes`, the log's stored dictionary, for zstd at `LEVEL`:
+    /// the same bytes must compress and decompress every event of the log.
     pub fn new(bytes: &[u8]) -> Dictionary {
         Dictionary {
             compress: CDict::create(bytes, LEVEL),

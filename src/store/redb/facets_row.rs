@@ -16,6 +16,7 @@ use crate::sys::varint::{self, VarintError};
 
 const VERSION: u8 = 1;
 
+/// The row of `f`, in the current layout (the module comment).
 pub fn encode(f: &Facets) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.push(VERSION);

@@ -3,13 +3,13 @@
 //! beside it (`store::keys`). The only code that names redb.
 //!
 //! Tables (layouts in spec/storage.md):
-//! - `hashes`:   stored-hash index → 32-byte node hash (tree.rs layout)
+//! - `hashes`:   stored-hash index → 32-byte node hash (`sealog_verify::tree` layout)
 //! - `entries`:  leaf index → 32-byte commitment (the public leaf data)
 //! - `tiles`, `bundles`: full level-0 hash tiles and entry bundles, whole
-//!   (`tile_rows.rs`)
+//!   (`tile_rows`)
 //! - `events_z`: leaf index → 2 || the row sealed under the event's key
 //!   (`store::keys`), the row being codec || salt (32 bytes) ||
-//!   JCS(event), compressed with the log's dictionary (`event_codec.rs`;
+//!   JCS(event), compressed with the log's dictionary (`event_codec`;
 //!   private). Rows of codec 0 and 1 unsealed, written before keys, are
 //!   still read.
 //! - `events`:   leaf index → salt || JCS(event), uncompressed, in logs
@@ -17,7 +17,7 @@
 //! - `uid_hashes`: leaf index → kind || SHA-256(metadata.uid) || what is
 //!   kept of the content hash (`Claim`), never deleted (the index
 //!   follower builds the uid lookup from it); no uid is stored in clear
-//! - `facets`:   leaf index → 2 || the event's facets (`facets_row.rs`)
+//! - `facets`:   leaf index → 2 || the event's facets (`facets_row`)
 //!   sealed under its key, for query filters
 //! - `redacted`: leaf index → index of the redaction event
 //! - `redactions`: index of the redaction event → leaf index (in log
@@ -150,7 +150,7 @@ pub struct RedbStore {
     dict: std::sync::OnceLock<std::sync::Arc<Dictionary>>,
     /// The tree size at which to try training it next.
     train_at: std::sync::atomic::AtomicU64,
-    /// The events' keys (`event_keys.rs`).
+    /// The events' keys (`store::keys`).
     keys: std::sync::Arc<KeyFile>,
     /// Leaves whose key this process erased, and their redaction records:
     /// a snapshot from before the redaction still sees the sealed rows,
@@ -306,7 +306,7 @@ impl RedbStore {
     }
 
     /// Trains the events' dictionary once the log holds enough of them
-    /// (`event_codec.rs`). A failure costs compression only, never a
+    /// (`event_codec`). A failure costs compression only, never a
     /// write: it is logged and tried again at twice the size, on the
     /// events before that size.
     fn train_if_due(&self, size: u64) {
@@ -1331,7 +1331,8 @@ impl HashReader for RedbSnapshot {
 /// the tree's edge, lie near each other (a complete subtree of 16 leaves
 /// stores its 31 hashes in a row). A scan costs about one lookup plus a
 /// little a row; runs up to 32 apart measured no better than 8
-/// (BENCHMARKS.md, session 11).
+/// (BENCHMARKS.md, "The hash cache: upper levels by position, lower levels
+/// direct-mapped").
 const NEARBY: u64 = 8;
 
 impl RedbSnapshot {

@@ -3,8 +3,9 @@
 //! Why: built from the tree's own tables, a level-0 tile is a scan of
 //! ~511 stored hashes and a bundle one of 256 entries, ~55 and ~37 µs of
 //! server CPU against ~12 µs for a whole tile request answered from memory
-//! (BENCHMARKS.md, session 9), and random tiles of a large log cannot all
-//! be in memory. Stored whole, each is one short scan. Both are written in
+//! (BENCHMARKS.md, "Full tiles are stored whole, in three parts"), and
+//! random tiles of a large log cannot all be in memory. Stored whole, each
+//! is one short scan. Both are written in
 //! the transaction whose leaves complete them, and never change (a
 //! redaction keeps the commitment). Higher tiles, 1/256 as many, are read
 //! through the hash cache.
