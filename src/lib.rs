@@ -11,6 +11,8 @@
 //! below (tests/layers.rs checks it): `sys` → `net` → `events` → `store`
 //! → `query` → `log` → `detect`, `witness` → `ops` → `server`.
 
+#![warn(missing_docs)]
+
 pub mod detect;
 pub mod events;
 pub mod log;

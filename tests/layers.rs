@@ -204,7 +204,8 @@ fn names_the_redb_crate(code: &str) -> bool {
         };
         let in_word = before.ends_with(|c: char| c.is_alphanumeric() || c == '_');
         !module_path && !in_word
-    }) || code.contains("use redb") || code.contains("use ::redb")
+    }) || code.contains("use redb")
+        || code.contains("use ::redb")
 }
 
 #[test]
