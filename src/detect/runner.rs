@@ -441,25 +441,14 @@ async fn append(
 mod tests {
     use super::*;
     use crate::detect::engine::Identity;
-    use crate::query::index::Index;
-    use sealog_verify::note::LogSigner;
     use serde_json::json;
 
     /// A sequencer on a new log in `dir`, and its store.
     fn started(
         dir: &std::path::Path,
     ) -> (Sequencer, std::thread::JoinHandle<()>, Arc<dyn LogStore>) {
-        let store = crate::store::engine::open(&dir.join("db")).unwrap();
-        let index = Arc::new(Index::open(&dir.join("ix"), &store).unwrap());
-        let (skey, _) = sealog_verify::note::generate_key("test").unwrap();
-        let state = store.tree_state().unwrap();
-        let (seq, thread) = Sequencer::start(
-            store.clone(),
-            index,
-            Arc::new(LogSigner::new(&skey).unwrap()),
-            state,
-            Default::default(),
-        );
+        let (seq, thread, store, _) =
+            crate::log::sequencer::testing::started(dir, Default::default());
         (seq, thread, store)
     }
 
