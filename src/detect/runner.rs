@@ -448,7 +448,7 @@ mod tests {
         dir: &std::path::Path,
     ) -> (Sequencer, std::thread::JoinHandle<()>, Arc<dyn LogStore>) {
         let (seq, thread, store, _) =
-            crate::log::sequencer::testing::started(dir, Default::default());
+            crate::log::sequencer::started_for_tests(dir, Default::default());
         (seq, thread, store)
     }
 

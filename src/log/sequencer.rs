@@ -610,37 +610,31 @@ impl Worker {
     }
 }
 
-/// Test support shared by the tests of the log's users.
+/// A sequencer on a new log in `dir`, with its store and index (no
+/// follower runs): for the tests of the sequencer and of its users.
 #[cfg(test)]
-pub(crate) mod testing {
-    use super::*;
-    use sealog_verify::note::LogSigner;
-
-    /// A sequencer on a new log in `dir`, with its store and index (no
-    /// follower runs).
-    pub(crate) fn started(
-        dir: &std::path::Path,
-        config: Config,
-    ) -> (Sequencer, JoinHandle<()>, Arc<dyn LogStore>, Arc<Index>) {
-        let store = crate::store::engine::open(&dir.join("db")).unwrap();
-        let index = Arc::new(Index::open(&dir.join("ix"), &store).unwrap());
-        let (skey, _) = sealog_verify::note::generate_key("test").unwrap();
-        let state = store.tree_state().unwrap();
-        let (seq, thread) = Sequencer::start(
-            store.clone(),
-            index.clone(),
-            Arc::new(LogSigner::new(&skey).unwrap()),
-            state,
-            config,
-        );
-        (seq, thread, store, index)
-    }
+pub(crate) fn started_for_tests(
+    dir: &std::path::Path,
+    config: Config,
+) -> (Sequencer, JoinHandle<()>, Arc<dyn LogStore>, Arc<Index>) {
+    let store = crate::store::engine::open(&dir.join("db")).unwrap();
+    let index = Arc::new(Index::open(&dir.join("ix"), &store).unwrap());
+    let (skey, _) = sealog_verify::note::generate_key("test").unwrap();
+    let state = store.tree_state().unwrap();
+    let (seq, thread) = Sequencer::start(
+        store.clone(),
+        index.clone(),
+        Arc::new(sealog_verify::note::LogSigner::new(&skey).unwrap()),
+        state,
+        config,
+    );
+    (seq, thread, store, index)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::started_for_tests as started;
     use super::*;
-    use super::testing::started;
     use crate::events::signals::Signals;
     use crate::store::conformance::event;
 
