@@ -589,7 +589,7 @@ pub fn path_for(db: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::events::Facets;
-    use crate::store::conformance::{event, store_with};
+    use crate::store::conformance::{event, redact, store_with};
     use crate::store::{NoKnownUids, Write};
 
     /// `View::uid` for a uid whose key the test does not have at hand.
@@ -724,16 +724,7 @@ mod tests {
             )
         };
         assert_eq!(user0(), [0, 3]);
-        store
-            .write(
-                s,
-                vec![Write::Redact {
-                    index: 3,
-                    record: event(100),
-                }],
-                &NoKnownUids,
-            )
-            .unwrap();
+        redact(&*store, s, 3, 100);
         catch_up(&index, &store);
         assert_eq!(user0(), [0], "3 is gone from the index");
         let view = index.view().unwrap();

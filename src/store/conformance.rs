@@ -65,6 +65,25 @@ pub fn event(i: usize) -> Committed {
     Committed::new(format!("{{\"i\":{i}}}").into_bytes(), facets)
 }
 
+/// Redacts leaf `index` with the record `event(record)` in one write.
+pub fn redact(
+    store: &dyn LogStore,
+    state: TreeState,
+    index: u64,
+    record: usize,
+) -> (TreeState, Vec<Outcome>, Vec<Write>) {
+    store
+        .write(
+            state,
+            vec![Write::Redact {
+                index,
+                record: event(record),
+            }],
+            &NoKnownUids,
+        )
+        .unwrap()
+}
+
 /// Test events `range`.
 pub fn events(range: std::ops::Range<usize>) -> Vec<Committed> {
     range.map(event).collect()
@@ -353,16 +372,7 @@ pub fn snapshots_are_isolated_from_later_writes(driver: &dyn Driver, dir: &Path)
     let (store, s) = open_with(driver, &dir.join("log"), &evs);
     let snap = store.snapshot().unwrap();
     let (s2, _) = store.append(s, events(300..600), &NoKnownUids).unwrap();
-    let (s3, out, _) = store
-        .write(
-            s2,
-            vec![Write::Redact {
-                index: 5,
-                record: event(1000),
-            }],
-            &NoKnownUids,
-        )
-        .unwrap();
+    let (s3, out, _) = redact(&*store, s2, 5, 1000);
     assert_eq!(out, [Outcome::Redacted { record: 600 }]);
     assert_eq!(tree::root(300, &snap).unwrap(), s.root);
     assert!(snap.commitments(300, 1).is_err(), "no leaf 300");
@@ -407,16 +417,7 @@ pub fn redaction_erases_the_event_and_keeps_the_leaf(driver: &dyn Driver, dir: &
     let path = dir.join("log");
     let (store, s) = open_with(driver, &path, &events(0..6));
     let before = store.snapshot().unwrap().commitments(0, 6).unwrap();
-    let (s2, out, _) = store
-        .write(
-            s,
-            vec![Write::Redact {
-                index: 3,
-                record: event(100),
-            }],
-            &NoKnownUids,
-        )
-        .unwrap();
+    let (s2, out, _) = redact(&*store, s, 3, 100);
     assert_eq!(out, [Outcome::Redacted { record: 6 }]);
     assert_eq!(s2.size, 7);
     let (s3, out, _) = store
@@ -665,16 +666,7 @@ pub fn flags_and_identity_persist(driver: &dyn Driver, dir: &Path) {
 pub fn backup_and_restore_round_trip(driver: &dyn Driver, dir: &Path) {
     let evs = events(0..300);
     let (store, s) = open_with(driver, &dir.join("log"), &evs);
-    let (s2, _, _) = store
-        .write(
-            s,
-            vec![Write::Redact {
-                index: 7,
-                record: event(1000),
-            }],
-            &NoKnownUids,
-        )
-        .unwrap();
+    let (s2, _, _) = redact(&*store, s, 7, 1000);
     let backup = dir.join("backup");
     assert_eq!(store.backup_to(&backup).unwrap(), s2);
     // Appended after: not in the backup.

@@ -1626,7 +1626,7 @@ impl Driver for Redb {
 mod tests {
     use super::*;
 
-    use crate::store::conformance::{event, events};
+    use crate::store::conformance::{event, events, redact};
     use crate::store::NoKnownUids;
     use sha2::{Digest, Sha256};
 
@@ -2132,16 +2132,7 @@ mod tests {
         assert!(holds(&got.jcs, MARKER.as_bytes()));
         let stale = store.snapshot().unwrap();
 
-        let (s2, out, _) = store
-            .write(
-                s,
-                vec![Write::Redact {
-                    index: 1,
-                    record: event(100),
-                }],
-                &NoKnownUids,
-            )
-            .unwrap();
+        let (s2, out, _) = redact(&store, s, 1, 100);
         assert_eq!(out, [Outcome::Redacted { record: 3 }]);
         let files = every_byte(path.parent().unwrap());
         for (what, bytes) in [
@@ -2259,16 +2250,7 @@ mod tests {
 
         // A crash after a redaction's commit, before its key was erased:
         // opening erases it.
-        let (_, out, _) = store
-            .write(
-                s,
-                vec![Write::Redact {
-                    index: 1,
-                    record: event(9),
-                }],
-                &NoKnownUids,
-            )
-            .unwrap();
+        let (_, out, _) = redact(&store, s, 1, 9);
         assert_eq!(out, [Outcome::Redacted { record: 3 }]);
         drop(store);
         let file = KeyFile::open(&keys::path_of(&path)).unwrap();
@@ -2352,16 +2334,7 @@ mod tests {
             Outcome::Refused(Refusal::UidConflict { .. })
         ));
         // Redacted, it answers as a sealed one does.
-        let (s2, _, _) = store
-            .write(
-                s,
-                vec![Write::Redact {
-                    index: 0,
-                    record: event(9),
-                }],
-                &NoKnownUids,
-            )
-            .unwrap();
+        let (s2, _, _) = redact(&store, s, 0, 9);
         let (_, out, _) = store
             .write(s2, vec![Write::Append(vec![e.clone()])], &known)
             .unwrap();
