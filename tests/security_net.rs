@@ -31,9 +31,12 @@ fn healthz_keep_alive(t: &mut TcpStream) {
     }
 }
 
-/// Sample `series` of `/metrics`, 0 when absent.
+/// Sample `series` of `/metrics`; the server always lists the series
+/// these tests read, so an absent one is a wrong name, not a zero.
 async fn metric(c: &reqwest::Client, url: &str, series: &str) -> f64 {
-    metric_at(c, url, series).await.unwrap_or(0.0)
+    metric_at(c, url, series)
+        .await
+        .unwrap_or_else(|| panic!("no {series} on /metrics"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
