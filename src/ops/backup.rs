@@ -275,8 +275,6 @@ pub fn snapshot_under(
         .create()
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let state = store.backup_to(&path)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    set_private(&path).map_err(StoreError::Corrupt)?;
     Ok((file, state))
 }

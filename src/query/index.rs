@@ -580,11 +580,6 @@ impl View {
     }
 }
 
-/// The index file beside the log's database.
-pub fn path_for(db: &Path) -> PathBuf {
-    db.with_file_name("index.redb")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -609,9 +609,6 @@ pub trait IndexView: Send {
 /// A storage engine: how to open its stores and move a log through a
 /// backup file. The conformance suite takes one.
 pub trait Driver: Send + Sync {
-    /// The engine's name, for messages.
-    fn name(&self) -> &'static str;
-
     /// Opens (or creates) the log's store at `path`, as its one writer:
     /// `StoreError::AlreadyOpen` if another writer holds it.
     fn open(&self, path: &Path) -> Result<Arc<dyn LogStore>, StoreError>;

@@ -120,8 +120,7 @@ impl IndexStore for RedbIndex {
             // A crash then reopens from this commit without a repair.
             tx.set_quick_repair(true);
         } else {
-            tx.set_durability(Durability::None)
-                .map_err(|e| StoreError::from(redb::Error::from(e)))?;
+            tx.set_durability(Durability::None)?;
         }
         Ok(Box::new(Round::new(tx)?))
     }

@@ -159,6 +159,23 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
+    /// The text under `key` in the meta table (the store's flags).
+    fn meta_text(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let tx = self.begin_read()?;
+        let meta = tx.open_table(META)?;
+        Ok(meta
+            .get(key)?
+            .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+    }
+
+    /// Sets `key` of the meta table to `value`, durably.
+    fn set_meta_text(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let tx = self.begin_write()?;
+        tx.open_table(META)?.insert(key, value.as_bytes())?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = Self::open_db(path)?;
@@ -575,37 +592,23 @@ impl LogStore for RedbStore {
     /// restored from a backup could sign, under the original key, sizes the
     /// original already signed with other roots.
     fn read_only(&self) -> Result<Option<String>, StoreError> {
-        let tx = self.begin_read()?;
-        let meta = tx.open_table(META)?;
-        Ok(meta
-            .get("read_only")?
-            .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+        self.meta_text("read_only")
     }
 
     /// Marks the store read-only, with the reason.
     fn set_read_only(&self, why: &str) -> Result<(), StoreError> {
-        let tx = self.begin_write()?;
-        tx.open_table(META)?.insert("read_only", why.as_bytes())?;
-        tx.commit()?;
-        Ok(())
+        self.set_meta_text("read_only", why)
     }
 
     /// Why this log was made writable without evidence that it holds
     /// everything its key signed (`restore --i-accept-fork-risk`), if it was.
     fn fork_risk(&self) -> Result<Option<String>, StoreError> {
-        let tx = self.begin_read()?;
-        let meta = tx.open_table(META)?;
-        Ok(meta
-            .get("fork_risk")?
-            .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+        self.meta_text("fork_risk")
     }
 
     /// Records that this log was made writable at a fork risk, and why.
     fn set_fork_risk(&self, why: &str) -> Result<(), StoreError> {
-        let tx = self.begin_write()?;
-        tx.open_table(META)?.insert("fork_risk", why.as_bytes())?;
-        tx.commit()?;
-        Ok(())
+        self.set_meta_text("fork_risk", why)
     }
 
     /// The largest `metadata.logged_time` ever appended.
@@ -1104,7 +1107,8 @@ redb_from!(
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
-    redb::CommitError
+    redb::CommitError,
+    redb::SetDurabilityError
 );
 
 /// Zeroes the key of every redacted leaf that still has one: a crash
@@ -1568,10 +1572,6 @@ pub struct Redb;
 const BACKUP_FILES: TableDefinition<&str, &str> = TableDefinition::new("backup");
 
 impl Driver for Redb {
-    fn name(&self) -> &'static str {
-        "redb"
-    }
-
     fn open(&self, path: &Path) -> Result<Arc<dyn LogStore>, StoreError> {
         Ok(Arc::new(RedbStore::open(path)?))
     }
