@@ -35,16 +35,13 @@ pub fn subject(v: &Value) -> (Option<Identity>, Option<String>) {
 
 /// Whether `v` is a successful multi-factor logon.
 pub fn is_step_up(v: &Value) -> bool {
-    let factors: Vec<Option<i64>> = v["auth_factors"]
-        .as_array()
-        .map(|f| f.iter().map(|f| f["factor_type_id"].as_i64()).collect())
-        .unwrap_or_default();
+    let factors = v["auth_factors"].as_array().into_iter().flatten();
     engine::is_step_up(
         v["class_uid"].as_u64().unwrap_or(0),
         v["activity_id"].as_i64(),
         v["status_id"].as_i64(),
         v["is_mfa"].as_bool(),
-        &factors,
+        factors.map(|f| f["factor_type_id"].as_i64()),
     )
 }
 

@@ -55,14 +55,18 @@ pub fn is_second_factor(factor_type_id: Option<i64>) -> bool {
 /// Whether a successful Authentication shows a second factor: one of its
 /// `auth_factors` is of a second-factor type; or it lists none and says
 /// `is_mfa: true`. An explicit `is_mfa: false` is never multi-factor.
-pub fn is_multi_factor(is_mfa: Option<bool>, factors: &[Option<i64>]) -> bool {
+pub fn is_multi_factor(
+    is_mfa: Option<bool>,
+    factors: impl IntoIterator<Item = Option<i64>>,
+) -> bool {
     if is_mfa == Some(false) {
         return false;
     }
-    if factors.is_empty() {
+    let mut factors = factors.into_iter().peekable();
+    if factors.peek().is_none() {
         return is_mfa == Some(true);
     }
-    factors.iter().any(|f| is_second_factor(*f))
+    factors.any(is_second_factor)
 }
 
 /// Whether an event is a step-up: a successful (status 1) Logon
@@ -73,7 +77,7 @@ pub fn is_step_up(
     activity_id: Option<i64>,
     status_id: Option<i64>,
     is_mfa: Option<bool>,
-    factors: &[Option<i64>],
+    factors: impl IntoIterator<Item = Option<i64>>,
 ) -> bool {
     class_uid == 3002
         && activity_id == Some(1)
@@ -197,14 +201,12 @@ impl Signals {
 
     /// Whether the event is a step-up (`is_step_up`).
     fn step_up(&self) -> bool {
-        let factors: Vec<Option<i64>> =
-            self.auth_factors.iter().map(|f| f.factor_type_id).collect();
         is_step_up(
             self.class_uid,
             self.activity_id,
             self.status_id,
             self.is_mfa,
-            &factors,
+            self.auth_factors.iter().map(|f| f.factor_type_id),
         )
     }
 }
@@ -804,42 +806,42 @@ mod tests {
     #[test]
     fn a_step_up_is_a_successful_logon_with_a_real_second_factor() {
         let f = |ids: &[i64]| ids.iter().map(|&i| Some(i)).collect::<Vec<_>>();
-        assert!(is_step_up(3002, Some(1), Some(1), None, &f(&[10])));
-        assert!(is_step_up(3002, Some(1), Some(1), Some(true), &[]));
-        assert!(is_step_up(3002, Some(1), Some(1), None, &f(&[11, 7])));
+        assert!(is_step_up(3002, Some(1), Some(1), None, f(&[10])));
+        assert!(is_step_up(3002, Some(1), Some(1), Some(true), []));
+        assert!(is_step_up(3002, Some(1), Some(1), None, f(&[11, 7])));
         for (what, ok) in [
             (
                 "logoff",
-                is_step_up(3002, Some(2), Some(1), Some(true), &f(&[10])),
+                is_step_up(3002, Some(2), Some(1), Some(true), f(&[10])),
             ),
             (
                 "failure",
-                is_step_up(3002, Some(1), Some(2), Some(true), &f(&[10])),
+                is_step_up(3002, Some(1), Some(2), Some(true), f(&[10])),
             ),
             (
                 "unknown factor",
-                is_step_up(3002, Some(1), Some(1), Some(true), &f(&[0])),
+                is_step_up(3002, Some(1), Some(1), Some(true), f(&[0])),
             ),
             (
                 "other factor",
-                is_step_up(3002, Some(1), Some(1), Some(true), &f(&[99])),
+                is_step_up(3002, Some(1), Some(1), Some(true), f(&[99])),
             ),
             (
                 "untyped factor",
-                is_step_up(3002, Some(1), Some(1), Some(true), &[None]),
+                is_step_up(3002, Some(1), Some(1), Some(true), [None]),
             ),
             (
                 "password only",
-                is_step_up(3002, Some(1), Some(1), Some(true), &f(&[11])),
+                is_step_up(3002, Some(1), Some(1), Some(true), f(&[11])),
             ),
             (
                 "is_mfa false",
-                is_step_up(3002, Some(1), Some(1), Some(false), &f(&[10])),
+                is_step_up(3002, Some(1), Some(1), Some(false), f(&[10])),
             ),
-            ("no claim", is_step_up(3002, Some(1), Some(1), None, &[])),
+            ("no claim", is_step_up(3002, Some(1), Some(1), None, [])),
             (
                 "not authentication",
-                is_step_up(3005, Some(1), Some(1), Some(true), &f(&[10])),
+                is_step_up(3005, Some(1), Some(1), Some(true), f(&[10])),
             ),
         ] {
             assert!(!ok, "{what}");
