@@ -271,7 +271,9 @@ impl Log {
     pub fn receipt(&self, index: u64, at: ReceiptAt) -> Result<Receipt, LogError> {
         let latest = self.head();
         let snap = self.store.snapshot()?;
-        stored_event(&snap, index, latest.size)?;
+        // Read once: its absence or redaction answers before `at` is
+        // weighed, and the receipt is made of it.
+        let event = stored_event(&snap, index, latest.size)?;
         let head = match at {
             ReceiptAt::Latest => latest,
             ReceiptAt::Checkpoint(h) => match h.size > index && h.size <= latest.size {
@@ -294,7 +296,8 @@ impl Log {
                 })
             }
         };
-        Ok(sequencer::stored_receipt(
+        Ok(sequencer::receipt_of(
+            EventRow::Present(event),
             &snap,
             &MemoHashes::new(&snap),
             index,

@@ -312,10 +312,22 @@ pub fn stored_receipt(
     index: u64,
     head: &Head,
 ) -> Result<Receipt, StoreError> {
+    receipt_of(snap.event(index)?, snap, r, index, head)
+}
+
+/// The receipt of leaf `index`, whose event row the caller has read
+/// (`row`), proven against `head`.
+pub fn receipt_of(
+    row: EventRow,
+    snap: &dyn Snapshot,
+    r: &impl HashReader,
+    index: u64,
+    head: &Head,
+) -> Result<Receipt, StoreError> {
     let commitment = snap.commitments(index, 1)?[0];
     let proof = tree::prove_inclusion(head.size, index, r)
         .map_err(|err| StoreError::Corrupt(format!("proof of {index}: {err}")))?;
-    let (event, salt, redacted_by) = match snap.event(index)? {
+    let (event, salt, redacted_by) = match row {
         EventRow::Present(e) => {
             let text = String::from_utf8(e.jcs)
                 .map_err(|_| StoreError::Corrupt(format!("event {index} is not UTF-8")))?;
