@@ -32,11 +32,7 @@ async fn settled_findings(s: &Server, c: &reqwest::Client) -> Vec<Value> {
 async fn brute_force_fires_at_ten_is_on_the_record_and_raises_risk() {
     let s = Server::start(&[]);
     let c = Server::client();
-    let t0 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-        - 60_000;
+    let t0 = now_ms() - 60_000;
     let mfa = json!({
         "class_uid": 3002, "activity_id": 1, "severity_id": 1, "status_id": 1, "time": t0, "is_mfa": true,
         "user": {"uid": "u-7"}, "dst_endpoint": {"hostname": "sso.example.com"},
@@ -111,11 +107,7 @@ async fn brute_force_fires_at_ten_is_on_the_record_and_raises_risk() {
 async fn a_restart_in_the_middle_of_a_window_keeps_the_count() {
     let mut s = Server::start(&[]);
     let c = Server::client();
-    let t0 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-        - 60_000;
+    let t0 = now_ms() - 60_000;
     for i in 0..6 {
         s.append(&c, failed_logon("u-9", t0 + 1000 * i)).await;
     }

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{auth_event, eventually, sealog, send_signal, Server, PATIENCE};
 use serde_json::json;
@@ -33,35 +33,7 @@ fn s(p: &Path) -> &str {
 fn serve_refused(bin: &str, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
     all.extend(args);
-    refused(bin, cwd, &all, env)
-}
-
-/// Runs `bin ARGS`, a server expected to refuse to start: its output, or
-/// a panic if it is still running after 30 s.
-fn refused(bin: &str, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
-    let mut child = Command::new(bin)
-        .current_dir(cwd)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            assert!(!status.success(), "serve exited 0: {err}");
-            return err;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("serve {args:?} started instead of refusing");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::refused_with(bin, cwd, &all, env)
 }
 
 #[test]
@@ -604,7 +576,7 @@ async fn a_witness_serves_https_from_a_private_directory_and_cosigns_for_a_log_t
     assert_eq!(mode(&p("w").join("witness.redb")), 0o600);
     std::fs::create_dir(p("loose")).unwrap();
     std::fs::set_permissions(p("loose"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let e = refused(
+    let e = common::refused_with(
         SEALOG,
         tmp.path(),
         &[

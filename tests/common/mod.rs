@@ -666,9 +666,15 @@ pub async fn read_sse_until(
 /// PATIENCE (a server that starts instead is killed and fails the test);
 /// what it printed on stderr.
 pub fn refused_in(cwd: &Path, args: &[&str]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sealog"))
+    refused_with(env!("CARGO_BIN_EXE_sealog"), cwd, args, &[])
+}
+
+/// `refused_in` for the program `bin` with `env` added to its environment.
+pub fn refused_with(bin: &str, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut child = Command::new(bin)
         .current_dir(cwd)
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
