@@ -12,7 +12,6 @@ use super::error::ApiError;
 use super::params::{canonical_u64, Params};
 use super::state::{authorize, AppState};
 use crate::server::auth::Scope;
-use crate::store::EventRow;
 use crate::sys::follow::{Follower, Follows, Role};
 
 /// `GET /v1/stream?from=<index>&class_uid=&user=` (scope `read`):
@@ -209,13 +208,6 @@ struct StreamState {
     _slot: StreamSlot,
 }
 
-fn stream_error(what: &str, error: &dyn std::fmt::Display) {
-    tracing::error!(error = %error, "stream: {what}");
-    crate::sys::metrics::METRICS
-        .stream_errors
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-}
-
 impl StreamState {
     /// The next SSE event to send, waiting for new ones; None to end.
     ///
@@ -245,52 +237,13 @@ impl StreamState {
                 });
             }
             let range = self.follower.next().await?;
-            let snap = match self.s.log.store().snapshot() {
-                Ok(snap) => snap,
-                Err(e) => {
+            match self.s.log.stream_events(range.clone(), class, user) {
+                Ok(events) => self.buf = events,
+                Err(_) => {
                     // The client resumes from its last id.
-                    stream_error("cannot read the store; ending the stream", &e);
                     self.done = true;
                     let body = json!({"error": {"code": "storage", "message": "the log cannot read its store; reconnect with Last-Event-ID"}});
                     return Some(Event::default().event("error").data(body.to_string()));
-                }
-            };
-            for i in range.clone() {
-                let e = match snap.event(i) {
-                    Ok(EventRow::Present(e)) => e,
-                    // Redacted events are not streamed.
-                    Ok(EventRow::Redacted(_)) => continue,
-                    Ok(EventRow::Absent) => {
-                        stream_error("an event is missing from the store", &i);
-                        self.buf.push((i, Err("missing from the store".into())));
-                        continue;
-                    }
-                    Err(e) => {
-                        stream_error("cannot read an event", &e);
-                        self.buf.push((i, Err("cannot be read".into())));
-                        continue;
-                    }
-                };
-                let v = match serde_json::from_slice::<Value>(&e.jcs) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        stream_error("cannot parse a stored event", &e);
-                        self.buf.push((i, Err("cannot be parsed".into())));
-                        continue;
-                    }
-                };
-                let class_ok = class.is_none_or(|c| v["class_uid"].as_u64() == Some(c));
-                let user_ok = user.is_none_or(|u| match snap.facets(i) {
-                    Ok(f) => f.is_some_and(|f| {
-                        f.users.iter().any(|x| x == u) || f.actors.iter().any(|x| x == u)
-                    }),
-                    Err(e) => {
-                        stream_error("cannot read an event's users", &e);
-                        false
-                    }
-                });
-                if class_ok && user_ok {
-                    self.buf.push((i, Ok(v)));
                 }
             }
             self.buf.reverse();
